@@ -1,0 +1,36 @@
+"""selfdistill: self-distillation vs early stopping on noisy labels, seen through the frequency principle.
+
+Run the whole study with `snakemake --cores 2`; rebuild one figure by naming its file, e.g.
+`snakemake --cores 2 results/digits/pair40/figures/accuracy.png`.
+"""
+
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+# The library lives in src/: make it importable here and in every job (also inside conda environments),
+# whether or not the package was pip-installed.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")]))
+)
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

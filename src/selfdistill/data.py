@@ -1,0 +1,171 @@
+"""Pipeline step ``corrupt``: load a dataset, flip labels, carve a noisy validation split, write one HDF5 file.
+
+HDF5 layout (one file per dataset × noise × seed)::
+
+    /train, /val, /test            groups, each with
+        images        uint8 (N, H, W, C), as stored by the dataset
+        labels_clean  int64 (N,)
+        labels_noisy  int64 (N,)        (test: equal to clean; test labels are never corrupted)
+        is_noisy      bool  (N,)
+        index         int64 (N,)        row in the dataset's original train (or test) array
+    attributes: dataset, class_names, num_classes, pixel_max, seed, val_fraction, noise_name, noise_type,
+        noise_rate_requested, noise_rate_realised, n_flipped, transition_matrix (C×C, P(noisy=j | clean=i)),
+        class_map (JSON, asymmetric only), package_version
+
+Noise is applied to the whole training set first; the validation split is then carved from the noisy training
+set, so early stopping only ever sees noisy labels (STUDY.md §5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .datasets import load_dataset
+from .io import atomic_output, setup_logging
+from .noise import NoiseSpec, class_map_for, corrupt_labels, transition_matrix
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SPLIT_FIELDS = ("images", "labels_clean", "labels_noisy", "is_noisy", "index")
+
+
+def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent generators for the label flips and the validation split, both fixed by ``seed``."""
+    noise_seq, split_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(noise_seq), np.random.default_rng(split_seq)
+
+
+def build_corrupted_dataset(
+    out: str | os.PathLike,
+    dataset: str,
+    noise: Mapping,
+    seed: int,
+    val_fraction: float = 0.1,
+    dataset_options: Mapping | None = None,
+    log_path: str | os.PathLike | None = None,
+) -> None:
+    """Pipeline step: write ``out`` (HDF5) for one dataset × noise setting × seed."""
+    if log_path is not None:
+        setup_logging(log_path)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    spec = NoiseSpec.from_config(noise)
+    raw = load_dataset(dataset, **dict(dataset_options or {}))
+    noise_rng, split_rng = _rngs(seed)
+    class_map = (
+        class_map_for(dataset, spec.class_map) if spec.type == "asymmetric" else None
+    )
+    noisy, is_noisy = corrupt_labels(
+        raw.train_labels, spec.type, spec.rate, raw.num_classes, noise_rng, class_map
+    )
+
+    n = raw.train_labels.size
+    order = split_rng.permutation(n)
+    n_val = round(val_fraction * n)
+    parts = {"val": np.sort(order[:n_val]), "train": np.sort(order[n_val:])}
+
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:
+        for split, rows in parts.items():
+            _write_split(
+                h5,
+                split,
+                raw.train_images[rows],
+                raw.train_labels[rows],
+                noisy[rows],
+                is_noisy[rows],
+                rows,
+            )
+        test_rows = np.arange(raw.test_labels.size)
+        _write_split(
+            h5,
+            "test",
+            raw.test_images,
+            raw.test_labels,
+            raw.test_labels,
+            np.zeros(test_rows.size, bool),
+            test_rows,
+        )
+        eligible = (
+            n
+            if class_map is None
+            else int(np.isin(raw.train_labels, list(class_map)).sum())
+        )
+        attrs = {
+            "dataset": dataset,
+            "class_names": np.array(raw.class_names, dtype=h5py.string_dtype()),
+            "num_classes": raw.num_classes,
+            "pixel_max": raw.pixel_max,
+            "seed": seed,
+            "val_fraction": val_fraction,
+            "noise_name": spec.name,
+            "noise_type": spec.type,
+            "noise_rate_requested": spec.rate,
+            "noise_rate_realised": float(is_noisy.sum() / eligible)
+            if eligible
+            else 0.0,
+            "n_flipped": int(is_noisy.sum()),
+            "transition_matrix": transition_matrix(
+                raw.train_labels, noisy, raw.num_classes
+            ),
+            "class_map": json.dumps(class_map or {}),
+            "package_version": __version__,
+        }
+        h5.attrs.update(attrs)
+    log.info(
+        "%s/%s seed %d: flipped %d of %d training labels (realised rate %.4f); train %d, val %d, test %d",
+        dataset,
+        spec.name,
+        seed,
+        attrs["n_flipped"],
+        n,
+        attrs["noise_rate_realised"],
+        parts["train"].size,
+        parts["val"].size,
+        raw.test_labels.size,
+    )
+
+
+def _write_split(
+    h5: h5py.File, name: str, images, clean, noisy, is_noisy, index
+) -> None:
+    group = h5.create_group(name)
+    group.create_dataset(
+        "images", data=np.ascontiguousarray(images, dtype=np.uint8), compression="gzip"
+    )
+    group.create_dataset("labels_clean", data=np.asarray(clean, dtype=np.int64))
+    group.create_dataset("labels_noisy", data=np.asarray(noisy, dtype=np.int64))
+    group.create_dataset("is_noisy", data=np.asarray(is_noisy, dtype=bool))
+    group.create_dataset("index", data=np.asarray(index, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a corrupted dataset, loaded into memory."""
+
+    images: np.ndarray
+    labels_clean: np.ndarray
+    labels_noisy: np.ndarray
+    is_noisy: np.ndarray
+    index: np.ndarray
+
+
+def read_corrupted(path: str | os.PathLike) -> tuple[dict[str, Split], dict]:
+    """Load all splits and the attributes of a file written by :func:`build_corrupted_dataset`."""
+    with h5py.File(path, "r") as h5:
+        splits = {
+            name: Split(**{f: h5[name][f][()] for f in SPLIT_FIELDS}) for name in SPLITS
+        }
+        attrs = {k: v for k, v in h5.attrs.items()}
+    attrs["class_names"] = [
+        c.decode() if isinstance(c, bytes) else str(c) for c in attrs["class_names"]
+    ]
+    return splits, attrs

@@ -1,0 +1,639 @@
+"""Figures of the study: accuracy, loss, memorisation and frequency curves per training mode.
+
+Every public ``plot_*`` function reads the tidy CSV(s) written by :mod:`selfdistill.aggregate`, draws one figure
+for one (dataset, noise) setting and writes one PNG atomically (via :func:`selfdistill.io.atomic_output`), so a
+crash never leaves a half-written image under the final name. Curves are means over seeds with a ±1 sd band
+(no band for a single seed). Each mode keeps the same colour in every figure (:func:`mode_palette`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from .aggregate import per_run_summary
+from .io import atomic_output, setup_logging
+
+log = logging.getLogger(__name__)
+
+MODE_ORDER = (
+    "ce",
+    "self_distill",
+    "self_distill_seq",
+    "bootstrap_soft",
+    "bootstrap_hard",
+)
+DPI = 130
+FIG_WIDTH = 11.0  # inches; the brief caps figures at 12
+MAX_DELTA_PANELS = 4
+TRAIN_SPLIT = "train_subset"
+LABEL_SOURCES = {"labels_clean": "clean labels", "labels_noisy": "noisy labels"}
+LABEL_COLOURS = {"labels_clean": "black", "labels_noisy": "tab:red"}
+SOURCE_NAMES = {"probs": "softmax probabilities", "logits": "logits"}
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers (pure, tested)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def mode_palette(modes: Sequence[str] = ()) -> dict[str, tuple]:
+    """Colour per mode, fixed by the canonical order so a mode looks the same in every figure.
+
+    Modes outside :data:`MODE_ORDER` get the next colours of the palette in the order given.
+    """
+    extra = [m for m in dict.fromkeys(modes) if m not in MODE_ORDER]
+    colours = sns.color_palette("colorblind", len(MODE_ORDER) + len(extra))
+    return {m: colours[i] for i, m in enumerate(list(MODE_ORDER) + extra)}
+
+
+def ordered_modes(
+    present: Sequence[str], mode_order: Sequence[str] | None = None
+) -> list[str]:
+    """Modes present in the data, sorted by ``mode_order`` (default canonical); unlisted ones follow, sorted."""
+    order = list(mode_order) if mode_order is not None else list(MODE_ORDER)
+    present = sorted(set(present))
+    listed = [m for m in order if m in present]
+    return listed + [m for m in present if m not in listed]
+
+
+def delta_column(freq: pd.DataFrame) -> str:
+    """Column that identifies δ across runs: ``delta_rel`` when every row has it, else the absolute ``delta``."""
+    if "delta_rel" in freq.columns and freq["delta_rel"].notna().all() and len(freq):
+        return "delta_rel"
+    return "delta"
+
+
+def select_deltas(
+    available: Sequence[float],
+    requested: Sequence[float] | None = None,
+    max_n: int = MAX_DELTA_PANELS,
+) -> list[float]:
+    """Pick the δ values to plot.
+
+    With ``requested`` None: at most ``max_n`` values spread evenly (by rank) over the sorted available list, ends
+    included. Otherwise: for each requested value the nearest available one (ties to the smaller), duplicates
+    dropped, request order kept.
+    """
+    avail = np.unique(np.asarray(available, dtype=float))
+    avail = avail[np.isfinite(avail)]
+    if avail.size == 0:
+        raise ValueError("no δ values available")
+    if requested is None:
+        if avail.size <= max_n:
+            return [float(v) for v in avail]
+        idx = np.unique(np.round(np.linspace(0, avail.size - 1, max_n)).astype(int))
+        return [float(avail[i]) for i in idx]
+    chosen: list[float] = []
+    for r in requested:
+        v = float(
+            avail[int(np.argmin(np.abs(avail - float(r))))]
+        )  # argmin takes the first (smaller) on ties
+        if v not in chosen:
+            chosen.append(v)
+    return chosen
+
+
+def middle_delta(available: Sequence[float]) -> float:
+    """The middle value of the sorted distinct δ list (the lower middle for an even count)."""
+    avail = np.unique(np.asarray(available, dtype=float))
+    avail = avail[np.isfinite(avail)]
+    if avail.size == 0:
+        raise ValueError("no δ values available")
+    return float(avail[(avail.size - 1) // 2])
+
+
+def early_stop_points(hist: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Marker positions: each run's early-stop epoch (best noisy val, from ``per_run_summary``) and the mode's
+    mean ``col`` over seeds at that epoch, so the marker sits on the plotted mean curve.
+
+    Returns columns mode, seed, early_stop_epoch, ``col``.
+    """
+    stops = per_run_summary(hist)[["mode", "seed", "early_stop_epoch"]]
+    mean = hist.groupby(["mode", "epoch"], as_index=False)[col].mean()
+    mean = mean.rename(columns={"epoch": "early_stop_epoch"})
+    return stops.merge(mean, on=["mode", "early_stop_epoch"], how="left")
+
+
+def ratio_difference(
+    freq: pd.DataFrame, key: str, baseline: str = "ce"
+) -> pd.DataFrame:
+    """Per seed, epoch and δ: ratio(mode) − ratio(baseline) for every other mode, paired on the same seed.
+
+    ``freq`` holds the per-epoch rows of one source and split. Seeds or epochs missing from either side are
+    dropped. Returns columns mode, seed, epoch, ``key``, diff (empty when the baseline is absent).
+    """
+    cols = ["mode", "seed", "epoch", key, "diff"]
+    base = freq[freq["mode"] == baseline]
+    if base.empty:
+        return pd.DataFrame(columns=cols)
+    on = ["seed", "epoch", key]
+    base = (
+        base.groupby(on, as_index=False)["ratio"]
+        .mean()
+        .rename(columns={"ratio": "ratio_base"})
+    )
+    other = (
+        freq[freq["mode"] != baseline]
+        .groupby(["mode", *on], as_index=False)["ratio"]
+        .mean()
+    )
+    merged = other.merge(base, on=on, how="inner")
+    merged["diff"] = merged["ratio"] - merged["ratio_base"]
+    return merged[cols].reset_index(drop=True)
+
+
+def label_reference(
+    freq: pd.DataFrame, key: str, split: str = TRAIN_SPLIT
+) -> pd.DataFrame:
+    """Ratio of the clean and noisy one-hot label matrices per δ, mean over seeds (columns source, ``key``, ratio).
+
+    Label rows repeat across modes of one seed, so each seed counts once.
+    """
+    rows = freq[freq["source"].isin(list(LABEL_SOURCES)) & (freq["split"] == split)]
+    per_seed = rows.groupby(["source", key, "seed"], as_index=False)["ratio"].mean()
+    return per_seed.groupby(["source", key], as_index=False)["ratio"].mean()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# shared drawing plumbing
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _style():
+    """Context managers equivalent to ``sns.set_theme(style="whitegrid", context="paper")``, applied locally."""
+    return sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.15)
+
+
+def _setting_title(df: pd.DataFrame) -> str:
+    """'dataset · noise noise' for the suptitle; refuses a table that mixes settings."""
+    settings = df[["dataset", "noise"]].drop_duplicates()
+    if len(settings) != 1:
+        pairs = ", ".join(f"{d}/{n}" for d, n in settings.itertuples(index=False))
+        raise ValueError(
+            f"expected one (dataset, noise) setting per figure, got {len(settings)}: {pairs}"
+        )
+    dataset, noise = settings.iloc[0]
+    return f"{dataset} · noise: {noise}"
+
+
+def _n_seeds_text(df: pd.DataFrame) -> str:
+    """'mean ± sd over N seeds' (or the per-mode range), for the suptitle."""
+    counts = df.groupby("mode")["seed"].nunique()
+    lo, hi = int(counts.min()), int(counts.max())
+    n = str(lo) if lo == hi else f"{lo}–{hi}"
+    return "1 seed (no sd band)" if hi == 1 else f"mean ± sd over {n} seeds"
+
+
+def _save(fig: plt.Figure, out_png: PathLike) -> None:
+    """Write the figure atomically as PNG and close it."""
+    try:
+        with atomic_output(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _lines(ax, data, y, modes, palette, **kw) -> None:
+    """Mean ± sd over seeds of ``y`` against epoch, one line per mode."""
+    sns.lineplot(
+        data=data,
+        x="epoch",
+        y=y,
+        hue="mode",
+        hue_order=modes,
+        palette=palette,
+        estimator="mean",
+        errorbar="sd",
+        legend=False,
+        ax=ax,
+        **kw,
+    )
+    ax.set_xlabel("epoch")
+    _integer_epochs(ax)
+
+
+def _integer_epochs(ax) -> None:
+    """Integer epoch ticks (matters for runs with only a few epochs)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _epoch_tick_columns(epochs: Sequence[int], max_ticks: int = 10) -> np.ndarray:
+    """Heat-map column indices to label: the columns nearest to round epoch numbers, at most ~``max_ticks``."""
+    epochs = np.asarray(epochs, dtype=float)
+    if epochs.size <= max_ticks:
+        return np.arange(epochs.size)
+    nice = MaxNLocator(nbins=max_ticks - 1, integer=True).tick_values(
+        epochs.min(), epochs.max()
+    )
+    nice = nice[(nice >= epochs.min()) & (nice <= epochs.max())]
+    return np.unique([int(np.argmin(np.abs(epochs - v))) for v in nice])
+
+
+def _mode_handles(modes, palette) -> list[Line2D]:
+    """Legend handles, one coloured line per mode."""
+    return [Line2D([], [], color=palette[m], lw=2, label=m) for m in modes]
+
+
+def _fig_legend(fig, handles, ncol=None) -> None:
+    """One legend for the whole figure, centred under the panels."""
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=ncol or min(len(handles), 6),
+        frameon=False,
+    )
+
+
+def _read_histories(
+    histories_csv: PathLike, mode_order
+) -> tuple[pd.DataFrame, list[str], dict]:
+    """Histories table, the modes to draw (ordered) and the palette."""
+    hist = pd.read_csv(histories_csv)
+    if hist.empty:
+        raise ValueError(f"{histories_csv}: no rows")
+    modes = ordered_modes(hist["mode"].unique(), mode_order)
+    hist = hist[hist["mode"].isin(modes)]
+    return hist, modes, mode_palette(modes)
+
+
+def _percent(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """Copy with fraction columns rescaled to percent."""
+    out = df.copy()
+    for c in cols:
+        out[c] = 100 * out[c]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# training-history figures
+# --------------------------------------------------------------------------------------------------------------
+
+
+def plot_accuracy(
+    histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
+) -> None:
+    """Test and noisy-validation accuracy per mode vs epoch, with each seed's early-stopping epoch marked.
+
+    The early-stopping epoch is the best noisy-validation epoch (STUDY.md §5, ties → earliest); a ▼ sits on the
+    mode's mean curve at each seed's early-stop epoch, in both panels.
+    """
+    hist, modes, palette = _read_histories(histories_csv, mode_order)
+    title = _setting_title(hist)
+    data = _percent(hist, ["test_acc", "val_acc"])
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 4.2), sharex=True)
+        panels = [
+            ("test_acc", "test accuracy (%, clean labels)"),
+            ("val_acc", "validation accuracy (%, noisy labels)"),
+        ]
+        for ax, (col, label) in zip(axes, panels, strict=True):
+            _lines(ax, data, col, modes, palette)
+            points = early_stop_points(data, col)
+            for m in modes:
+                pts = points[points["mode"] == m]
+                ax.scatter(
+                    pts["early_stop_epoch"],
+                    pts[col],
+                    marker="v",
+                    s=55,
+                    color=palette[m],
+                    edgecolor="black",
+                    linewidth=0.6,
+                    zorder=5,
+                )
+            ax.set_ylabel(label)
+        axes[0].set_title("test accuracy")
+        axes[1].set_title("noisy validation accuracy (early-stopping signal)")
+        handles = _mode_handles(modes, palette) + [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="v",
+                markersize=7,
+                color="grey",
+                markeredgecolor="black",
+                label="early stop (best noisy val), one per seed",
+            )
+        ]
+        _fig_legend(fig, handles)
+        fig.suptitle(f"{title} — accuracy, {_n_seeds_text(hist)}")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+def plot_loss(
+    histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
+) -> None:
+    """Training loss (each mode's own objective, on noisy targets) and test loss per mode vs epoch."""
+    hist, modes, palette = _read_histories(histories_csv, mode_order)
+    title = _setting_title(hist)
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 4.2), sharex=True)
+        panels = [
+            ("train_loss", "training loss (mode's objective, noisy targets)"),
+            ("test_loss", "test loss (cross-entropy, clean labels)"),
+        ]
+        for ax, (col, label) in zip(axes, panels, strict=True):
+            _lines(ax, hist, col, modes, palette)
+            ax.set_ylabel(label)
+        axes[0].set_title("training loss")
+        axes[1].set_title("test loss")
+        _fig_legend(fig, _mode_handles(modes, palette))
+        fig.suptitle(f"{title} — loss, {_n_seeds_text(hist)}")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+def plot_memorization(
+    histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
+) -> None:
+    """Share of noisy-labelled training samples predicted as their noisy label (memorised) or clean label."""
+    hist, modes, palette = _read_histories(histories_csv, mode_order)
+    title = _setting_title(hist)
+    data = _percent(hist, ["memorized", "corrected"])
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(
+            1, 2, figsize=(FIG_WIDTH, 4.2), sharex=True, sharey=True
+        )
+        panels = [
+            ("memorized", "memorised: predicted = noisy label"),
+            ("corrected", "corrected: predicted = clean label"),
+        ]
+        for ax, (col, panel_title) in zip(axes, panels, strict=True):
+            _lines(ax, data, col, modes, palette)
+            ax.set_title(panel_title)
+            ax.set_ylabel("% of noisy-labelled training samples")
+        axes[1].tick_params(labelleft=True)
+        _fig_legend(fig, _mode_handles(modes, palette))
+        fig.suptitle(f"{title} — memorisation of wrong labels, {_n_seeds_text(hist)}")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# frequency figures
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _read_frequency(frequency_csv: PathLike, source: str, mode_order):
+    """Frequency table split into per-epoch rows of ``source`` (all splits) and label-reference rows."""
+    freq = pd.read_csv(frequency_csv)
+    title = _setting_title(freq)
+    epochs = freq[freq["source"] == source]
+    if epochs.empty:
+        have = sorted(freq["source"].unique())
+        raise ValueError(
+            f"{frequency_csv}: no rows with source={source!r} (have {have})"
+        )
+    key = delta_column(epochs)
+    modes = ordered_modes(epochs["mode"].unique(), mode_order)
+    epochs = epochs[epochs["mode"].isin(modes)].copy()
+    epochs["epoch"] = epochs["epoch"].astype(int)
+    labels = freq[freq["source"].isin(list(LABEL_SOURCES))]
+    return epochs, labels, key, modes, mode_palette(modes), title
+
+
+def _delta_text(key: str, value: float, rows: pd.DataFrame) -> str:
+    """Panel label for one δ; for relative δ also the mean absolute width."""
+    if key == "delta_rel":
+        absolute = rows.loc[np.isclose(rows[key], value), "delta"].mean()
+        return f"δ_rel = {value:.3g} (δ ≈ {absolute:.3g})"
+    return f"δ = {value:.3g}"
+
+
+def plot_frequency_ratio(
+    frequency_csv: PathLike,
+    out_png: PathLike,
+    deltas: Sequence[float] | None = None,
+    mode_order: Sequence[str] | None = None,
+    source: str = "probs",
+) -> None:
+    """Low-frequency energy fraction of the network's outputs on the training subset, per mode and δ.
+
+    Top row: ratio vs epoch (one panel per δ) with the clean and noisy label matrices' ratios as dashed
+    references. Bottom row (only when ``ce`` is present): ratio(mode) − ratio(ce), paired by seed.
+    ``deltas`` are matched to the nearest available value of ``delta_rel`` (when present) or ``delta``.
+    """
+    epochs, labels, key, modes, palette, title = _read_frequency(
+        frequency_csv, source, mode_order
+    )
+    train = epochs[epochs["split"] == TRAIN_SPLIT]
+    if train.empty:
+        raise ValueError(
+            f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}"
+        )
+    chosen = select_deltas(train[key].unique(), deltas)
+    refs = (
+        label_reference(labels, key)
+        if key in labels.columns
+        else pd.DataFrame(columns=["source", key, "ratio"])
+    )
+    diffs = ratio_difference(train, key)
+    diff_modes = [m for m in modes if m != "ce" and m in set(diffs["mode"])]
+    n_rows = 2 if diff_modes else 1
+    n_cols = len(chosen)
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(
+            n_rows,
+            n_cols,
+            figsize=(min(FIG_WIDTH, 3.0 * n_cols + 1.0), 3.4 * n_rows + 0.4),
+            sharex=True,
+            squeeze=False,
+            gridspec_kw={"height_ratios": [1.3, 1.0][:n_rows]},
+        )
+        for j, value in enumerate(chosen):
+            ax = axes[0, j]
+            rows = train[np.isclose(train[key], value)]
+            _lines(ax, rows, "ratio", modes, palette)
+            for src in LABEL_SOURCES:
+                ref = refs[
+                    (refs["source"] == src) & np.isclose(refs[key].astype(float), value)
+                ]
+                if not ref.empty:
+                    ax.axhline(
+                        float(ref["ratio"].iloc[0]),
+                        color=LABEL_COLOURS[src],
+                        ls="--",
+                        lw=1.2,
+                    )
+            ax.set_title(_delta_text(key, value, rows))
+            ax.set_ylabel("low-frequency energy fraction" if j == 0 else "")
+            if n_rows == 2:
+                ax.set_xlabel("")
+                axd = axes[1, j]
+                d = diffs[np.isclose(diffs[key], value)]
+                _lines(axd, d, "diff", diff_modes, palette)
+                axd.axhline(0.0, color=palette["ce"], lw=1.2)
+                axd.set_ylabel("ratio(mode) − ratio(ce)" if j == 0 else "")
+        handles = _mode_handles(modes, palette) + [
+            Line2D(
+                [], [], color=LABEL_COLOURS[s], ls="--", lw=1.2, label=f"ratio of {n}"
+            )
+            for s, n in LABEL_SOURCES.items()
+            if not refs.empty and s in set(refs["source"])
+        ]
+        _fig_legend(fig, handles, ncol=min(len(handles), 4))
+        note = "" if n_rows == 2 else " (no ce runs: difference row skipped)"
+        fig.suptitle(
+            f"{title} — low-frequency energy fraction of {SOURCE_NAMES.get(source, source)}\n"
+            f"training subset, {_n_seeds_text(train)}{note}"
+        )
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+def plot_frequency_error(
+    frequency_csv: PathLike,
+    out_png: PathLike,
+    delta: float | None = None,
+    mode_order: Sequence[str] | None = None,
+    source: str = "probs",
+    target: str = "noisy",
+) -> None:
+    """Relative error of the low- and high-frequency parts (Xu et al.) on the training subset, for one δ.
+
+    Top: e_low and e_high vs epoch per mode (mean ± sd). Below: Xu et al.'s heat map per mode (rows low/high,
+    columns epochs, mean over seeds) on one shared colour scale. ``target`` picks the noisy (default) or clean
+    one-hot labels as the reference; ``delta`` defaults to the middle of the available list.
+    """
+    if target not in ("noisy", "clean"):
+        raise ValueError(f"target must be 'noisy' or 'clean', got {target!r}")
+    epochs, _, key, modes, palette, title = _read_frequency(
+        frequency_csv, source, mode_order
+    )
+    train = epochs[epochs["split"] == TRAIN_SPLIT]
+    if train.empty:
+        raise ValueError(
+            f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}"
+        )
+    avail = train[key].unique()
+    value = middle_delta(avail) if delta is None else select_deltas(avail, [delta])[0]
+    rows = train[np.isclose(train[key], value)]
+    cols = {"low": f"e_low_{target}", "high": f"e_high_{target}"}
+    per_mode = rows.groupby(["mode", "epoch"])[list(cols.values())].mean()
+    all_epochs = sorted(rows["epoch"].unique())
+    vmin = float(np.nanmin(per_mode.to_numpy())) if per_mode.size else 0.0
+    vmax = float(np.nanmax(per_mode.to_numpy())) if per_mode.size else 1.0
+    n = len(modes)
+    axes_style, context = _style()
+    with axes_style, context:
+        height = 3.6 + 0.5 + 0.85 * n + 0.9
+        fig = plt.figure(figsize=(FIG_WIDTH, height))
+        grid = fig.add_gridspec(
+            2 + n,
+            2,
+            height_ratios=[3.6, 0.5] + [0.85] * n,
+            hspace=0.3,
+            wspace=0.22,
+            top=1 - 0.9 / height,
+        )
+        ax_low = fig.add_subplot(grid[0, 0])
+        ax_high = fig.add_subplot(grid[0, 1], sharex=ax_low)
+        for ax, (band, col) in zip((ax_low, ax_high), cols.items(), strict=True):
+            _lines(ax, rows, col, modes, palette)
+            ax.set_title(f"{band}-frequency error e_{band}")
+            ax.set_ylabel(f"‖h_{band} − y_{band}‖ / ‖y_{band}‖")
+        # one heat map per mode, all on one colour scale with a single colour bar on the right
+        heat_grid = grid[2:, :].subgridspec(
+            n, 2, width_ratios=[60, 1], hspace=0.25, wspace=0.02
+        )
+        cax = fig.add_subplot(heat_grid[:, 1])
+        tick_idx = _epoch_tick_columns(all_epochs)
+        for i, m in enumerate(modes):
+            ax = fig.add_subplot(heat_grid[i, 0])
+            sub = (
+                per_mode.loc[m]
+                if m in per_mode.index.get_level_values(0)
+                else pd.DataFrame(columns=cols.values())
+            )
+            matrix = pd.DataFrame(
+                [
+                    sub[cols["low"]].reindex(all_epochs),
+                    sub[cols["high"]].reindex(all_epochs),
+                ],
+                index=["low", "high"],
+            ).astype(float)
+            sns.heatmap(
+                matrix,
+                ax=ax,
+                cmap="viridis",
+                vmin=vmin,
+                vmax=vmax,
+                cbar=i == 0,
+                cbar_ax=cax if i == 0 else None,
+                cbar_kws={"label": f"e (vs {target} labels)"},
+                xticklabels=False,
+                yticklabels=True,
+            )
+            ax.set_yticklabels(["low", "high"], rotation=0)
+            ax.set_ylabel(
+                m,
+                rotation=0,
+                ha="right",
+                va="center",
+                color=palette[m],
+                fontweight="bold",
+            )
+            ax.set_xticks(tick_idx + 0.5)
+            last = i == n - 1
+            ax.set_xticklabels(
+                [str(all_epochs[k]) for k in tick_idx] if last else [], rotation=0
+            )
+            ax.set_xlabel("epoch" if last else "")
+        _fig_legend(fig, _mode_handles(modes, palette))
+        fig.suptitle(
+            f"{title} — frequency-resolved error of {SOURCE_NAMES.get(source, source)} vs {target} labels\n"
+            f"training subset, {_delta_text(key, value, rows)}; curves: {_n_seeds_text(rows)}; "
+            "heat maps: mean over seeds, one colour scale",
+            y=1 - 0.05 / height,
+            va="top",
+        )
+        _save(fig, out_png)
+
+
+#: Every figure the pipeline builds per dataset/noise setting, by name (= file stem), and its drawing function.
+PLOTTERS = {
+    "accuracy": plot_accuracy,
+    "loss": plot_loss,
+    "memorization": plot_memorization,
+    "frequency_ratio": plot_frequency_ratio,
+    "frequency_error": plot_frequency_error,
+}
+FIGURES = tuple(PLOTTERS)
+
+
+def plot(
+    kind: str,
+    in_csv: PathLike,
+    out_png: PathLike,
+    log_path: PathLike | None = None,
+    **options,
+) -> None:
+    """Pipeline step: draw figure ``kind`` (one of :data:`FIGURES`) from its CSV into ``out_png``."""
+    if log_path is not None:
+        setup_logging(log_path)
+    if kind not in FIGURES:
+        raise ValueError(f"unknown figure {kind!r}; allowed: {', '.join(FIGURES)}")
+    PLOTTERS[kind](in_csv, out_png, **options)
+    log.info("wrote %s", out_png)

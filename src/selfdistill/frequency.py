@@ -1,0 +1,628 @@
+"""Frequency analysis by Gaussian low-pass filtering over the inputs (the filtering method, STUDY.md §6).
+
+For inputs ``x_i`` (flattened images scaled to [0, 1]) and a width ``delta`` the low-pass operator is the
+row-normalised Gaussian kernel ``K_ij = G_ij / sum_j G_ij`` with ``G_ij = exp(-||x_i - x_j||^2 / (2 delta))``.
+For function values ``f`` (n x C) ``f_low = K f`` and ``f_high = f - f_low``, and
+
+* ``ratio = ||f_low||_F^2 / (||f_low||_F^2 + ||f_high||_F^2)`` (the original repo's Delta);
+* ``e_low = ||h_low - y_low||_F / ||y_low||_F`` and ``e_high = ||h_high - y_high||_F / ||y_high||_F``
+  (Xu et al.), ``h`` the network outputs, ``y`` one-hot targets (noisy and clean).
+
+Cost structure: the distance matrix depends only on the inputs, so it is computed once per input set
+(:class:`FrequencyFilter`); each delta's kernel is built once, one at a time (an n x n float64 matrix, 200 MB
+at n = 5,000), and applied to every epoch, every output source and every label matrix in one matrix product.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from selfdistill.io import atomic_output, setup_logging
+
+log = logging.getLogger(__name__)
+
+#: Columns of :func:`frequency_table`, in order.
+TABLE_COLUMNS = (
+    "epoch_index",
+    "delta",
+    "delta_rel",
+    "ratio",
+    "e_low_noisy",
+    "e_high_noisy",
+    "e_low_clean",
+    "e_high_clean",
+)
+#: Columns of the CSV written by :func:`analyse_run`, in order.
+CSV_COLUMNS = (
+    "split",
+    "source",
+    "epoch",
+    "delta",
+    "delta_rel",
+    "ratio",
+    "e_low_noisy",
+    "e_high_noisy",
+    "e_low_clean",
+    "e_high_clean",
+)
+DELTA_SCALES = ("absolute", "median")
+OUTPUT_SOURCES = ("probs", "logits")
+_TARGETS = ("noisy", "clean")
+_BLOCK = (
+    1024  # row block for the blockwise passes over n x n matrices (bounds temporaries)
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distances, kernels, widths
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def pairwise_sq_dists(x: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``x`` (n, d), as an (n, n) float64 matrix.
+
+    Uses ``||a||^2 + ||b||^2 - 2 a.b`` (one BLAS product, fast for d = 3072) on column-centred float64 data
+    (centring leaves distances unchanged and reduces cancellation), clamps rounding negatives at 0, sets the
+    diagonal to exactly 0 and gives exact duplicate rows exactly 0 (the Gram formula alone need not), so that a
+    tiny delta averages over exact duplicates. The result is exactly symmetric.
+    """
+    x = _as_inputs(x)
+    n = x.shape[0]
+    xc = x - x.mean(axis=0)
+    sq = np.einsum("ij,ij->i", xc, xc)
+    d2 = xc @ xc.T
+    for i0 in range(
+        0, n, _BLOCK
+    ):  # d2 = sq_i + sq_j - 2 G_ij, blockwise to bound temporaries
+        i1 = min(i0 + _BLOCK, n)
+        rows = d2[i0:i1]
+        rows *= -2.0
+        rows += sq[i0:i1, None] + sq[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    _symmetrise_inplace(d2)
+    for group in _duplicate_groups(x):
+        d2[np.ix_(group, group)] = 0.0
+    np.fill_diagonal(d2, 0.0)
+    return d2
+
+
+def lowpass_kernel(d2: np.ndarray, delta: float) -> np.ndarray:
+    """Row-stochastic Gaussian low-pass kernel ``K = rowsoftmax(-d2 / (2 delta))`` in float64.
+
+    The softmax subtracts each row's maximum before exponentiating (log-sum-exp), so the largest weight of every
+    row is exp(0) = 1 and the normalisation never becomes 0/0, whatever delta and whatever ``d2`` (also one
+    without a zero diagonal, e.g. distances to other points). With a zero diagonal and a tiny delta, K tends to
+    averaging over exact duplicates (identity when all rows are distinct). ``d2`` may be (m, n): rows are
+    normalised over its columns.
+    """
+    d2 = np.asarray(d2, dtype=np.float64)
+    if d2.ndim != 2 or d2.shape[1] == 0:
+        raise ValueError(f"d2 must be a non-empty 2-D matrix, got shape {d2.shape}")
+    delta = _check_delta(delta)
+    k = np.divide(d2, -2.0 * delta)
+    k -= k.max(axis=1, keepdims=True)
+    np.exp(k, out=k)
+    k /= k.sum(axis=1, keepdims=True)
+    return k
+
+
+def median_sq_dist(d2: np.ndarray) -> float:
+    """Median of the off-diagonal squared distances ``d2[i, j]``, i < j (the scale for relative widths)."""
+    d2 = _as_square(d2)
+    n = d2.shape[0]
+    if n < 2:
+        raise ValueError("need at least two points for a median distance")
+    upper = np.concatenate([d2[i, i + 1 :] for i in range(n - 1)])
+    return float(np.median(upper, overwrite_input=True))
+
+
+def resolve_deltas(d2: np.ndarray, deltas, scale: str = "absolute") -> np.ndarray:
+    """Absolute kernel widths: ``deltas`` as given (``"absolute"``) or times the median i<j squared distance.
+
+    With ``"median"`` a configured value of 1 means "delta equals the median squared distance", which makes the
+    same configuration meaningful across datasets with very different input dimension.
+    """
+    vals = _check_deltas(deltas)
+    if scale == "absolute":
+        return vals.copy()
+    if scale == "median":
+        med = median_sq_dist(d2)
+        if not med > 0:
+            raise ValueError(
+                f"median off-diagonal squared distance is {med}; cannot scale deltas by it"
+            )
+        return vals * med
+    raise ValueError(f"scale must be one of {DELTA_SCALES}, got {scale!r}")
+
+
+class FrequencyFilter:
+    """The input-dependent half of the analysis: the distance matrix of one input set, computed once.
+
+    Pass it wherever a function here accepts ``x`` to reuse its distances; :meth:`kernels` builds one kernel at a
+    time so that at most one n x n kernel is alive next to ``d2``.
+    """
+
+    def __init__(self, x: np.ndarray | None = None, *, d2: np.ndarray | None = None):
+        if (x is None) == (d2 is None):
+            raise ValueError("give exactly one of x and d2")
+        if x is not None:
+            t0 = time.perf_counter()
+            self.d2 = pairwise_sq_dists(x)
+            log.debug(
+                "pairwise distances n=%d in %.2fs", self.n, time.perf_counter() - t0
+            )
+        else:
+            self.d2 = _as_square(d2)
+
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return self.d2.shape[0]
+
+    def resolve(self, deltas, scale: str = "absolute") -> np.ndarray:
+        """:func:`resolve_deltas` on this filter's distances."""
+        return resolve_deltas(self.d2, deltas, scale)
+
+    def kernels(self, deltas) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield ``(delta, K)`` one delta at a time (drop ``K`` before the next step to keep one in memory)."""
+        for delta in _check_deltas(deltas):
+            yield float(delta), lowpass_kernel(self.d2, delta)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Filtering many matrices with one kernel
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stats:
+    """Per-(block, delta) results of :func:`_filter_stats`."""
+
+    ratio: np.ndarray  # (n_blocks, n_deltas), every block (outputs and labels)
+    e_low: dict[str, np.ndarray]  # target name -> (n_output_blocks, n_deltas)
+    e_high: dict[str, np.ndarray]
+
+
+def _filter_stats(
+    flt: FrequencyFilter,
+    deltas: np.ndarray,
+    stacked: np.ndarray,
+    num_classes: int,
+    n_output_blocks: int,
+    targets: Mapping[str, int],
+) -> _Stats:
+    """Filter the (n, B*C) matrix ``stacked`` (B blocks of C columns) with each delta's kernel, one product each.
+
+    The first ``n_output_blocks`` blocks are network outputs; ``targets`` maps a target name to the index of the
+    block holding its one-hot matrix. Returns the ratio of every block and e_low / e_high of every output block
+    against every target. Because filtering is linear, ``h_low - y_low`` is the difference of filtered blocks.
+    """
+    n, width = stacked.shape
+    n_blocks = width // num_classes
+    ratio = np.empty((n_blocks, len(deltas)))
+    e_low = {name: np.empty((n_output_blocks, len(deltas))) for name in targets}
+    e_high = {name: np.empty((n_output_blocks, len(deltas))) for name in targets}
+    for j, (delta, kernel) in enumerate(flt.kernels(deltas)):
+        t0 = time.perf_counter()
+        low = kernel @ stacked
+        del kernel  # only d2 and one kernel are ever alive
+        high = stacked - low
+        low3 = low.reshape(n, n_blocks, num_classes)
+        high3 = high.reshape(n, n_blocks, num_classes)
+        low_sq = np.einsum("nbc,nbc->b", low3, low3)
+        high_sq = np.einsum("nbc,nbc->b", high3, high3)
+        ratio[:, j] = _safe_div(low_sq, low_sq + high_sq)
+        for name, b in targets.items():
+            for part, part3, part_sq in (
+                (e_low, low3, low_sq),
+                (e_high, high3, high_sq),
+            ):
+                diff = part3[:, :n_output_blocks, :] - part3[:, b : b + 1, :]
+                err_sq = np.einsum("nbc,nbc->b", diff, diff)
+                part[name][:, j] = _safe_div(np.sqrt(err_sq), np.sqrt(part_sq[b]))
+        log.debug(
+            "delta=%g: filtered %d columns in %.2fs",
+            delta,
+            width,
+            time.perf_counter() - t0,
+        )
+    return _Stats(ratio=ratio, e_low=e_low, e_high=e_high)
+
+
+def _stack_blocks(
+    sources: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
+    n: int,
+    num_classes: int,
+) -> tuple[np.ndarray, dict[str, slice], dict[str, int]]:
+    """Stack (E, n, C) outputs per source and (n, C) one-hot labels as one (n, B*C) float64 matrix.
+
+    Returns the matrix, each source's slice of output blocks (epoch order) and each label's block index.
+    """
+    parts, source_slices, label_blocks, b = [], {}, {}, 0
+    for name, out in sources.items():
+        e = out.shape[0]
+        parts.append(
+            np.asarray(out, dtype=np.float64)
+            .transpose(1, 0, 2)
+            .reshape(n, e * num_classes)
+        )
+        source_slices[name] = slice(b, b + e)
+        b += e
+    for name, onehot in labels.items():
+        parts.append(onehot)
+        label_blocks[name] = b
+        b += 1
+    return np.concatenate(parts, axis=1), source_slices, label_blocks
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public tables
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def frequency_table(
+    x: np.ndarray | FrequencyFilter,
+    outputs: np.ndarray,
+    deltas=None,
+    y_noisy: np.ndarray | None = None,
+    y_clean: np.ndarray | None = None,
+    num_classes: int | None = None,
+    delta_rel=None,
+) -> pd.DataFrame:
+    """ratio, e_low and e_high of network outputs for every (epoch index, delta).
+
+    ``x`` (n, d) inputs in [0, 1] (or a :class:`FrequencyFilter` to reuse its distances); ``outputs`` (E, n, C);
+    ``y_noisy`` / ``y_clean`` integer labels (n,) or None (their e_* columns are then NaN). Widths: ``deltas``
+    absolute; or only ``delta_rel``, meaning ``delta_rel * median i<j squared distance``; or both (same length,
+    ``deltas`` already resolved, ``delta_rel`` recorded). Columns: :data:`TABLE_COLUMNS`, one row per
+    (epoch_index, delta), epoch-major. All epochs are filtered in one product per delta.
+    """
+    flt = x if isinstance(x, FrequencyFilter) else FrequencyFilter(x)
+    outputs = _as_outputs(outputs, flt.n)
+    n_epochs, _, c = outputs.shape
+    if num_classes is not None and int(num_classes) != c:
+        raise ValueError(f"num_classes={num_classes} but outputs have {c} columns")
+    abs_deltas, rel = _resolve_pair(flt, deltas, delta_rel)
+    labels = {
+        name: _one_hot(y, c, flt.n, f"y_{name}")
+        for name, y in zip(_TARGETS, (y_noisy, y_clean))
+        if y is not None
+    }
+    stacked, _, label_blocks = _stack_blocks({"out": outputs}, labels, flt.n, c)
+    stats = _filter_stats(flt, abs_deltas, stacked, c, n_epochs, label_blocks)
+
+    n_d = len(abs_deltas)
+    cols: dict[str, np.ndarray] = {
+        "epoch_index": np.repeat(np.arange(n_epochs), n_d),
+        "delta": np.tile(abs_deltas, n_epochs),
+        "delta_rel": np.tile(rel, n_epochs),
+        "ratio": stats.ratio[:n_epochs].ravel(),
+    }
+    for name in _TARGETS:
+        for kind, part in (("low", stats.e_low), ("high", stats.e_high)):
+            cols[f"e_{kind}_{name}"] = (
+                part[name].ravel() if name in part else np.full(n_epochs * n_d, np.nan)
+            )
+    return pd.DataFrame(cols, columns=list(TABLE_COLUMNS))
+
+
+def label_ratio(
+    x: np.ndarray | FrequencyFilter, labels: np.ndarray, num_classes: int, deltas
+) -> np.ndarray:
+    """ratio of one-hot label matrices themselves (the label reference), for each delta.
+
+    ``x`` (n, d) inputs or a :class:`FrequencyFilter` (reuses its distances); ``labels`` one label vector (n,)
+    -> result (n_deltas,), or k vectors (k, n) -> (k, n_deltas), all filtered in one product per kernel.
+    ``deltas`` are absolute (resolve relative ones with :meth:`FrequencyFilter.resolve` first).
+    """
+    flt = x if isinstance(x, FrequencyFilter) else FrequencyFilter(x)
+    arr = np.asarray(labels)
+    single = arr.ndim == 1
+    rows = arr[None, :] if single else arr
+    if rows.ndim != 2:
+        raise ValueError(f"labels must be (n,) or (k, n), got shape {arr.shape}")
+    c = int(num_classes)
+    onehots = {str(i): _one_hot(r, c, flt.n, "labels") for i, r in enumerate(rows)}
+    stacked, _, _ = _stack_blocks({}, onehots, flt.n, c)
+    stats = _filter_stats(flt, _check_deltas(deltas), stacked, c, 0, {})
+    return stats.ratio[0] if single else stats.ratio
+
+
+def analyse_run(
+    data_path: str | os.PathLike,
+    outputs_path: str | os.PathLike,
+    out_csv: str | os.PathLike,
+    deltas,
+    delta_scale: str = "absolute",
+    sources: Sequence[str] = ("probs",),
+    log_path: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Frequency table of one training run on its train subset and the test set; write it as a tidy CSV.
+
+    Reads inputs from ``data_path`` (data.h5; pixels / ``pixel_max``) and per-epoch outputs from
+    ``outputs_path`` (outputs.h5). Per split the distance matrix is built once and each delta's kernel once,
+    applied in one product to every epoch of every source in ``sources`` and to the one-hot label matrices (which
+    serve both as targets and as the label-reference rows). With ``delta_scale="median"`` the absolute widths are
+    ``deltas`` times that split's median i<j squared distance. Columns: :data:`CSV_COLUMNS`; ``epoch`` is 1-based
+    (empty for label rows); the test split has no noisy labels (e_*_noisy NaN, no labels_noisy row).
+    """
+    if log_path is not None:
+        setup_logging(log_path)
+    sources = tuple(sources)
+    bad = [s for s in sources if s not in OUTPUT_SOURCES]
+    if not sources or bad or len(set(sources)) != len(sources):
+        raise ValueError(
+            f"sources must be distinct names from {OUTPUT_SOURCES}, got {sources}"
+        )
+    if delta_scale not in DELTA_SCALES:
+        raise ValueError(
+            f"delta_scale must be one of {DELTA_SCALES}, got {delta_scale!r}"
+        )
+    configured = _check_deltas(deltas)
+
+    frames = []
+    with h5py.File(data_path, "r") as data, h5py.File(outputs_path, "r") as outs:
+        pixel_max = float(data.attrs["pixel_max"])
+        num_classes = int(data.attrs["num_classes"])
+        epochs = np.asarray(outs["epochs"][()], dtype=np.int64)
+        for split in ("train_subset", "test"):
+            t0 = time.perf_counter()
+            x, labels = _read_split(data, outs, split, pixel_max)
+            group = outs[split]
+            out_by_source = {
+                s: _as_outputs(group[s][()], x.shape[0], len(epochs)) for s in sources
+            }
+            for s, out in out_by_source.items():
+                if out.shape[2] != num_classes:
+                    raise ValueError(
+                        f"{split}/{s} has {out.shape[2]} classes, data.h5 says {num_classes}"
+                    )
+            flt = FrequencyFilter(x)
+            del x
+            abs_deltas = flt.resolve(configured, delta_scale)
+            rel = (
+                configured
+                if delta_scale == "median"
+                else np.full(len(configured), np.nan)
+            )
+            onehots = {
+                name: _one_hot(y, num_classes, flt.n, f"{split} labels_{name}")
+                for name, y in labels.items()
+            }
+            stacked, slices, label_blocks = _stack_blocks(
+                out_by_source, onehots, flt.n, num_classes
+            )
+            n_out_blocks = sum(sl.stop - sl.start for sl in slices.values())
+            stats = _filter_stats(
+                flt, abs_deltas, stacked, num_classes, n_out_blocks, label_blocks
+            )
+            frames.append(
+                _split_frame(
+                    split, stats, slices, label_blocks, epochs, abs_deltas, rel
+                )
+            )
+            log.info(
+                "frequency %s: n=%d, %d deltas, %d output columns in %.1fs",
+                split,
+                flt.n,
+                len(abs_deltas),
+                stacked.shape[1],
+                time.perf_counter() - t0,
+            )
+            del flt, stacked
+    df = pd.concat(frames, ignore_index=True)
+    with atomic_output(out_csv) as tmp:
+        df.to_csv(tmp, index=False)
+    return df
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _split_frame(
+    split: str,
+    stats: _Stats,
+    slices: Mapping[str, slice],
+    label_blocks: Mapping[str, int],
+    epochs: np.ndarray,
+    deltas: np.ndarray,
+    rel: np.ndarray,
+) -> pd.DataFrame:
+    """Tidy rows of one split: every (source, epoch, delta), then every (label reference, delta)."""
+    n_d = len(deltas)
+    parts = []
+    for source, sl in slices.items():
+        n_e = sl.stop - sl.start
+        cols = {
+            "split": split,
+            "source": source,
+            "epoch": pd.array(np.repeat(epochs, n_d), dtype="Int64"),
+            "delta": np.tile(deltas, n_e),
+            "delta_rel": np.tile(rel, n_e),
+            "ratio": stats.ratio[sl].ravel(),
+        }
+        for name in _TARGETS:
+            for kind, part in (("low", stats.e_low), ("high", stats.e_high)):
+                cols[f"e_{kind}_{name}"] = (
+                    part[name][sl].ravel()
+                    if name in part
+                    else np.full(n_e * n_d, np.nan)
+                )
+        parts.append(pd.DataFrame(cols, columns=list(CSV_COLUMNS)))
+    for name in ("clean", "noisy"):
+        if name in label_blocks:
+            cols = {
+                "split": split,
+                "source": f"labels_{name}",
+                "epoch": pd.array([pd.NA] * n_d, dtype="Int64"),
+                "delta": deltas,
+                "delta_rel": rel,
+                "ratio": stats.ratio[label_blocks[name]],
+            }
+            parts.append(pd.DataFrame(cols, columns=list(CSV_COLUMNS)))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _read_split(
+    data: h5py.File, outs: h5py.File, split: str, pixel_max: float
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Inputs (scaled to [0, 1]) and labels of ``split``; labels cross-checked between outputs.h5 and data.h5."""
+    group = outs[split]
+    if split == "train_subset":
+        idx = np.asarray(group["indices"][()], dtype=np.int64)
+        src = data["train"]
+        n_total = src["images"].shape[0]
+        if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n_total:
+            raise ValueError(
+                f"train_subset/indices must index data.h5 /train (N={n_total})"
+            )
+        uniq, inv = np.unique(idx, return_inverse=True)  # h5py wants increasing indices
+        images = src["images"][uniq][inv]
+        labels = {
+            "noisy": np.asarray(group["labels_noisy"][()], dtype=np.int64),
+            "clean": np.asarray(group["labels_clean"][()], dtype=np.int64),
+        }
+        ref = {
+            "noisy": src["labels_noisy"][uniq][inv],
+            "clean": src["labels_clean"][uniq][inv],
+        }
+    elif split == "test":
+        src = data["test"]
+        images = src["images"][()]
+        labels = {"clean": np.asarray(group["labels_clean"][()], dtype=np.int64)}
+        ref = {"clean": src["labels_clean"][()]}
+    else:
+        raise ValueError(f"unknown split {split!r}")
+    for name, y in labels.items():
+        if y.shape != ref[name].shape or not np.array_equal(y, ref[name]):
+            raise ValueError(f"outputs.h5 {split}/labels_{name} disagree with data.h5")
+    x = images.reshape(images.shape[0], -1).astype(np.float64) / pixel_max
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"{split} inputs are outside [0, 1] after dividing by pixel_max={pixel_max}"
+        )
+    return x, labels
+
+
+def _as_inputs(x: np.ndarray) -> np.ndarray:
+    """Validated (n, d) float64 C-contiguous copy-or-view of the inputs."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty (n, d) matrix, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values")
+    return x
+
+
+def _as_square(d2: np.ndarray) -> np.ndarray:
+    """Validated square float64 distance matrix."""
+    d2 = np.asarray(d2, dtype=np.float64)
+    if d2.ndim != 2 or d2.shape[0] != d2.shape[1] or d2.shape[0] == 0:
+        raise ValueError(f"d2 must be a non-empty square matrix, got shape {d2.shape}")
+    return d2
+
+
+def _as_outputs(outputs: np.ndarray, n: int, n_epochs: int | None = None) -> np.ndarray:
+    """Validated (E, n, C) outputs (dtype kept; converted to float64 when stacked)."""
+    out = np.asarray(outputs)
+    if out.ndim != 3 or out.shape[1] != n or out.shape[0] == 0 or out.shape[2] == 0:
+        raise ValueError(f"outputs must be (E, n={n}, C), got shape {out.shape}")
+    if n_epochs is not None and out.shape[0] != n_epochs:
+        raise ValueError(f"outputs have {out.shape[0]} epochs, /epochs has {n_epochs}")
+    if not np.isfinite(out).all():
+        raise ValueError("outputs contain NaN or infinite values")
+    return out
+
+
+def _one_hot(y: np.ndarray, num_classes: int, n: int, what: str) -> np.ndarray:
+    """(n, C) float64 one-hot matrix of integer labels, validated."""
+    y = np.asarray(y)
+    if y.shape != (n,) or (y.size and not np.issubdtype(y.dtype, np.integer)):
+        raise ValueError(
+            f"{what} must be {n} integer labels, got shape {y.shape} dtype {y.dtype}"
+        )
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{what} outside [0, {num_classes})")
+    onehot = np.zeros((n, num_classes))
+    onehot[np.arange(n), y] = 1.0
+    return onehot
+
+
+def _check_delta(delta: float) -> float:
+    delta = float(delta)
+    if not (np.isfinite(delta) and delta > 0):
+        raise ValueError(f"delta must be finite and > 0, got {delta}")
+    return delta
+
+
+def _check_deltas(deltas) -> np.ndarray:
+    """Validated non-empty 1-D float64 array of positive widths."""
+    vals = np.atleast_1d(np.asarray(deltas, dtype=np.float64))
+    if vals.ndim != 1 or vals.size == 0:
+        raise ValueError(
+            f"deltas must be a non-empty 1-D sequence, got shape {vals.shape}"
+        )
+    for d in vals:
+        _check_delta(d)
+    return vals
+
+
+def _resolve_pair(
+    flt: FrequencyFilter, deltas, delta_rel
+) -> tuple[np.ndarray, np.ndarray]:
+    """(absolute deltas, delta_rel column) from the frequency_table arguments."""
+    if deltas is None and delta_rel is None:
+        raise ValueError(
+            "give deltas (absolute) and/or delta_rel (multiples of the median squared distance)"
+        )
+    if deltas is None:
+        rel = _check_deltas(delta_rel)
+        return flt.resolve(rel, "median"), rel
+    abs_deltas = _check_deltas(deltas)
+    if delta_rel is None:
+        return abs_deltas, np.full(len(abs_deltas), np.nan)
+    rel = _check_deltas(delta_rel)
+    if rel.shape != abs_deltas.shape:
+        raise ValueError("deltas and delta_rel must have the same length")
+    return abs_deltas, rel
+
+
+def _safe_div(num: np.ndarray, den) -> np.ndarray:
+    """num / den with NaN where den == 0 (e.g. e_high when K is the identity and y_high = 0)."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.broadcast_to(np.asarray(den, dtype=np.float64), num.shape)
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _symmetrise_inplace(a: np.ndarray) -> None:
+    """Make ``a`` exactly symmetric by averaging mirrored blocks (the BLAS product need not be)."""
+    n = a.shape[0]
+    for i0 in range(0, n, _BLOCK):
+        i1 = min(i0 + _BLOCK, n)
+        for j0 in range(i0, n, _BLOCK):
+            j1 = min(j0 + _BLOCK, n)
+            m = 0.5 * (a[i0:i1, j0:j1] + a[j0:j1, i0:i1].T)
+            a[i0:i1, j0:j1] = m
+            a[j0:j1, i0:i1] = m.T
+
+
+def _duplicate_groups(x: np.ndarray) -> list[np.ndarray]:
+    """Index groups (size > 1) of bit-identical rows of ``x`` (-0.0 and 0.0 treated as equal)."""
+    xn = x + 0.0  # turns -0.0 into 0.0 so equal values have equal bytes
+    seen: dict[bytes, list[int]] = {}
+    for i in range(xn.shape[0]):
+        seen.setdefault(xn[i].tobytes(), []).append(i)
+    return [np.asarray(g) for g in seen.values() if len(g) > 1]

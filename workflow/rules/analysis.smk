@@ -1,0 +1,60 @@
+rule frequency:
+    """Frequency analysis of one run's stored outputs (Gaussian low-pass filtering, STUDY.md section 6)."""
+    input:
+        data="results/{dataset}/{noise}/seed{seed}/data.h5",
+        outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",
+    output:
+        "results/{dataset}/{noise}/seed{seed}/{mode}/frequency.csv",
+    log:
+        "results/{dataset}/{noise}/logs/seed{seed}/frequency_{mode}.log",
+    benchmark:
+        "results/{dataset}/{noise}/benchmarks/seed{seed}/frequency_{mode}.tsv"
+    conda:
+        "../../envs/selfdistill.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        deltas=config["frequency"]["deltas"],
+        delta_scale=config["frequency"]["delta_scale"],
+        sources=config["frequency"]["sources"],
+    script:
+        "../scripts/frequency.py"
+
+
+rule aggregate:
+    """Tidy all runs' histories; per-mode test accuracy at last / early-stopped / oracle epochs."""
+    input:
+        run_files("history.csv"),
+    output:
+        histories="results/{dataset}/{noise}/histories.csv",
+        summary_csv=report(
+            "results/{dataset}/{noise}/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+        summary_md="results/{dataset}/{noise}/summary.md",
+    log:
+        "results/{dataset}/{noise}/logs/aggregate.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    params:
+        runs=runs,
+        mode_order=MODES,
+    script:
+        "../scripts/aggregate.py"
+
+
+rule aggregate_frequency:
+    """Tidy all runs' frequency tables into one CSV for the frequency figures."""
+    input:
+        run_files("frequency.csv"),
+    output:
+        "results/{dataset}/{noise}/frequency.csv",
+    log:
+        "results/{dataset}/{noise}/logs/aggregate_frequency.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    params:
+        runs=runs,
+    script:
+        "../scripts/aggregate_frequency.py"

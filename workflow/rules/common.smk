@@ -1,0 +1,61 @@
+"""Config validation, wildcard constraints and target lists shared by all rules."""
+
+import re
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from selfdistill.config import explain_config_error, noise_settings
+from selfdistill.figures import FIGURES
+from selfdistill.hardware import uses_gpu
+
+CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+
+try:
+    validate(config, "../schemas/config.schema.yaml")
+except WorkflowError:
+    raise WorkflowError(
+        explain_config_error(config, CONFIG_SCHEMA) or "invalid config"
+    ) from None
+try:
+    NOISES = noise_settings(config)
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
+
+DATASET = config["dataset"]
+SEEDS = config["seeds"]
+MODES = config["modes"]
+TRAIN_GPU = 1 if uses_gpu(config["train"]["device"]) else 0
+RUN = "results/{dataset}/{noise}/seed{seed}/{mode}"
+
+
+wildcard_constraints:
+    dataset=re.escape(DATASET),
+    noise="|".join(re.escape(name) for name in NOISES),
+    seed=r"\d+",
+    mode="|".join(MODES),
+
+
+def runs(wildcards):
+    """Every (seed, mode) run of one dataset/noise setting, in config order."""
+    return [
+        dict(dataset=wildcards.dataset, noise=wildcards.noise, seed=seed, mode=mode)
+        for seed in SEEDS
+        for mode in MODES
+    ]
+
+
+def run_files(name):
+    """Input function: one file per run of the requested setting (e.g. history.csv)."""
+
+    def inner(wildcards):
+        return [f"{RUN}/{name}".format(**run) for run in runs(wildcards)]
+
+    return inner
+
+
+def all_targets():
+    """Every figure and summary of every configured noise setting."""
+    files = ["summary.csv", "summary.md", "histories.csv", "frequency.csv"]
+    files += [f"figures/{figure}.png" for figure in FIGURES]
+    return [f"results/{DATASET}/{noise}/{name}" for noise in NOISES for name in files]

@@ -1,0 +1,16 @@
+rule corrupt:
+    """Load the dataset, flip labels with the configured noise model, carve the noisy validation split."""
+    output:
+        "results/{dataset}/{noise}/seed{seed}/data.h5",
+    log:
+        "results/{dataset}/{noise}/logs/seed{seed}/corrupt.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        noise=lambda wc: NOISES[wc.noise],
+        val_fraction=config["val_fraction"],
+        dataset_options=config["dataset_options"],
+    script:
+        "../scripts/corrupt.py"

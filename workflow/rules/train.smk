@@ -1,0 +1,28 @@
+rule train:
+    """Train one run (dataset x noise x seed x mode); history, per-epoch outputs and final weights."""
+    input:
+        "results/{dataset}/{noise}/seed{seed}/data.h5",
+    output:
+        history="results/{dataset}/{noise}/seed{seed}/{mode}/history.csv",
+        outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",
+        model="results/{dataset}/{noise}/seed{seed}/{mode}/model.pt",
+    log:
+        "results/{dataset}/{noise}/logs/seed{seed}/train_{mode}.log",
+    benchmark:
+        "results/{dataset}/{noise}/benchmarks/seed{seed}/train_{mode}.tsv"
+    conda:
+        "../../envs/selfdistill.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=TRAIN_GPU,
+        mem_mb=4000,
+    params:
+        model=config["model"],
+        train={
+            k: v for k, v in config["train"].items() if k not in ("device", "threads")
+        },
+        distill=config["distill"],
+        freq_subset=config["frequency"]["train_subset"],
+        device=config["train"]["device"],
+    script:
+        "../scripts/train.py"

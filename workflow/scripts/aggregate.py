@@ -1,0 +1,14 @@
+"""Rule aggregate: forward the Snakemake object to selfdistill.aggregate.aggregate_histories."""
+
+from selfdistill.aggregate import aggregate_histories
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+aggregate_histories(
+    list(sm.input),
+    sm.params.runs,
+    sm.output.histories,
+    sm.output.summary_csv,
+    sm.output.summary_md,
+    mode_order=sm.params.mode_order,
+    log_path=sm.log[0],
+)

@@ -1,0 +1,14 @@
+"""Rule corrupt: forward the Snakemake object to selfdistill.data.build_corrupted_dataset."""
+
+from selfdistill.data import build_corrupted_dataset
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+build_corrupted_dataset(
+    sm.output[0],
+    dataset=sm.wildcards.dataset,
+    noise=sm.params.noise,
+    seed=int(sm.wildcards.seed),
+    val_fraction=sm.params.val_fraction,
+    dataset_options=sm.params.dataset_options,
+    log_path=sm.log[0],
+)

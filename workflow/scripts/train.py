@@ -1,0 +1,21 @@
+"""Rule train: forward the Snakemake object to selfdistill.training.train_run."""
+
+from selfdistill.training import train_run
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+train_run(
+    sm.input[0],
+    sm.output.history,
+    sm.output.outputs,
+    sm.output.model,
+    mode=sm.wildcards.mode,
+    seed=int(sm.wildcards.seed),
+    model=sm.params.model,
+    train=sm.params.train,
+    distill=sm.params.distill,
+    freq_subset=sm.params.freq_subset,
+    device=sm.params.device,
+    threads=sm.threads,
+    run_name=f"{sm.wildcards.dataset}/{sm.wildcards.noise}/seed{sm.wildcards.seed}/{sm.wildcards.mode}",
+    log_path=sm.log[0],
+)
