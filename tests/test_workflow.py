@@ -1,0 +1,166 @@
+"""End-to-end: run the real Snakefile on config/smoke.yaml in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "config" / "smoke.yaml"
+SETTING = Path("results/digits/pair40")
+FIGURES = ["accuracy", "loss", "memorization", "frequency_ratio", "frequency_error"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(
+    workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True
+) -> subprocess.CompletedProcess:
+    cmd = [
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+    ]
+    cmd += ["--cores", "2", *args]
+    result = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def expected_targets() -> list[Path]:
+    smoke = yaml.safe_load(SMOKE.read_text())
+    files = [
+        SETTING / name
+        for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv")
+    ]
+    files += [SETTING / "figures" / f"{fig}.png" for fig in FIGURES]
+    for seed in smoke["seeds"]:
+        files.append(SETTING / f"seed{seed}" / "data.h5")
+        for mode in smoke["modes"]:
+            run = SETTING / f"seed{seed}" / mode
+            files += [
+                run / name
+                for name in ("history.csv", "outputs.h5", "model.pt", "frequency.csv")
+            ]
+    return files
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Parse the job-stats table of a dry run into {rule: count}."""
+    jobs = {}
+    for line in output.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)\s*$", line.strip())
+        if match and match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("smoke")
+    snakemake(workdir)
+    return workdir
+
+
+def test_every_target_exists(smoke_run):
+    missing = [str(p) for p in expected_targets() if not (smoke_run / p).is_file()]
+    assert not missing, missing
+    for fig in FIGURES:
+        assert (smoke_run / SETTING / "figures" / f"{fig}.png").read_bytes()[
+            :8
+        ] == b"\x89PNG\r\n\x1a\n"
+    summary = pd.read_csv(smoke_run / SETTING / "summary.csv")
+    assert summary["mode"].tolist() == ["ce", "self_distill", "self_distill_seq"]
+    assert (summary["n_seeds"] == 2).all()
+    leftovers = [p for p in smoke_run.rglob("*tmp-*")]
+    assert not leftovers, leftovers
+    logs = list((smoke_run / SETTING / "logs").rglob("train_*.log"))
+    assert len(logs) == 6 and all("epoch 4/4" in log.read_text() for log in logs)
+
+
+def test_second_run_has_nothing_to_do(smoke_run):
+    result = snakemake(smoke_run, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_deleting_one_figure_rebuilds_only_that_figure(smoke_run):
+    figure = SETTING / "figures" / "accuracy.png"
+    others = [p for p in expected_targets() if p != figure]
+    before = {p: (smoke_run / p).stat().st_mtime_ns for p in others}
+    (smoke_run / figure).unlink()
+    plan = snakemake(smoke_run, "-n", str(figure))
+    assert planned_jobs(plan.stdout + plan.stderr) == {"figure_accuracy": 1}
+    snakemake(smoke_run, str(figure))
+    assert (smoke_run / figure).is_file()
+    assert {p: (smoke_run / p).stat().st_mtime_ns for p in others} == before
+    assert "Nothing to be done" in (r := snakemake(smoke_run, "-n")).stdout + r.stderr
+
+
+def test_cpu_training_is_reproducible(smoke_run, tmp_path):
+    """A fresh directory, same config and seed: identical labels and identical history (timing aside)."""
+    run = SETTING / "seed0" / "self_distill"
+    snakemake(tmp_path, str(run / "history.csv"))
+    first = pd.read_csv(smoke_run / run / "history.csv").drop(columns="epoch_seconds")
+    second = pd.read_csv(tmp_path / run / "history.csv").drop(columns="epoch_seconds")
+    pd.testing.assert_frame_equal(first, second)
+    with (
+        h5py.File(smoke_run / SETTING / "seed0/data.h5") as a,
+        h5py.File(tmp_path / SETTING / "seed0/data.h5") as b,
+    ):
+        for split in ("train", "val"):
+            assert (
+                a[f"{split}/labels_noisy"][()].tobytes()
+                == b[f"{split}/labels_noisy"][()].tobytes()
+            )
+
+
+@pytest.mark.parametrize(
+    ("patch", "named"),
+    [
+        ({"train": {"lrr": 0.1}}, "lrr"),
+        ({"noise": [{"type": "pair", "rate": 1.5}]}, "noise[0].rate"),
+        ({"modes": ["ce", "distill"]}, "self_distill"),
+        ({"dataset": "mnist"}, "digits"),
+        ({"model": {"arch": "resnet"}}, "mlp"),
+        ({"seeds": "0"}, "seeds"),
+    ],
+)
+def test_malformed_config_fails_before_any_job(tmp_path, patch, named):
+    config = yaml.safe_load(SMOKE.read_text())
+    config.update(patch)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = snakemake(workdir, configfile=bad, check=False)
+    assert result.returncode != 0
+    message = [
+        line for line in result.stderr.splitlines() if line.startswith("invalid config")
+    ]
+    assert len(message) == 1 and named in message[0], result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_default_config_plans_the_whole_study(tmp_path):
+    """`snakemake -n` with the shipped config.yaml plans 3 seeds × 3 modes and every figure."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    plan = snakemake(tmp_path, "-n", configfile=tmp_path / "config.yaml")
+    jobs = planned_jobs(plan.stdout + plan.stderr)
+    assert jobs["corrupt"] == 3 and jobs["train"] == 9 and jobs["frequency"] == 9
+    assert all(jobs[f"figure_{fig}"] == 1 for fig in FIGURES)
