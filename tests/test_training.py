@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from selfdistill.data import build_corrupted_dataset
 from selfdistill.losses import seq_alpha
 from selfdistill.training import (
     HISTORY_COLUMNS,
@@ -181,3 +182,16 @@ def test_cosine_schedule_reaches_zero(digits_pair40, tmp_path):
         0.05 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 4)) for e in (1, 2, 3, 4)
     ]
     assert history["lr"].tolist() == pytest.approx(expected)
+
+
+def test_training_without_validation_split(tmp_path):
+    """val_fraction 0 is allowed: validation columns are NaN and training still completes."""
+
+    data = tmp_path / "data.h5"
+    build_corrupted_dataset(
+        data, "digits", {"type": "pair", "rate": 0.4}, seed=0, val_fraction=0.0
+    )
+    (tmp_path / "run").mkdir()
+    history = _train(data, tmp_path / "run", train={"epochs": 2})
+    assert history["val_acc"].isna().all() and history["val_loss"].isna().all()
+    assert history["test_acc"].notna().all()

@@ -29,7 +29,9 @@ def concat_runs(
         raise ValueError(f"got {len(paths)} files for {len(runs)} runs")
     frames = []
     for path, run in zip(paths, runs, strict=True):
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(
+            path, dtype={"epoch": "Int64"}
+        )  # frequency label rows have no epoch
         for i, key in enumerate(RUN_KEYS):
             frame.insert(i, key, run[key])
         frames.append(frame)
@@ -45,15 +47,20 @@ def per_run_summary(histories: pd.DataFrame) -> pd.DataFrame:
     for key, run in histories.groupby(list(RUN_KEYS), sort=True):
         run = run.sort_values("epoch").reset_index(drop=True)
         last = run.iloc[-1]
-        early = run.loc[run["val_acc"].idxmax()]
+        # without a validation split (val_fraction 0) there is no early-stopping signal: report NaN
+        early = (
+            run.loc[run["val_acc"].idxmax()] if run["val_acc"].notna().any() else None
+        )
         oracle = run.loc[run["test_acc"].idxmax()]
         rows.append(
             dict(
                 zip(RUN_KEYS, key, strict=True),
                 last_epoch=int(last["epoch"]),
                 last_test_acc=float(last["test_acc"]),
-                early_stop_epoch=int(early["epoch"]),
-                early_stop_test_acc=float(early["test_acc"]),
+                early_stop_epoch=math.nan if early is None else int(early["epoch"]),
+                early_stop_test_acc=math.nan
+                if early is None
+                else float(early["test_acc"]),
                 oracle_epoch=int(oracle["epoch"]),
                 oracle_test_acc=float(oracle["test_acc"]),
             )

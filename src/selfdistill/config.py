@@ -8,6 +8,7 @@ allowed values, instead of a multi-line schema dump.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 import jsonschema
@@ -50,7 +51,12 @@ def explain_config_error(config: Mapping, schema_path: str | os.PathLike) -> str
     sub = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties":
         allowed = sorted(sub.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
+        patterns = [re.compile(p) for p in sub.get("patternProperties", {})]
+        unknown = sorted(
+            k
+            for k in set(error.instance) - set(allowed)
+            if not any(p.search(k) for p in patterns)
+        )
         pattern = (
             " or keys matching " + ", ".join(sub.get("patternProperties", {}))
             if sub.get("patternProperties")

@@ -10,7 +10,7 @@ HDF5 layout (one file per dataset × noise × seed)::
         index         int64 (N,)        row in the dataset's original train (or test) array
     attributes: dataset, class_names, num_classes, pixel_max, seed, val_fraction, noise_name, noise_type,
         noise_rate_requested, noise_rate_realised, n_flipped, transition_matrix (C×C, P(noisy=j | clean=i)),
-        class_map (JSON, asymmetric only), package_version
+        class_map (JSON; "{}" unless asymmetric), package_version
 
 Noise is applied to the whole training set first; the validation split is then carved from the noisy training
 set, so early stopping only ever sees noisy labels (STUDY.md §5).

@@ -138,7 +138,8 @@ def class_quotas(labels: np.ndarray, rate: float, num_classes: int) -> np.ndarra
     quotas = np.floor(exact).astype(np.int64)
     left = round(rate * counts.sum()) - int(quotas.sum())
     if left > 0:
-        order = np.argsort(-(exact - quotas), kind="stable")
+        # round the remainders so that mathematically equal ones (0.4 vs 0.40000000000000013) tie exactly
+        order = np.argsort(-np.round(exact - quotas, 9), kind="stable")
         quotas[order[:left]] += 1
     return quotas
 

@@ -156,11 +156,17 @@ def crop_flip(
 
 @torch.inference_mode()
 def predict_logits(
-    model: torch.nn.Module, images: DeviceImages, batch_size: int, autocast
+    model: torch.nn.Module,
+    images: DeviceImages,
+    batch_size: int,
+    autocast,
+    num_classes: int,
 ) -> torch.Tensor:
     """Eval-mode float32 logits for every image of ``images``, in order."""
     model.eval()
-    out = []
+    out = [
+        torch.empty((0, num_classes), device=images.data.device)
+    ]  # an empty split gives (0, C)
     for start in range(0, len(images), batch_size):
         with autocast():
             out.append(
@@ -322,6 +328,9 @@ def train_run(
                 loss, weight = objective(logits, y_train[idx], idx, epoch)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
+                lr = optimiser.param_groups[0][
+                    "lr"
+                ]  # the history reports the epoch's last step's lr
                 optimiser.step()
                 if cfg.schedule_unit == "step":
                     scheduler.step()
@@ -329,7 +338,6 @@ def train_run(
                 if isinstance(weight, torch.Tensor):
                     weight_sum += weight
                     weight_count += 1
-            lr = optimiser.param_groups[0]["lr"]
             if cfg.schedule_unit == "epoch":
                 scheduler.step()
             train_loss = float(loss_sum) / sum(c.numel() for c in chunks)
@@ -339,7 +347,9 @@ def train_run(
                 )
 
             logits = {
-                name: predict_logits(net, images[name], cfg.eval_batch_size, autocast)
+                name: predict_logits(
+                    net, images[name], cfg.eval_batch_size, autocast, num_classes
+                )
                 for name in ("train", "val", "test")
             }
             pred = {name: z.argmax(dim=1) for name, z in logits.items()}

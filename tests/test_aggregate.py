@@ -1,0 +1,266 @@
+"""Tests of selfdistill.aggregate (STUDY.md §5) on a hand-built history table with hand-computed answers.
+
+Two seeds × two modes × five epochs. The values are chosen so that the early-stopped epoch (best noisy val) has a
+tie that must go to the earlier epoch, the oracle epoch (best test) has a tie too, and the rows are shuffled so
+that the module must sort by epoch itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from selfdistill import aggregate as ag
+
+DATASET, NOISE = "digits", "pair40"
+
+# (mode, seed): (val_acc per epoch 1..5, test_acc per epoch 1..5)
+RUNS = {
+    ("ce", 0): ([0.50, 0.70, 0.70, 0.60, 0.55], [0.60, 0.80, 0.85, 0.75, 0.65]),
+    ("ce", 1): ([0.40, 0.60, 0.65, 0.65, 0.50], [0.50, 0.78, 0.82, 0.90, 0.70]),
+    ("self_distill", 0): (
+        [0.45, 0.60, 0.66, 0.67, 0.68],
+        [0.55, 0.70, 0.86, 0.84, 0.86],
+    ),
+    ("self_distill", 1): (
+        [0.50, 0.62, 0.64, 0.66, 0.63],
+        [0.58, 0.74, 0.79, 0.83, 0.84],
+    ),
+}
+# Per run, by hand: (last test, early epoch, early test, oracle epoch, oracle test)
+EXPECTED_RUNS = {
+    ("ce", 0): (0.65, 2, 0.80, 3, 0.85),  # val tie epochs 2 and 3 → 2
+    ("ce", 1): (0.70, 3, 0.82, 4, 0.90),  # val tie epochs 3 and 4 → 3
+    ("self_distill", 0): (0.86, 5, 0.86, 3, 0.86),  # test tie epochs 3 and 5 → 3
+    ("self_distill", 1): (0.84, 4, 0.83, 5, 0.84),
+}
+
+
+def make_history(mode, seed, val, test):
+    return pd.DataFrame(
+        {
+            "epoch": list(range(1, len(val) + 1)),
+            "train_loss": [1.0 / e for e in range(1, len(val) + 1)],
+            "val_acc": val,
+            "test_acc": test,
+        }
+    )
+
+
+def histories_frame(runs=RUNS, shuffle=True):
+    frames = []
+    for (mode, seed), (val, test) in runs.items():
+        h = make_history(mode, seed, val, test)
+        h.insert(0, "dataset", DATASET)
+        h.insert(1, "noise", NOISE)
+        h.insert(2, "seed", seed)
+        h.insert(3, "mode", mode)
+        frames.append(h)
+    out = pd.concat(frames, ignore_index=True)
+    if shuffle:
+        out = out.iloc[np.random.default_rng(0).permutation(len(out))].reset_index(
+            drop=True
+        )
+    return out
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def sample_sd(xs):
+    m = mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# per_run_summary and summarise
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_per_run_summary():
+    runs = ag.per_run_summary(histories_frame())
+    assert len(runs) == 4
+    for row in runs.itertuples(index=False):
+        assert (row.dataset, row.noise) == (DATASET, NOISE)
+        last, e_ep, e_acc, o_ep, o_acc = EXPECTED_RUNS[(row.mode, row.seed)]
+        assert row.last_epoch == 5
+        assert math.isclose(row.last_test_acc, last)
+        assert row.early_stop_epoch == e_ep, (row.mode, row.seed)
+        assert math.isclose(row.early_stop_test_acc, e_acc)
+        assert row.oracle_epoch == o_ep, (row.mode, row.seed)
+        assert math.isclose(row.oracle_test_acc, o_acc)
+
+
+def test_per_run_summary_does_not_depend_on_row_order():
+    a = ag.per_run_summary(histories_frame(shuffle=False))
+    b = ag.per_run_summary(histories_frame(shuffle=True))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_summarise_means_and_sample_sd():
+    summary = ag.summarise(histories_frame())
+    assert len(summary) == 2
+    for mode in ("ce", "self_distill"):
+        row = summary[summary["mode"] == mode].iloc[0]
+        exp = [EXPECTED_RUNS[(mode, s)] for s in (0, 1)]
+        assert row["n_seeds"] == 2
+        for col, i in [("last", 0), ("early_stop", 2), ("oracle", 4)]:
+            xs = [e[i] for e in exp]
+            assert math.isclose(row[f"{col}_mean"], mean(xs), rel_tol=1e-12), col
+            assert math.isclose(row[f"{col}_sd"], sample_sd(xs), rel_tol=1e-9), col
+        assert math.isclose(row["early_stop_epoch_mean"], mean([e[1] for e in exp]))
+        assert math.isclose(row["oracle_epoch_mean"], mean([e[3] for e in exp]))
+    # hand values
+    ce = summary[summary["mode"] == "ce"].iloc[0]
+    assert math.isclose(ce["last_mean"], 0.675)
+    assert math.isclose(
+        ce["last_sd"], 0.05 / math.sqrt(2)
+    )  # sample sd, not population (0.025)
+    assert math.isclose(ce["early_stop_mean"], 0.81)
+    assert math.isclose(ce["early_stop_epoch_mean"], 2.5)
+
+
+def test_summarise_mode_order():
+    summary = ag.summarise(histories_frame(), mode_order=["self_distill", "ce"])
+    assert summary["mode"].tolist() == ["self_distill", "ce"]
+    summary = ag.summarise(histories_frame(), mode_order=["ce", "self_distill"])
+    assert summary["mode"].tolist() == ["ce", "self_distill"]
+    # modes missing from mode_order go last
+    summary = ag.summarise(histories_frame(), mode_order=["self_distill"])
+    assert summary["mode"].tolist() == ["self_distill", "ce"]
+
+
+def test_single_seed_sd_is_nan_and_markdown_has_no_pm():
+    runs = {k: v for k, v in RUNS.items() if k[1] == 0}
+    summary = ag.summarise(histories_frame(runs))
+    assert summary["n_seeds"].tolist() == [1, 1]
+    assert summary["last_sd"].isna().all()
+    md = ag.summary_markdown(summary)
+    table_rows = [line for line in md.splitlines() if line.startswith("| digits |")]
+    assert len(table_rows) == 2
+    assert all("±" not in line for line in table_rows)
+    assert "| 65.00 |" in md  # ce seed 0, last epoch
+
+
+def test_per_run_summary_without_validation_split():
+    h = histories_frame()
+    h["val_acc"] = float("nan")
+    runs = ag.per_run_summary(h)
+    assert runs["early_stop_test_acc"].isna().all()
+    assert runs["last_test_acc"].notna().all() and runs["oracle_test_acc"].notna().all()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Markdown and verdicts
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_summary_markdown_contents():
+    summary = ag.summarise(histories_frame(), mode_order=["ce", "self_distill"])
+    md = ag.summary_markdown(summary)
+    header = md.splitlines()[0]
+    assert "last epoch" in header and "early-stopped" in header and "oracle" in header
+    assert "oracle" in md.lower()
+    assert "upper bound" in md
+    # ce row: last 67.50 ± 3.54, early-stopped 81.00 ± 1.41, oracle 87.50 ± 3.54
+    ce_line = next(line for line in md.splitlines() if "| ce |" in line)
+    assert "67.50 ± 3.54" in ce_line
+    assert "81.00 ± 1.41" in ce_line
+    assert "87.50 ± 3.54" in ce_line
+    sd_line = next(line for line in md.splitlines() if "| self_distill |" in line)
+    assert "85.00 ± 1.41" in sd_line  # last: (0.86 + 0.84) / 2
+    assert "84.50 ± 2.12" in sd_line  # early: (0.86 + 0.83) / 2
+    assert md.endswith("\n")
+
+
+def test_verdict_distillation_wins():
+    summary = ag.summarise(histories_frame())
+    lines = ag.verdicts(summary)
+    assert len(lines) == 1
+    # last-epoch self_distill 85.00 vs early-stopped ce 81.00
+    assert "self_distill" in lines[0] and "85.00%" in lines[0] and "81.00%" in lines[0]
+    assert "≥" in lines[0] and "matches or beats" in lines[0]
+    assert lines[0] in ag.summary_markdown(summary)
+
+
+def test_verdict_early_stopping_wins():
+    runs = dict(RUNS)
+    # self_distill collapses at the last epoch: last test 0.70 and 0.72 → mean 0.71 < 0.81
+    for seed, last in [(0, 0.70), (1, 0.72)]:
+        val, test = runs[("self_distill", seed)]
+        runs[("self_distill", seed)] = (val, [*test[:4], last])
+    summary = ag.summarise(histories_frame(runs))
+    lines = ag.verdicts(summary)
+    assert len(lines) == 1
+    assert "<" in lines[0] and "≥" not in lines[0]
+    assert "early stopping wins" in lines[0]
+    assert "71.00%" in lines[0] and "81.00%" in lines[0]
+
+
+def test_verdict_tie_counts_as_match():
+    runs = {
+        ("ce", 0): ([0.1, 0.9, 0.2], [0.5, 0.75, 0.6]),  # early stop epoch 2: 0.75
+        ("self_distill", 0): ([0.1, 0.2, 0.3], [0.5, 0.6, 0.75]),  # last 0.75
+    }
+    lines = ag.verdicts(ag.summarise(histories_frame(runs)))
+    assert len(lines) == 1 and "≥" in lines[0]
+
+
+def test_verdicts_without_ce_are_empty():
+    runs = {k: v for k, v in RUNS.items() if k[0] != "ce"}
+    assert ag.verdicts(ag.summarise(histories_frame(runs))) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# End to end on CSV files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_aggregate_histories_end_to_end(tmp_path):
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    paths, runs = [], []
+    for (mode, seed), (val, test) in RUNS.items():
+        p = in_dir / f"{mode}_{seed}.csv"
+        make_history(mode, seed, val, test).to_csv(p, index=False)
+        paths.append(p)
+        runs.append({"dataset": DATASET, "noise": NOISE, "seed": seed, "mode": mode})
+    out = tmp_path / "out"
+    summary = ag.aggregate_histories(
+        paths,
+        runs,
+        out / "histories.csv",
+        out / "summary.csv",
+        out / "summary.md",
+        mode_order=["ce", "self_distill"],
+    )
+    assert sorted(os.listdir(out)) == ["histories.csv", "summary.csv", "summary.md"]
+
+    hist = pd.read_csv(out / "histories.csv")
+    assert hist.columns.tolist()[:4] == ["dataset", "noise", "seed", "mode"]
+    assert hist.columns.tolist()[4:] == ["epoch", "train_loss", "val_acc", "test_acc"]
+    assert len(hist) == 20
+    for (mode, seed), (val, test) in RUNS.items():
+        sub = hist[(hist["mode"] == mode) & (hist["seed"] == seed)].sort_values("epoch")
+        assert sub["val_acc"].tolist() == val and sub["test_acc"].tolist() == test
+
+    on_disk = pd.read_csv(out / "summary.csv")
+    assert on_disk["mode"].tolist() == ["ce", "self_distill"]
+    assert math.isclose(on_disk.loc[0, "early_stop_mean"], 0.81)
+    assert math.isclose(on_disk.loc[1, "last_mean"], 0.85)
+    assert summary["mode"].tolist() == ["ce", "self_distill"]
+    assert (out / "summary.md").read_text() == ag.summary_markdown(summary)
+
+
+def test_concat_runs_length_mismatch(tmp_path):
+    p = tmp_path / "a.csv"
+    make_history("ce", 0, *RUNS[("ce", 0)]).to_csv(p, index=False)
+    with pytest.raises(ValueError, match="1 files for 2 runs"):
+        ag.concat_runs(
+            [p], [{"dataset": "d", "noise": "n", "seed": 0, "mode": "ce"}] * 2
+        )

@@ -1,0 +1,285 @@
+"""Tests of selfdistill.config: one-line schema error messages and the noise-setting names.
+
+The configs under test are the repository's own (config.yaml, config/smoke.yaml), each mutated in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from selfdistill import datasets, losses, noise
+from selfdistill.config import explain_config_error, noise_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load(rel):
+    with open(REPO / rel) as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.fixture(scope="module")
+def schema():
+    with open(SCHEMA) as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.fixture
+def config():
+    return load("config.yaml")
+
+
+def explain(cfg):
+    msg = explain_config_error(cfg, SCHEMA)
+    if msg is not None:
+        assert isinstance(msg, str)
+        assert "\n" not in msg and "\r" not in msg, msg
+        assert msg.startswith("invalid config:")
+    return msg
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Valid configs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rel", ["config.yaml", "config/smoke.yaml"])
+def test_shipped_configs_are_valid(rel):
+    assert explain(load(rel)) is None
+
+
+def test_empty_config_is_valid():
+    """Every key has a default, so an empty mapping is valid too."""
+    assert explain({}) is None
+
+
+def test_all_noise_types_valid(config):
+    config["noise"] = [
+        {"type": "pair", "rate": 0.4},
+        {"type": "symmetric", "rate": 0.2},
+        {"type": "asymmetric", "rate": 0.4, "class_map": {"3": 5, "5": 3}},
+        {"type": "none"},
+    ]
+    assert explain(config) is None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Unknown keys
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_unknown_top_level_key(config, schema):
+    config["epochs"] = 10
+    msg = explain(config)
+    assert msg is not None
+    assert "'epochs'" in msg
+    allowed = sorted(schema["properties"])
+    assert "allowed keys: " + ", ".join(allowed) in msg
+
+
+def test_unknown_nested_key(config, schema):
+    config["train"]["lrr"] = 0.1
+    msg = explain(config)
+    assert msg is not None
+    assert "'lrr'" in msg and "train" in msg
+    allowed = sorted(schema["properties"]["train"]["properties"])
+    assert "allowed keys: " + ", ".join(allowed) in msg
+    assert "lr" in allowed
+
+
+def test_unknown_key_in_noise_entry(config):
+    config["noise"][0]["rte"] = 0.4
+    msg = explain(config)
+    assert "'rte'" in msg and "noise[0]" in msg
+    assert "class_map, rate, type" in msg
+
+
+def test_unknown_class_map_key_names_only_the_bad_key(config):
+    config["noise"][0] = {
+        "type": "asymmetric",
+        "rate": 0.4,
+        "class_map": {"3": 5, "bird": 0},
+    }
+    msg = explain(config)
+    assert "'bird'" in msg and "noise[0].class_map" in msg
+    assert "'3'" not in msg
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Types and ranges
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_wrong_type(config):
+    config["train"]["epochs"] = "ten"
+    msg = explain(config)
+    assert "train.epochs" in msg and "'ten'" in msg and "integer" in msg
+
+
+def test_wrong_type_section(config):
+    config["train"] = "fast"
+    msg = explain(config)
+    assert "train" in msg and "'fast'" in msg and "object" in msg
+
+
+@pytest.mark.parametrize("rate,bound", [(1.0, "< 1"), (1.5, "< 1"), (-0.1, ">= 0")])
+def test_noise_rate_out_of_range(config, rate, bound):
+    config["noise"][0]["rate"] = rate
+    msg = explain(config)
+    assert "noise[0].rate" in msg
+    assert repr(rate) in msg
+    assert bound in msg
+
+
+def test_second_noise_entry_named_by_index(config):
+    config["noise"].append({"type": "symmetric", "rate": 2.0})
+    msg = explain(config)
+    assert "noise[1].rate" in msg and "2.0" in msg
+
+
+def test_val_fraction_out_of_range(config):
+    config["val_fraction"] = 1.0
+    msg = explain(config)
+    assert "val_fraction" in msg and "< 1" in msg
+
+
+def test_missing_noise_type(config):
+    config["noise"][0] = {"rate": 0.4}
+    msg = explain(config)
+    assert "noise[0]" in msg and "type" in msg
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Enums
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mutate,where,bad,allowed",
+    [
+        (
+            lambda c: c.update(modes=["ce", "distill"]),
+            "modes[1]",
+            "distill",
+            list(losses.MODES),
+        ),
+        (
+            lambda c: c["noise"][0].update(type="gauss"),
+            "noise[0].type",
+            "gauss",
+            list(noise.NOISE_TYPES),
+        ),
+        (
+            lambda c: c.update(dataset="cifar10"),
+            "dataset",
+            "cifar10",
+            list(datasets.DATASETS),
+        ),
+        (
+            lambda c: c["model"].update(arch="resnet18"),
+            "model.arch",
+            "resnet18",
+            ["mlp", "small_cnn"],
+        ),
+    ],
+    ids=["mode", "noise_type", "dataset", "arch"],
+)
+def test_enum_errors(config, mutate, where, bad, allowed):
+    mutate(config)
+    msg = explain(config)
+    assert msg is not None
+    assert where in msg
+    assert repr(bad) in msg
+    assert "allowed values: " + ", ".join(allowed) in msg
+
+
+def test_schema_enums_match_the_library(schema):
+    """The schema's enums must list exactly what the library implements."""
+    props = schema["properties"]
+    assert props["modes"]["items"]["enum"] == list(losses.MODES)
+    assert props["noise"]["items"]["properties"]["type"]["enum"] == list(
+        noise.NOISE_TYPES
+    )
+    assert props["dataset"]["enum"] == list(datasets.DATASETS)
+
+
+def test_other_errors_are_one_line(config):
+    for mutate in [
+        lambda c: c["train"].update(device="gpu"),
+        lambda c: c.update(seeds=[0, 0]),
+        lambda c: c.update(noise=[]),
+        lambda c: c["noise"][0].update(class_map={"3": "x"}),
+    ]:
+        cfg = copy.deepcopy(config)
+        mutate(cfg)
+        assert explain(cfg) is not None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# noise_settings
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_noise_settings_names(config):
+    config["noise"] = [
+        {"type": "pair", "rate": 0.4},
+        {"type": "symmetric", "rate": 0.2},
+        {"type": "asymmetric", "rate": 0.4},
+        {"type": "none"},
+        {"type": "pair", "rate": 0.125},
+    ]
+    out = noise_settings(config)
+    assert list(out) == ["pair40", "sym20", "asym40", "none", "pair12.5"]
+    assert out["sym20"] == {"type": "symmetric", "rate": 0.2}
+    assert out["none"] == {"type": "none"}
+
+
+def test_noise_settings_shipped_configs():
+    assert list(noise_settings(load("config.yaml"))) == ["pair40"]
+    assert list(noise_settings(load("config/smoke.yaml"))) == ["pair40"]
+
+
+def test_noise_settings_returns_copies(config):
+    out = noise_settings(config)
+    out["pair40"]["rate"] = 0.9
+    assert config["noise"][0]["rate"] == 0.4
+
+
+@pytest.mark.parametrize(
+    "entries,culprit",
+    [
+        ([{"type": "pair", "rate": 0.4}, {"type": "pair", "rate": 0.4}], "noise[1]"),
+        (
+            # different maps, same wildcard name: they would share one results folder
+            [
+                {"type": "asymmetric", "rate": 0.4},
+                {"type": "asymmetric", "rate": 0.4, "class_map": {"3": 5}},
+            ],
+            "noise[1]",
+        ),
+        (
+            [{"type": "none"}, {"type": "symmetric", "rate": 0.2}, {"type": "none"}],
+            "noise[2]",
+        ),
+    ],
+)
+def test_noise_settings_rejects_duplicates(config, entries, culprit):
+    config["noise"] = entries
+    with pytest.raises(ValueError, match=r"duplicate") as info:
+        noise_settings(config)
+    assert culprit in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "entry", [{"type": "pair", "rate": 0.0}, {"type": "symmetric"}]
+)
+def test_noise_settings_rejects_zero_rate(config, entry):
+    config["noise"] = [{"type": "none"}, entry]
+    with pytest.raises(ValueError, match=r"noise\[1\].*rate 0") as info:
+        noise_settings(config)
+    assert entry["type"] in str(info.value) and "none" in str(info.value)
