@@ -264,3 +264,26 @@ def test_concat_runs_length_mismatch(tmp_path):
         ag.concat_runs(
             [p], [{"dataset": "d", "noise": "n", "seed": 0, "mode": "ce"}] * 2
         )
+
+
+def test_verdict_flags_gaps_within_one_sd():
+    def summary(last_mean, last_sd, ce_early, ce_sd):
+        return pd.DataFrame(
+            [
+                {"dataset": "d", "noise": "n", "mode": "ce", "last_mean": 0.5, "last_sd": 0.01,
+                 "early_stop_mean": ce_early, "early_stop_sd": ce_sd},
+                {"dataset": "d", "noise": "n", "mode": "self_distill", "last_mean": last_mean, "last_sd": last_sd,
+                 "early_stop_mean": 0.0, "early_stop_sd": 0.0},
+            ]
+        )  # fmt: skip
+
+    (close,) = ag.verdicts(summary(0.82, 0.01, 0.80, 0.05))
+    assert (
+        "matches or beats" in close
+        and "within one sd, 5.00" in close
+        and "+2.00" in close
+    )
+    (clear,) = ag.verdicts(summary(0.95, 0.01, 0.80, 0.05))
+    assert "matches or beats" in clear and "within one sd" not in clear
+    (lost,) = ag.verdicts(summary(0.70, 0.01, 0.80, 0.02))
+    assert "early stopping wins" in lost and "within one sd" not in lost

@@ -122,19 +122,35 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 
 def verdicts(summary: pd.DataFrame) -> list[str]:
-    """One sentence per distillation mode: does its last epoch match early-stopped CE (STUDY.md §5)?"""
+    """One sentence per non-ce mode: does its last epoch match early-stopped ce (STUDY.md §5)?
+
+    The comparison is on the means over seeds; a gap smaller than the larger of the two sds is flagged as not
+    distinguishable with these seeds, so a lucky draw is not read as a result.
+    """
     out = []
     for (dataset, noise), group in summary.groupby(["dataset", "noise"], sort=False):
         ce = group[group["mode"] == "ce"]
         if ce.empty:
             continue
-        ce_early = float(ce["early_stop_mean"].iloc[0])
+        ce_early, ce_sd = (
+            float(ce["early_stop_mean"].iloc[0]),
+            float(ce["early_stop_sd"].iloc[0]),
+        )
         for row in group[group["mode"] != "ce"].itertuples(index=False):
             holds = row.last_mean >= ce_early
+            gap = 100 * (row.last_mean - ce_early)
+            spread = 100 * max(
+                (v for v in (row.last_sd, ce_sd) if not math.isnan(v)), default=math.nan
+            )
+            caveat = (
+                f" (gap {gap:+.2f} points is within one sd, {spread:.2f})"
+                if abs(gap) < spread
+                else ""
+            )
             out.append(
                 f"- {dataset}/{noise}: last-epoch {row.mode} {100 * row.last_mean:.2f}% "
                 f"{'≥' if holds else '<'} early-stopped ce {100 * ce_early:.2f}% — "
-                f"{'self-distillation matches or beats early stopping' if holds else 'early stopping wins'}."
+                f"{'matches or beats early stopping' if holds else 'early stopping wins'}{caveat}."
             )
     return out
 
