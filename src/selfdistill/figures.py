@@ -285,6 +285,59 @@ def _percent(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _history_figure(
+    histories_csv: PathLike,
+    out_png: PathLike,
+    mode_order: Sequence[str] | None,
+    panels: Sequence[tuple[str, str, str]],
+    what: str,
+    percent: bool = False,
+    sharey: bool = False,
+    decorate=None,
+    extra_handles: Sequence[Line2D] = (),
+) -> None:
+    """Side-by-side panels of history columns vs epoch, one mean ± sd line per mode.
+
+    ``panels`` holds (column, panel title, y label); ``decorate(ax, data, column, modes, palette)`` may add to
+    each panel after its lines are drawn.
+    """
+    hist, modes, palette = _read_histories(histories_csv, mode_order)
+    data = _percent(hist, [col for col, _, _ in panels]) if percent else hist
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(FIG_WIDTH, 4.2), sharex=True, sharey=sharey
+        )
+        for ax, (col, panel_title, ylabel) in zip(axes, panels, strict=True):
+            _lines(ax, data, col, modes, palette)
+            if decorate is not None:
+                decorate(ax, data, col, modes, palette)
+            ax.set_title(panel_title)
+            ax.set_ylabel(ylabel)
+            ax.tick_params(labelleft=True)
+        _fig_legend(fig, _mode_handles(modes, palette) + list(extra_handles))
+        fig.suptitle(f"{_setting_title(hist)} — {what}, {_n_seeds_text(hist)}")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+def _mark_early_stops(ax, data, col, modes, palette) -> None:
+    """A ▼ on each mode's mean curve at every seed's early-stopping epoch."""
+    points = early_stop_points(data, col)
+    for m in modes:
+        pts = points[points["mode"] == m]
+        ax.scatter(
+            pts["early_stop_epoch"],
+            pts[col],
+            marker="v",
+            s=55,
+            color=palette[m],
+            edgecolor="black",
+            linewidth=0.6,
+            zorder=5,
+        )
+
+
 def plot_accuracy(
     histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
 ) -> None:
@@ -293,101 +346,72 @@ def plot_accuracy(
     The early-stopping epoch is the best noisy-validation epoch (STUDY.md §5, ties → earliest); a ▼ sits on the
     mode's mean curve at each seed's early-stop epoch, in both panels.
     """
-    hist, modes, palette = _read_histories(histories_csv, mode_order)
-    title = _setting_title(hist)
-    data = _percent(hist, ["test_acc", "val_acc"])
-    axes_style, context = _style()
-    with axes_style, context:
-        fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 4.2), sharex=True)
-        panels = [
-            ("test_acc", "test accuracy (%, clean labels)"),
-            ("val_acc", "validation accuracy (%, noisy labels)"),
-        ]
-        for ax, (col, label) in zip(axes, panels, strict=True):
-            _lines(ax, data, col, modes, palette)
-            points = early_stop_points(data, col)
-            for m in modes:
-                pts = points[points["mode"] == m]
-                ax.scatter(
-                    pts["early_stop_epoch"],
-                    pts[col],
-                    marker="v",
-                    s=55,
-                    color=palette[m],
-                    edgecolor="black",
-                    linewidth=0.6,
-                    zorder=5,
-                )
-            ax.set_ylabel(label)
-        axes[0].set_title("test accuracy")
-        axes[1].set_title("noisy validation accuracy (early-stopping signal)")
-        handles = _mode_handles(modes, palette) + [
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="v",
-                markersize=7,
-                color="grey",
-                markeredgecolor="black",
-                label="early stop (best noisy val), one per seed",
-            )
-        ]
-        _fig_legend(fig, handles)
-        fig.suptitle(f"{title} — accuracy, {_n_seeds_text(hist)}")
-        fig.tight_layout()
-        _save(fig, out_png)
+    marker = Line2D(
+        [],
+        [],
+        ls="",
+        marker="v",
+        markersize=7,
+        color="grey",
+        markeredgecolor="black",
+        label="early stop (best noisy val), one per seed",
+    )
+    _history_figure(
+        histories_csv,
+        out_png,
+        mode_order,
+        panels=[
+            ("test_acc", "test accuracy", "test accuracy (%, clean labels)"),
+            (
+                "val_acc",
+                "noisy validation accuracy (early-stopping signal)",
+                "validation accuracy (%, noisy labels)",
+            ),
+        ],
+        what="accuracy",
+        percent=True,
+        decorate=_mark_early_stops,
+        extra_handles=[marker],
+    )
 
 
 def plot_loss(
     histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
 ) -> None:
     """Training loss (each mode's own objective, on noisy targets) and test loss per mode vs epoch."""
-    hist, modes, palette = _read_histories(histories_csv, mode_order)
-    title = _setting_title(hist)
-    axes_style, context = _style()
-    with axes_style, context:
-        fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 4.2), sharex=True)
-        panels = [
-            ("train_loss", "training loss (mode's objective, noisy targets)"),
-            ("test_loss", "test loss (cross-entropy, clean labels)"),
-        ]
-        for ax, (col, label) in zip(axes, panels, strict=True):
-            _lines(ax, hist, col, modes, palette)
-            ax.set_ylabel(label)
-        axes[0].set_title("training loss")
-        axes[1].set_title("test loss")
-        _fig_legend(fig, _mode_handles(modes, palette))
-        fig.suptitle(f"{title} — loss, {_n_seeds_text(hist)}")
-        fig.tight_layout()
-        _save(fig, out_png)
+    _history_figure(
+        histories_csv,
+        out_png,
+        mode_order,
+        panels=[
+            (
+                "train_loss",
+                "training loss",
+                "training loss (mode's objective, noisy targets)",
+            ),
+            ("test_loss", "test loss", "test loss (cross-entropy, clean labels)"),
+        ],
+        what="loss",
+    )
 
 
 def plot_memorization(
     histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
 ) -> None:
     """Share of noisy-labelled training samples predicted as their noisy label (memorised) or clean label."""
-    hist, modes, palette = _read_histories(histories_csv, mode_order)
-    title = _setting_title(hist)
-    data = _percent(hist, ["memorized", "corrected"])
-    axes_style, context = _style()
-    with axes_style, context:
-        fig, axes = plt.subplots(
-            1, 2, figsize=(FIG_WIDTH, 4.2), sharex=True, sharey=True
-        )
-        panels = [
-            ("memorized", "memorised: predicted = noisy label"),
-            ("corrected", "corrected: predicted = clean label"),
-        ]
-        for ax, (col, panel_title) in zip(axes, panels, strict=True):
-            _lines(ax, data, col, modes, palette)
-            ax.set_title(panel_title)
-            ax.set_ylabel("% of noisy-labelled training samples")
-        axes[1].tick_params(labelleft=True)
-        _fig_legend(fig, _mode_handles(modes, palette))
-        fig.suptitle(f"{title} — memorisation of wrong labels, {_n_seeds_text(hist)}")
-        fig.tight_layout()
-        _save(fig, out_png)
+    ylabel = "% of noisy-labelled training samples"
+    _history_figure(
+        histories_csv,
+        out_png,
+        mode_order,
+        panels=[
+            ("memorized", "memorised: predicted = noisy label", ylabel),
+            ("corrected", "corrected: predicted = clean label", ylabel),
+        ],
+        what="memorisation of wrong labels",
+        percent=True,
+        sharey=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------

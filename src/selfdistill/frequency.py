@@ -40,19 +40,8 @@ TABLE_COLUMNS = (
     "e_low_clean",
     "e_high_clean",
 )
-#: Columns of the CSV written by :func:`analyse_run`, in order.
-CSV_COLUMNS = (
-    "split",
-    "source",
-    "epoch",
-    "delta",
-    "delta_rel",
-    "ratio",
-    "e_low_noisy",
-    "e_high_noisy",
-    "e_low_clean",
-    "e_high_clean",
-)
+#: Columns of the CSV written by :func:`analyse_run`, in order: the table's, keyed by split, source and epoch.
+CSV_COLUMNS = ("split", "source", "epoch", *TABLE_COLUMNS[1:])
 DELTA_SCALES = ("absolute", "median")
 OUTPUT_SOURCES = ("probs", "logits")
 _TARGETS = ("noisy", "clean")
