@@ -287,3 +287,16 @@ def test_verdict_flags_gaps_within_one_sd():
     assert "matches or beats" in clear and "within one sd" not in clear
     (lost,) = ag.verdicts(summary(0.70, 0.01, 0.80, 0.02))
     assert "early stopping wins" in lost and "within one sd" not in lost
+
+
+def test_verdict_without_validation_split_says_so():
+    summary = pd.DataFrame(
+        [
+            {"dataset": "d", "noise": "n", "mode": "ce", "last_mean": 0.5, "last_sd": 0.01,
+             "early_stop_mean": math.nan, "early_stop_sd": math.nan},
+            {"dataset": "d", "noise": "n", "mode": "self_distill", "last_mean": 0.8, "last_sd": 0.01,
+             "early_stop_mean": math.nan, "early_stop_sd": math.nan},
+        ]
+    )  # fmt: skip
+    (line,) = ag.verdicts(summary)
+    assert "no validation split" in line and "wins" not in line

@@ -12,12 +12,11 @@ import pytest
 import torch
 
 from selfdistill.data import build_corrupted_dataset
-from selfdistill.losses import seq_alpha
+from selfdistill.io import setup_logging
 from selfdistill.training import (
     HISTORY_COLUMNS,
     crop_flip,
     resolve_device,
-    select_subset,
     train_run,
 )
 
@@ -42,6 +41,7 @@ def _train(data, out_dir, mode="ce", seed=0, **overrides):
         freq_subset=overrides.pop("freq_subset", 100),
         device="cpu",
         run_name=f"test/{mode}/seed{seed}",
+        log_path=overrides.pop("log_path", None),
     )
 
 
@@ -77,55 +77,73 @@ def test_different_seed_changes_the_run(digits_pair40, tmp_path):
 
 
 def test_history_and_outputs_are_consistent(digits_pair40, tmp_path):
-    history = _train(digits_pair40, tmp_path, "self_distill_seq")
+    # freq_subset larger than the training split: the stored "subset" is the whole split, so every history
+    # column about the training split can be recomputed from outputs.h5 and data.h5 independently
+    history = _train(digits_pair40, tmp_path, "self_distill_seq", freq_subset=10**6)
     assert history["epoch"].tolist() == [1, 2, 3]
-    expected_alpha = [seq_alpha(e, 0.5, 1, 1) for e in (1, 2, 3)]
-    assert history["distill_weight"].tolist() == pytest.approx(expected_alpha)
-    for col in (
-        "train_acc_noisy",
-        "train_acc_clean",
-        "memorized",
-        "corrected",
-        "val_acc",
-        "test_acc",
-    ):
-        assert history[col].between(0, 1).all(), col
-    # a noisy-labelled sample cannot be predicted as both its noisy and its clean label
-    assert (history["memorized"] + history["corrected"] <= 1 + 1e-12).all()
+    # α_e by hand for seq_alpha 0.5, warm-up 1 epoch, linear ramp over 1 epoch: 0, then 0.5, 0.5
+    assert history["distill_weight"].tolist() == pytest.approx([0.0, 0.5, 0.5])
     with h5py.File(digits_pair40) as data, h5py.File(tmp_path / "outputs.h5") as out:
+        noisy, clean = data["train/labels_noisy"][()], data["train/labels_clean"][()]
+        is_noisy = data["train/is_noisy"][()]
         assert out["epochs"][()].tolist() == [1, 2, 3]
-        idx = out["train_subset/indices"][()]
-        assert (
-            idx.tolist()
-            == select_subset(data["train/labels_noisy"].shape[0], 100, 0).tolist()
-        )
-        np.testing.assert_array_equal(
-            out["train_subset/labels_noisy"][()], data["train/labels_noisy"][()][idx]
-        )
-        np.testing.assert_array_equal(
-            out["train_subset/labels_clean"][()], data["train/labels_clean"][()][idx]
-        )
+        assert out["train_subset/indices"][()].tolist() == list(range(noisy.size))
+        np.testing.assert_array_equal(out["train_subset/labels_noisy"][()], noisy)
+        np.testing.assert_array_equal(out["train_subset/labels_clean"][()], clean)
         np.testing.assert_array_equal(
             out["test/labels_clean"][()], data["test/labels_clean"][()]
         )
+        train_logits = out["train_subset/logits"][()]
         logits, probs = out["test/logits"][()], out["test/probs"][()]
-        assert probs.shape == (3, data["test/labels_clean"].shape[0], 10)
-        assert probs.dtype == np.float32
-        z = logits.astype(np.float64)
-        reference = np.exp(z - z.max(axis=2, keepdims=True))
-        reference /= reference.sum(axis=2, keepdims=True)
-        np.testing.assert_allclose(probs, reference, rtol=1e-5, atol=1e-7)
-        # the last epoch's stored test outputs reproduce the history's test accuracy
-        accuracy = (probs[-1].argmax(axis=1) == out["test/labels_clean"][()]).mean()
-        assert accuracy == pytest.approx(history["test_acc"].iloc[-1])
+        test_labels = out["test/labels_clean"][()]
+    for e in range(3):
+        pred = train_logits[e].argmax(axis=1)
+        row = history.iloc[e]
+        assert row["train_acc_noisy"] == pytest.approx(np.mean(pred == noisy))
+        assert row["train_acc_clean"] == pytest.approx(np.mean(pred == clean))
+        assert row["memorized"] == pytest.approx(
+            np.mean(pred[is_noisy] == noisy[is_noisy])
+        )
+        assert row["corrected"] == pytest.approx(
+            np.mean(pred[is_noisy] == clean[is_noisy])
+        )
+        assert row["test_acc"] == pytest.approx(
+            np.mean(probs[e].argmax(axis=1) == test_labels)
+        )
+    assert probs.shape == (3, test_labels.size, 10) and probs.dtype == np.float32
+    z = logits.astype(np.float64)
+    reference = np.exp(z - z.max(axis=2, keepdims=True))
+    reference /= reference.sum(axis=2, keepdims=True)
+    np.testing.assert_allclose(probs, reference, rtol=1e-5, atol=1e-7)
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert saved["mode"] == "self_distill_seq" and saved["epochs"] == 3
 
 
+def test_sequential_distillation_follows_ce_until_the_soft_labels_move(
+    digits_pair40, tmp_path
+):
+    """Soft labels start as one-hot(y) and α_1 = 0, so epochs 1–2 equal ce; after α_2 = 0.5 they differ."""
+    for name in ("ce", "seq"):
+        (tmp_path / name).mkdir()
+    ce = _train(digits_pair40, tmp_path / "ce", "ce")
+    seq = _train(digits_pair40, tmp_path / "seq", "self_distill_seq")
+    cols = ["train_loss", "test_acc", "memorized"]
+    np.testing.assert_allclose(seq.loc[:1, cols], ce.loc[:1, cols], rtol=1e-5)
+    assert not np.isclose(seq.loc[2, "train_loss"], ce.loc[2, "train_loss"], rtol=1e-3)
+
+
 def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp_path):
-    with pytest.raises(FloatingPointError, match=r"run test/ce/seed0 at epoch \d+"):
-        _train(digits_pair40, tmp_path, "ce", train={"lr": 1e30, "epochs": 5})
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    out, log = tmp_path / "out", tmp_path / "train.log"
+    out.mkdir()
+    try:
+        with pytest.raises(FloatingPointError, match=r"run test/ce/seed0 at epoch \d+"):
+            _train(
+                digits_pair40, out, "ce", train={"lr": 1e30, "epochs": 5}, log_path=log
+            )
+    finally:
+        setup_logging(None)  # detach the file handler from the package logger
+    assert sorted(p.name for p in out.iterdir()) == []
+    assert "non-finite training loss in run test/ce/seed0 at epoch" in log.read_text()
 
 
 def test_unknown_mode_is_rejected(digits_pair40, tmp_path):
@@ -173,13 +191,25 @@ def test_crop_flip_without_padding_is_identity_or_mirror():
         assert torch.equal(aug, img) or torch.equal(aug, img.flip(-1))
 
 
-def test_cosine_schedule_reaches_zero(digits_pair40, tmp_path):
+def test_per_epoch_cosine_schedule(digits_pair40, tmp_path):
     history = _train(
         digits_pair40, tmp_path, train={"schedule_unit": "epoch", "epochs": 4}
     )
     # per-epoch cosine: the lr used in epoch e is lr0 · ½(1 + cos(π (e−1) / E))
     expected = [
         0.05 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 4)) for e in (1, 2, 3, 4)
+    ]
+    assert history["lr"].tolist() == pytest.approx(expected)
+
+
+def test_per_step_cosine_schedule(digits_pair40, tmp_path):
+    history = _train(digits_pair40, tmp_path, train={"epochs": 2, "batch_size": 100})
+    with h5py.File(digits_pair40) as data:
+        steps = math.ceil(data["train/labels_noisy"].shape[0] / 100)
+    # the history reports the lr of each epoch's last step t = e·steps − 1 of T = 2·steps
+    expected = [
+        0.05 * 0.5 * (1 + math.cos(math.pi * (e * steps - 1) / (2 * steps)))
+        for e in (1, 2)
     ]
     assert history["lr"].tolist() == pytest.approx(expected)
 

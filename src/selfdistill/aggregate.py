@@ -136,6 +136,11 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
             float(ce["early_stop_mean"].iloc[0]),
             float(ce["early_stop_sd"].iloc[0]),
         )
+        if math.isnan(ce_early):
+            out.append(
+                f"- {dataset}/{noise}: no validation split, so no early-stopped ce to compare with."
+            )
+            continue
         for row in group[group["mode"] != "ce"].itertuples(index=False):
             holds = row.last_mean >= ce_early
             gap = 100 * (row.last_mean - ce_early)

@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .aggregate import per_run_summary
+from .config import FIGURES
 from .io import atomic_output, setup_logging
 
 log = logging.getLogger(__name__)
@@ -636,15 +637,20 @@ def plot_frequency_error(
         _save(fig, out_png)
 
 
-#: Every figure the pipeline builds per dataset/noise setting, by name (= file stem), and its drawing function.
-PLOTTERS = {
-    "accuracy": plot_accuracy,
-    "loss": plot_loss,
-    "memorization": plot_memorization,
-    "frequency_ratio": plot_frequency_ratio,
-    "frequency_error": plot_frequency_error,
-}
-FIGURES = tuple(PLOTTERS)
+#: The drawing function of every figure in :data:`selfdistill.config.FIGURES`, by name.
+PLOTTERS = dict(
+    zip(
+        FIGURES,
+        (
+            plot_accuracy,
+            plot_loss,
+            plot_memorization,
+            plot_frequency_ratio,
+            plot_frequency_error,
+        ),
+        strict=True,
+    )
+)
 
 
 def plot(

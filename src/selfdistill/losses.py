@@ -74,7 +74,7 @@ def seq_alpha(epoch: int, value: float, warmup: int = 0, ramp: int = 0) -> float
 
     0 during the first ``warmup`` epochs (soft labels stay the given labels while the network learns the
     clean majority), then a linear ramp over ``ramp`` epochs up to ``value`` (``ramp = 0``: constant ``value``).
-    Dong et al. did not publish their exact schedule; this one is ours and is configurable.
+    The exact schedule of Dong et al. was not available to us; this one is ours and is configurable.
     """
     if epoch <= warmup:
         return 0.0

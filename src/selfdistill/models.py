@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 ARCHITECTURES = ("mlp", "small_cnn")
+#: Width used when the config leaves ``model.width`` empty: hidden units (mlp) or first-stage channels (small_cnn).
+DEFAULT_WIDTH = {"mlp": 512, "small_cnn": 32}
 
 
 class MLP(nn.Module):
@@ -63,11 +65,16 @@ def build_model(
     arch: str,
     in_shape: tuple[int, int, int],
     num_classes: int,
-    width: int = 512,
+    width: int | None = None,
     depth: int = 2,
 ) -> nn.Module:
-    """Build ``arch`` for inputs of shape (C, H, W)."""
+    """Build ``arch`` for inputs of shape (C, H, W); ``width=None`` takes the architecture's default."""
     channels, height, width_px = in_shape
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}"
+        )
+    width = DEFAULT_WIDTH[arch] if width is None else width
     if arch == "mlp":
         return MLP(channels * height * width_px, num_classes, width=width, depth=depth)
     if arch == "small_cnn":

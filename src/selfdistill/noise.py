@@ -7,44 +7,25 @@ seed gives byte-identical labels. ``none`` returns the clean labels (the referen
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
-NOISE_TYPES = ("none", "pair", "symmetric", "asymmetric")
-# Short names used in result paths, e.g. ``pair40`` for pair-flip at 40%.
-SHORT_NAMES = {"none": "none", "pair": "pair", "symmetric": "sym", "asymmetric": "asym"}
+from .config import NOISE_TYPES, NoiseSpec
+
+__all__ = [
+    "NOISE_TYPES",
+    "NoiseSpec",
+    "class_map_for",
+    "class_quotas",
+    "corrupt_labels",
+    "transition_matrix",
+]
 
 # Standard CIFAR-10 asymmetric map: truck→automobile, bird→airplane, deer→horse, cat↔dog.
 CIFAR10_CLASS_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 # Digits: visually confusable pairs of handwritten digits (1↔7, 3→8, 5→6, 9→4); the same spirit as CIFAR's map.
 DIGITS_CLASS_MAP = {1: 7, 7: 1, 3: 8, 5: 6, 9: 4}
 DEFAULT_CLASS_MAPS = {"cifar10": CIFAR10_CLASS_MAP, "digits": DIGITS_CLASS_MAP}
-
-
-@dataclass(frozen=True)
-class NoiseSpec:
-    """One configured noise setting; ``name`` is the ``{noise}`` wildcard (``pair40``, ``sym20``, ``none``)."""
-
-    type: str
-    rate: float = 0.0
-    class_map: Mapping[int, int] | None = None
-
-    @property
-    def name(self) -> str:
-        if self.type == "none":
-            return "none"
-        return f"{SHORT_NAMES[self.type]}{100 * self.rate:g}"
-
-    @classmethod
-    def from_config(cls, entry: Mapping) -> NoiseSpec:
-        """Build from a config entry ``{type: pair, rate: 0.4}`` (``class_map`` keys may be strings)."""
-        class_map = entry.get("class_map")
-        if class_map is not None:
-            class_map = {int(k): int(v) for k, v in class_map.items()}
-        return cls(
-            type=entry["type"], rate=float(entry.get("rate", 0.0)), class_map=class_map
-        )
 
 
 def class_map_for(dataset: str, class_map: Mapping[int, int] | None) -> dict[int, int]:

@@ -3,6 +3,7 @@ rule frequency:
     input:
         data="results/{dataset}/{noise}/seed{seed}/data.h5",
         outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",
+        code=library_files("frequency"),
     output:
         "results/{dataset}/{noise}/seed{seed}/{mode}/frequency.csv",
     log:
@@ -24,7 +25,8 @@ rule frequency:
 rule aggregate:
     """Tidy all runs' histories; per-mode test accuracy at last / early-stopped / oracle epochs."""
     input:
-        run_files("history.csv"),
+        histories=run_files("history.csv"),
+        code=library_files("aggregate"),
     output:
         histories="results/{dataset}/{noise}/histories.csv",
         summary_csv=report(
@@ -47,7 +49,8 @@ rule aggregate:
 rule aggregate_frequency:
     """Tidy all runs' frequency tables into one CSV for the frequency figures."""
     input:
-        run_files("frequency.csv"),
+        tables=run_files("frequency.csv"),
+        code=library_files("aggregate"),
     output:
         "results/{dataset}/{noise}/frequency.csv",
     log:

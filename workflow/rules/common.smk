@@ -5,9 +5,14 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from selfdistill.config import explain_config_error, noise_settings
-from selfdistill.figures import FIGURES
-from selfdistill.hardware import uses_gpu
+from selfdistill.config import (
+    FIGURES,
+    distill_params,
+    explain_config_error,
+    library_files,
+    noise_settings,
+)
+from selfdistill.hardware import planned_device
 
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
@@ -25,7 +30,9 @@ except ValueError as err:
 DATASET = config["dataset"]
 SEEDS = config["seeds"]
 MODES = config["modes"]
-TRAIN_GPU = 1 if uses_gpu(config["train"]["device"]) else 0
+# `auto` is resolved once, here; the job gets the concrete device and holds a `gpu` slot exactly when it uses one.
+TRAIN_DEVICE = planned_device(config["train"]["device"])
+TRAIN_GPU = 1 if TRAIN_DEVICE.startswith("cuda") else 0
 RUN = "results/{dataset}/{noise}/seed{seed}/{mode}"
 
 

@@ -1,7 +1,8 @@
 rule figure_accuracy:
     """Test and noisy-validation accuracy per mode, early-stopping epochs marked."""
     input:
-        "results/{dataset}/{noise}/histories.csv",
+        table="results/{dataset}/{noise}/histories.csv",
+        code=library_files("figures"),
     output:
         report(
             "results/{dataset}/{noise}/figures/accuracy.png",
@@ -22,7 +23,8 @@ rule figure_accuracy:
 rule figure_loss:
     """Training and test loss per mode."""
     input:
-        "results/{dataset}/{noise}/histories.csv",
+        table="results/{dataset}/{noise}/histories.csv",
+        code=library_files("figures"),
     output:
         report(
             "results/{dataset}/{noise}/figures/loss.png",
@@ -43,7 +45,8 @@ rule figure_loss:
 rule figure_memorization:
     """Memorised and corrected fractions of the noisy-labelled training samples per mode."""
     input:
-        "results/{dataset}/{noise}/histories.csv",
+        table="results/{dataset}/{noise}/histories.csv",
+        code=library_files("figures"),
     output:
         report(
             "results/{dataset}/{noise}/figures/memorization.png",
@@ -64,7 +67,8 @@ rule figure_memorization:
 rule figure_frequency_ratio:
     """Low-frequency ratio per mode for a few deltas, and self-distillation minus ce."""
     input:
-        "results/{dataset}/{noise}/frequency.csv",
+        table="results/{dataset}/{noise}/frequency.csv",
+        code=library_files("figures"),
     output:
         report(
             "results/{dataset}/{noise}/figures/frequency_ratio.png",
@@ -88,7 +92,8 @@ rule figure_frequency_ratio:
 rule figure_frequency_error:
     """Low- and high-frequency errors against the noisy targets, and the heat map of Xu et al."""
     input:
-        "results/{dataset}/{noise}/frequency.csv",
+        table="results/{dataset}/{noise}/frequency.csv",
+        code=library_files("figures"),
     output:
         report(
             "results/{dataset}/{noise}/figures/frequency_error.png",

@@ -1,7 +1,8 @@
 rule train:
     """Train one run (dataset x noise x seed x mode); history, per-epoch outputs and final weights."""
     input:
-        "results/{dataset}/{noise}/seed{seed}/data.h5",
+        data="results/{dataset}/{noise}/seed{seed}/data.h5",
+        code=library_files("train"),
     output:
         history="results/{dataset}/{noise}/seed{seed}/{mode}/history.csv",
         outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",
@@ -21,8 +22,8 @@ rule train:
         train={
             k: v for k, v in config["train"].items() if k not in ("device", "threads")
         },
-        distill=config["distill"],
+        distill=lambda wc: distill_params(config["distill"], wc.mode),
         freq_subset=config["frequency"]["train_subset"],
-        device=config["train"]["device"],
+        device=TRAIN_DEVICE,
     script:
         "../scripts/train.py"

@@ -4,7 +4,7 @@ from selfdistill.aggregate import aggregate_histories
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 aggregate_histories(
-    list(sm.input),
+    list(sm.input.histories),
     sm.params.runs,
     sm.output.histories,
     sm.output.summary_csv,

@@ -3,4 +3,10 @@
 from selfdistill.figures import plot
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-plot(sm.params.kind, sm.input[0], sm.output[0], log_path=sm.log[0], **sm.params.options)
+plot(
+    sm.params.kind,
+    sm.input.table,
+    sm.output[0],
+    log_path=sm.log[0],
+    **sm.params.options,
+)

@@ -4,7 +4,7 @@ from selfdistill.training import train_run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 train_run(
-    sm.input[0],
+    sm.input.data,
     sm.output.history,
     sm.output.outputs,
     sm.output.model,
