@@ -289,7 +289,7 @@ def train_run(
         F.one_hot(y_train, num_classes).float() if mode == "self_distill_seq" else None
     )
 
-    def objective(logits, yb, idx, epoch):
+    def objective(logits, yb, idx):
         if mode == "ce":
             return ce_loss(logits, yb)
         if mode == "self_distill":
@@ -325,7 +325,7 @@ def train_run(
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast():
                     logits = net(xb)
-                loss, weight = objective(logits, y_train[idx], idx, epoch)
+                loss, weight = objective(logits, y_train[idx], idx)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 lr = optimiser.param_groups[0][
