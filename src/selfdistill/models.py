@@ -77,11 +77,7 @@ def build_model(
     width = DEFAULT_WIDTH[arch] if width is None else width
     if arch == "mlp":
         return MLP(channels * height * width_px, num_classes, width=width, depth=depth)
-    if arch == "small_cnn":
-        return SmallCNN(channels, num_classes, width=width)
-    raise ValueError(
-        f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}"
-    )
+    return SmallCNN(channels, num_classes, width=width)
 
 
 def count_parameters(model: nn.Module) -> int:

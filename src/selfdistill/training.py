@@ -164,9 +164,8 @@ def predict_logits(
 ) -> torch.Tensor:
     """Eval-mode float32 logits for every image of ``images``, in order."""
     model.eval()
-    out = [
-        torch.empty((0, num_classes), device=images.data.device)
-    ]  # an empty split gives (0, C)
+    # start from an empty (0, C) block so that an empty split (val_fraction 0) gives (0, C) logits
+    out = [torch.empty((0, num_classes), device=images.data.device)]
     for start in range(0, len(images), batch_size):
         with autocast():
             out.append(
@@ -328,9 +327,8 @@ def train_run(
                 loss, weight = objective(logits, y_train[idx], idx)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
-                lr = optimiser.param_groups[0][
-                    "lr"
-                ]  # the history reports the epoch's last step's lr
+                # the history reports the lr of the epoch's last step
+                lr = optimiser.param_groups[0]["lr"]
                 optimiser.step()
                 if cfg.schedule_unit == "step":
                     scheduler.step()
