@@ -13,6 +13,7 @@ import torch
 
 from selfdistill.data import build_corrupted_dataset
 from selfdistill.io import setup_logging
+from selfdistill.models import build_model, count_parameters
 from selfdistill.training import (
     HISTORY_COLUMNS,
     crop_flip,
@@ -225,3 +226,15 @@ def test_training_without_validation_split(tmp_path):
     history = _train(data, tmp_path / "run", train={"epochs": 2})
     assert history["val_acc"].isna().all() and history["val_loss"].isna().all()
     assert history["test_acc"].notna().all()
+
+
+def test_build_model_defaults_and_unknown_arch():
+    # mlp default width 512: 64·512+512 + 512·512+512 + 512·10+10 parameters for 8×8×1 inputs
+    mlp = build_model("mlp", (1, 8, 8), 10)
+    assert count_parameters(mlp) == 64 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
+    cnn = build_model("small_cnn", (1, 8, 8), 10)
+    assert cnn.head[-1].in_features == 4 * 32  # small_cnn default width 32
+    with pytest.raises(
+        ValueError, match="unknown architecture 'resnet'; allowed: mlp, small_cnn"
+    ):
+        build_model("resnet", (1, 8, 8), 10)
