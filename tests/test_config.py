@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfdistill import datasets, losses, noise
-from selfdistill.config import explain_config_error, noise_settings
+from selfdistill import datasets, losses, models, noise
+from selfdistill.config import (
+    DATASET_OPTIONS,
+    dataset_option_problem,
+    dataset_problem,
+    explain_config_error,
+    human_label_problem,
+    noise_settings,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -96,7 +103,7 @@ def test_unknown_key_in_noise_entry(config):
     config["noise"][0]["rte"] = 0.4
     msg = explain(config)
     assert "'rte'" in msg and "noise[0]" in msg
-    assert "class_map, rate, type" in msg
+    assert "class_map, key, label_file, rate, type" in msg
 
 
 def test_unknown_class_map_key_names_only_the_bad_key(config):
@@ -175,16 +182,16 @@ def test_missing_noise_type(config):
             list(noise.NOISE_TYPES),
         ),
         (
-            lambda c: c.update(dataset="cifar10"),
+            lambda c: c.update(dataset="imagenet"),
             "dataset",
-            "cifar10",
+            "imagenet",
             list(datasets.DATASETS),
         ),
         (
             lambda c: c["model"].update(arch="resnet18"),
             "model.arch",
             "resnet18",
-            ["mlp", "small_cnn"],
+            list(models.ARCHITECTURES),
         ),
     ],
     ids=["mode", "noise_type", "dataset", "arch"],
@@ -206,6 +213,11 @@ def test_schema_enums_match_the_library(schema):
         noise.NOISE_TYPES
     )
     assert props["dataset"]["enum"] == list(datasets.DATASETS)
+    assert props["model"]["properties"]["arch"]["enum"] == list(models.ARCHITECTURES)
+    options = props["dataset_options"]["properties"]
+    assert sorted(options) == sorted(
+        {key for keys in DATASET_OPTIONS.values() for key in keys}
+    )
 
 
 def test_other_errors_are_one_line(config):
@@ -283,3 +295,62 @@ def test_noise_settings_rejects_zero_rate(config, entry):
     with pytest.raises(ValueError, match=r"noise\[1\].*rate 0") as info:
         noise_settings(config)
     assert entry["type"] in str(info.value) and "none" in str(info.value)
+
+
+def test_human_noise_names_and_rate(config):
+    config["noise"] = [
+        {"type": "human", "key": "worse_label"},
+        {"type": "human", "key": "aggre_label"},
+        {"type": "human", "key": "random_label1"},
+        {"type": "human"},  # default key: worse_label, a duplicate of the first
+    ]
+    with pytest.raises(
+        ValueError, match=r"noise\[3\] duplicates the setting 'human_worse'"
+    ):
+        noise_settings(config)
+    config["noise"] = config["noise"][:3]
+    assert list(noise_settings(config)) == [
+        "human_worse",
+        "human_aggre",
+        "human_random1",
+    ]
+    config["noise"] = [{"type": "human", "rate": 0.4}]
+    with pytest.raises(ValueError, match=r"noise\[0\] is human noise.*drop rate"):
+        noise_settings(config)
+
+
+def test_dataset_options_that_do_not_apply_are_named():
+    assert dataset_option_problem("digits", {"test_fraction": 0.3}) is None
+    msg = dataset_option_problem("cifar10", {"test_fraction": 0.3, "download": True})
+    assert msg == (
+        "invalid config: dataset_options test_fraction do not apply to cifar10; "
+        "it takes data_root, download, verify_md5"
+    )
+    assert "data_root" in dataset_option_problem("digits", {"data_root": "x"})
+
+
+def test_dataset_problem_says_where_and_how(tmp_path):
+    assert dataset_problem("digits", {}) is None
+    assert (
+        dataset_problem("cifar10", {"data_root": str(tmp_path), "download": True})
+        is None
+    )
+    msg = dataset_problem("cifar10", {"data_root": str(tmp_path)})
+    assert f"expected {tmp_path}/cifar-10-batches-py/" in msg
+    assert "dataset_options.download: true" in msg and "\n" not in msg
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name in ("train", "meta"):
+        (folder / name).write_bytes(b"x")
+    msg = dataset_problem("cifar100", {"data_root": str(tmp_path)})
+    assert "(test missing)" in msg
+
+
+def test_human_label_problem_names_the_file(tmp_path):
+    missing = tmp_path / "CIFAR-10_human.pt"
+    noises = {"human_worse": {"type": "human", "label_file": str(missing)}}
+    msg = human_label_problem(noises)
+    assert str(missing) in msg and "cifar-10-100n" in msg and "human_worse" in msg
+    missing.write_bytes(b"")
+    assert human_label_problem(noises) is None
+    assert human_label_problem({"pair40": {"type": "pair", "rate": 0.4}}) is None

@@ -35,6 +35,8 @@ ATTRS = {
     "n_flipped",
     "transition_matrix",
     "class_map",
+    "label_file",
+    "label_key",
     "package_version",
 }
 DIGITS_MAP = {1: 7, 7: 1, 3: 8, 5: 6, 9: 4}

@@ -604,3 +604,32 @@ def test_analyse_run_default_source_and_label_mismatch(tmp_path, rng):
         fq.analyse_run(
             data_path, out_path, tmp_path / "h.csv", [0.5], sources=("softmax",)
         )
+
+
+def test_analyse_run_on_a_test_subset(tmp_path, rng):
+    """outputs.h5 written with a test subset stores /test/indices; the inputs are those rows of data.h5."""
+    data_path, out_path, info = _write_run(tmp_path, rng, n_test=18, epochs=(1, 2))
+    idx = np.array([1, 4, 5, 9, 11, 16], dtype=np.int64)
+    c = info["c"]
+    probs = random_probs(rng, 2, idx.size, c).astype(np.float32)
+    with h5py.File(out_path, "a") as f:
+        del f["test"]
+        t = f.create_group("test")
+        t["indices"] = idx
+        t["labels_clean"] = info["test"]["clean"][idx]
+        t["probs"] = probs
+        t["logits"] = rng.normal(size=(2, idx.size, c)).astype(np.float32)
+    df = fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.7])
+    x = info["test"]["images"][idx].reshape(idx.size, -1) / info["pixel_max"]
+    k = ref_kernel(ref_sq_dists(x), 0.7)
+    rows = df[(df.split == "test") & (df.source == "probs")].sort_values("epoch")
+    for ie in range(2):
+        np.testing.assert_allclose(
+            rows["ratio"].iloc[ie],
+            ref_ratio(k, probs[ie].astype(np.float64)),
+            rtol=RTOL,
+        )
+    with h5py.File(out_path, "a") as f:
+        f["test/indices"][...] = idx[::-1]  # rows no longer match the stored labels
+    with pytest.raises(ValueError, match="disagree"):
+        fq.analyse_run(data_path, out_path, tmp_path / "g.csv", [0.7])

@@ -40,6 +40,7 @@ def _train(data, out_dir, mode="ce", seed=0, **overrides):
             "distill", {"seq_alpha": 0.5, "seq_warmup": 1, "seq_ramp": 1}
         ),
         freq_subset=overrides.pop("freq_subset", 100),
+        freq_test_subset=overrides.pop("freq_test_subset", None),
         device="cpu",
         run_name=f"test/{mode}/seed{seed}",
         log_path=overrides.pop("log_path", None),
@@ -238,3 +239,36 @@ def test_build_model_defaults_and_unknown_arch():
         ValueError, match="unknown architecture 'resnet'; allowed: mlp, small_cnn"
     ):
         build_model("resnet", (1, 8, 8), 10)
+
+
+def test_test_subset_stores_the_same_rows_for_every_seed(digits_pair40, tmp_path):
+    for name in ("all", "sub0", "sub1"):
+        (tmp_path / name).mkdir()
+    _train(digits_pair40, tmp_path / "all", train={"epochs": 2})
+    _train(digits_pair40, tmp_path / "sub0", train={"epochs": 2}, freq_test_subset=50)
+    _train(
+        digits_pair40,
+        tmp_path / "sub1",
+        seed=1,
+        train={"epochs": 2},
+        freq_test_subset=50,
+    )
+    with (
+        h5py.File(tmp_path / "all" / "outputs.h5") as full,
+        h5py.File(tmp_path / "sub0" / "outputs.h5") as sub0,
+        h5py.File(tmp_path / "sub1" / "outputs.h5") as sub1,
+        h5py.File(digits_pair40) as data,
+    ):
+        idx = sub0["test/indices"][()]
+        assert idx.size == 50 and np.all(np.diff(idx) > 0)
+        np.testing.assert_array_equal(idx, sub1["test/indices"][()])
+        np.testing.assert_array_equal(
+            full["test/indices"][()], np.arange(data["test/labels_clean"].shape[0])
+        )
+        np.testing.assert_array_equal(
+            sub0["test/labels_clean"][()], data["test/labels_clean"][()][idx]
+        )
+        # same seed: the stored subset is exactly those rows of the full run's outputs
+        np.testing.assert_array_equal(
+            sub0["test/probs"][()], full["test/probs"][()][:, idx]
+        )

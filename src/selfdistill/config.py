@@ -19,9 +19,36 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-NOISE_TYPES = ("none", "pair", "symmetric", "asymmetric")
+DATASETS = ("digits", "cifar10", "cifar100")
+#: The ``dataset_options`` keys each dataset's loader takes (the config schema lists them all).
+DATASET_OPTIONS = {
+    "digits": ("test_fraction", "split_seed"),
+    "cifar10": ("data_root", "download", "verify_md5"),
+    "cifar100": ("data_root", "download", "verify_md5"),
+}
+DEFAULT_DATA_ROOT = "resources/data"
+#: CIFAR-10N's label file (https://github.com/UCSC-REAL/cifar-10-100n, data/CIFAR-10_human.pt).
+DEFAULT_HUMAN_LABEL_FILE = "resources/data/CIFAR-10_human.pt"
+#: The folder torchvision reads below ``data_root``, its files, and the archive's size (for the error message).
+CIFAR_FOLDERS = {
+    "cifar10": (
+        "cifar-10-batches-py",
+        ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
+        + ("test_batch", "batches.meta"),
+        "163 MB",
+    ),
+    "cifar100": ("cifar-100-python", ("train", "test", "meta"), "161 MB"),
+}
+
+NOISE_TYPES = ("none", "pair", "symmetric", "asymmetric", "human")
 # Short names used in result paths, e.g. ``pair40`` for pair-flip at 40%.
-SHORT_NAMES = {"none": "none", "pair": "pair", "symmetric": "sym", "asymmetric": "asym"}
+SHORT_NAMES = {
+    "none": "none",
+    "pair": "pair",
+    "symmetric": "sym",
+    "asymmetric": "asym",
+    "human": "human",
+}
 
 #: Every figure the pipeline builds per dataset/noise setting (file stem = name).
 FIGURES = ("accuracy", "loss", "memorization", "frequency_ratio", "frequency_error")
@@ -45,6 +72,7 @@ RULE_MODULES = {
         "config",
         "data",
         "datasets",
+        "gpu_slots",
         "io",
         "losses",
         "models",
@@ -61,16 +89,25 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """One configured noise setting; ``name`` is the ``{noise}`` wildcard (``pair40``, ``sym20``, ``none``)."""
+    """One configured noise setting; ``name`` is the ``{noise}`` wildcard (``pair40``, ``sym20``, ``none``,
+    ``human_worse`` for the CIFAR-10N key ``worse_label``).
+
+    ``human`` settings read their labels from ``label_file`` under ``key``; ``rate`` does not apply to them (the
+    realised rate is whatever the annotators produced, recorded with the data).
+    """
 
     type: str
     rate: float = 0.0
     class_map: Mapping[int, int] | None = None
+    label_file: str = DEFAULT_HUMAN_LABEL_FILE
+    key: str = "worse_label"
 
     @property
     def name(self) -> str:
         if self.type == "none":
             return "none"
+        if self.type == "human":
+            return f"human_{self.key.replace('_label', '')}"
         return f"{SHORT_NAMES[self.type]}{100 * self.rate:g}"
 
     @classmethod
@@ -80,8 +117,42 @@ class NoiseSpec:
         if class_map is not None:
             class_map = {int(k): int(v) for k, v in class_map.items()}
         return cls(
-            type=entry["type"], rate=float(entry.get("rate", 0.0)), class_map=class_map
+            type=entry["type"],
+            rate=float(entry.get("rate", 0.0)),
+            class_map=class_map,
+            label_file=str(entry.get("label_file", DEFAULT_HUMAN_LABEL_FILE)),
+            key=str(entry.get("key", "worse_label")),
         )
+
+
+def dataset_problem(name: str, options: Mapping) -> str | None:
+    """One line saying why dataset ``name`` cannot be loaded with ``options`` (its ``dataset_options``), or
+    ``None`` when it can (or torchvision will download it). Cheap: checks that the files exist under
+    ``data_root``; their md5 sums are checked when loading.
+    """
+    if name not in CIFAR_FOLDERS or options.get("download", False):
+        return None
+    data_root = options.get("data_root", DEFAULT_DATA_ROOT)
+    folder, files, size = CIFAR_FOLDERS[name]
+    where = Path(data_root) / folder
+    missing = [f for f in files if not (where / f).is_file()]
+    if not missing:
+        return None
+    return (
+        f"{name} not found: expected {where}/ ({', '.join(missing)} missing); set dataset_options.download: "
+        f"true to let torchvision fetch it ({size}), or extract the dataset's python version into {data_root}/"
+    )
+
+
+def dataset_option_problem(dataset: str, options: Mapping) -> str | None:
+    """One line naming ``dataset_options`` keys that do not apply to ``dataset``, or ``None``."""
+    foreign = sorted(set(options) - set(DATASET_OPTIONS[dataset]))
+    if not foreign:
+        return None
+    return (
+        f"invalid config: dataset_options {', '.join(foreign)} do not apply to {dataset}; "
+        f"it takes {', '.join(DATASET_OPTIONS[dataset])}"
+    )
 
 
 def distill_params(distill: Mapping, mode: str) -> dict:
@@ -164,7 +235,7 @@ def noise_settings(config: Mapping) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for i, entry in enumerate(config["noise"]):
         spec = NoiseSpec.from_config(entry)
-        if spec.type != "none" and spec.rate == 0:
+        if spec.type not in ("none", "human") and spec.rate == 0:
             raise ValueError(
                 f"invalid config: noise[{i}] is {spec.type} with rate 0; use type: none for clean labels"
             )
@@ -172,5 +243,22 @@ def noise_settings(config: Mapping) -> dict[str, dict]:
             raise ValueError(
                 f"invalid config: noise[{i}] duplicates the setting {spec.name!r}"
             )
+        if spec.type == "human" and spec.rate:
+            raise ValueError(
+                f"invalid config: noise[{i}] is human noise, whose rate comes from the label file; drop rate"
+            )
         out[spec.name] = dict(entry)
     return out
+
+
+def human_label_problem(noises: Mapping[str, Mapping]) -> str | None:
+    """One line naming a missing human-noise label file and where to get it, or ``None``."""
+    for name, entry in noises.items():
+        spec = NoiseSpec.from_config(entry)
+        if spec.type == "human" and not Path(spec.label_file).is_file():
+            return (
+                f"noise setting {name}: label file {spec.label_file} not found; download CIFAR-10_human.pt from "
+                f"https://github.com/UCSC-REAL/cifar-10-100n (folder data/) and put it there, or set "
+                f"noise[].label_file"
+            )
+    return None

@@ -10,7 +10,8 @@ HDF5 layout (one file per dataset × noise × seed)::
         index         int64 (N,)        row in the dataset's original train (or test) array
     attributes: dataset, class_names, num_classes, pixel_max, seed, val_fraction, noise_name, noise_type,
         noise_rate_requested, noise_rate_realised, n_flipped, transition_matrix (C×C, P(noisy=j | clean=i)),
-        class_map (JSON; "{}" unless asymmetric), package_version
+        class_map (JSON; "{}" unless asymmetric), label_file and label_key (human noise only; "" otherwise),
+        package_version
 
 Noise is applied to the whole training set first; the validation split is then carved from the noisy training
 set, so early stopping only ever sees noisy labels (STUDY.md §5).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +32,13 @@ import numpy as np
 from . import __version__
 from .datasets import load_dataset
 from .io import atomic_output, setup_logging
-from .noise import NoiseSpec, class_map_for, corrupt_labels, transition_matrix
+from .noise import (
+    NoiseSpec,
+    class_map_for,
+    corrupt_labels,
+    human_labels,
+    transition_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +72,19 @@ def build_corrupted_dataset(
     class_map = (
         class_map_for(dataset, spec.class_map) if spec.type == "asymmetric" else None
     )
-    noisy, is_noisy = corrupt_labels(
-        raw.train_labels, spec.type, spec.rate, raw.num_classes, noise_rng, class_map
-    )
+    if spec.type == "human":
+        noisy, is_noisy = human_labels(
+            spec.label_file, spec.key, raw.train_labels, raw.num_classes
+        )
+    else:
+        noisy, is_noisy = corrupt_labels(
+            raw.train_labels,
+            spec.type,
+            spec.rate,
+            raw.num_classes,
+            noise_rng,
+            class_map,
+        )
 
     n = raw.train_labels.size
     order = split_rng.permutation(n)
@@ -108,7 +126,8 @@ def build_corrupted_dataset(
             "val_fraction": val_fraction,
             "noise_name": spec.name,
             "noise_type": spec.type,
-            "noise_rate_requested": spec.rate,
+            # human noise has no requested rate: its rate is the annotators'
+            "noise_rate_requested": spec.rate if spec.type != "human" else math.nan,
             "noise_rate_realised": float(is_noisy.sum() / eligible)
             if eligible
             else 0.0,
@@ -117,6 +136,8 @@ def build_corrupted_dataset(
                 raw.train_labels, noisy, raw.num_classes
             ),
             "class_map": json.dumps(class_map or {}),
+            "label_file": spec.label_file if spec.type == "human" else "",
+            "label_key": spec.key if spec.type == "human" else "",
             "package_version": __version__,
         }
         h5.attrs.update(attrs)

@@ -488,9 +488,19 @@ def _read_split(
         }
     elif split == "test":
         src = data["test"]
-        images = src["images"][()]
+        n_total = src["images"].shape[0]
+        # files written before test subsets existed store every test image, in order
+        idx = (
+            np.asarray(group["indices"][()], dtype=np.int64)
+            if "indices" in group
+            else np.arange(n_total)
+        )
+        if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n_total:
+            raise ValueError(f"test/indices must index data.h5 /test (N={n_total})")
+        uniq, inv = np.unique(idx, return_inverse=True)
+        images = src["images"][uniq][inv]
         labels = {"clean": np.asarray(group["labels_clean"][()], dtype=np.int64)}
-        ref = {"clean": src["labels_clean"][()]}
+        ref = {"clean": src["labels_clean"][uniq][inv]}
     else:
         raise ValueError(f"unknown split {split!r}")
     for name, y in labels.items():

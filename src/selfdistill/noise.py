@@ -1,12 +1,16 @@
 """Label-noise models (STUDY.md §3): flip exactly round(r·n) training labels with a seeded generator.
 
 Every model flips an exact count, so the realised rate equals the requested one to one sample, and the same
-seed gives byte-identical labels. ``none`` returns the clean labels (the reference run).
+seed gives byte-identical labels. ``none`` returns the clean labels (the reference run). ``human`` is not drawn
+at all: it reads real annotators' labels (CIFAR-10N) from a file, checked against the dataset first.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +22,8 @@ __all__ = [
     "class_map_for",
     "class_quotas",
     "corrupt_labels",
+    "human_labels",
+    "load_label_file",
     "transition_matrix",
 ]
 
@@ -133,3 +139,100 @@ def transition_matrix(
     np.add.at(counts, (np.asarray(clean), np.asarray(noisy)), 1.0)
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Arrays of a label file (CIFAR-10N's ``CIFAR-10_human.pt``, or an ``.npz`` export of it), never executing
+    pickled code: ``.pt`` goes through ``torch.load(weights_only=True)`` with only numpy's array reconstruction
+    allowed, ``.npz`` through ``np.load(allow_pickle=False)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} not found")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: np.asarray(npz[k]) for k in npz.files}
+    import torch
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    allowed = [
+        _reconstruct,
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        (_reconstruct, "numpy._core.multiarray._reconstruct"),
+        np.ndarray,
+        np.dtype,
+        *(
+            type(np.dtype(t))
+            for t in ("int64", "int32", "uint8", "float32", "float64", "bool")
+        ),
+    ]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as err:
+        lines = str(err).splitlines()
+        # torch's message is long; keep the line that names the refused global, if there is one
+        reason = next(
+            (ln.strip() for ln in lines if "GLOBAL" in ln), lines[0] if lines else ""
+        )
+        raise ValueError(
+            f"label file {path} cannot be loaded without executing pickled code ({reason}); "
+            f"export its arrays to .npz (numpy.savez) and point label_file at that"
+        ) from None
+    if not isinstance(content, Mapping):
+        raise TypeError(
+            f"label file {path} holds a {type(content).__name__}, expected a dict of label arrays"
+        )
+    return {
+        str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+        for k, v in content.items()
+    }
+
+
+def human_labels(
+    path: str | os.PathLike, key: str, clean_labels: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(noisy_labels, is_noisy)`` from a human-annotation file such as CIFAR-10N (STUDY.md §3).
+
+    The file's ``clean_label`` must equal the dataset's training labels, element by element, so the annotations
+    are known to be in the dataset's order; anything else is an error, not a warning.
+    """
+    arrays = load_label_file(path)
+    clean_labels = np.asarray(clean_labels, dtype=np.int64)
+    for needed in (key, "clean_label"):
+        if needed not in arrays:
+            raise ValueError(
+                f"label file {path} has no {needed!r}; it has {', '.join(sorted(arrays))}"
+            )
+    reference = np.asarray(arrays["clean_label"]).reshape(-1)
+    if reference.shape != clean_labels.shape or not np.array_equal(
+        reference, clean_labels
+    ):
+        detail = (
+            f"{reference.size} labels for {clean_labels.size} training images"
+            if reference.size != clean_labels.size
+            else f"{int((reference != clean_labels).sum())} of {reference.size} differ, first at index "
+            f"{int(np.flatnonzero(reference != clean_labels)[0])}"
+        )
+        raise ValueError(
+            f"label file {path}: clean_label does not match the dataset's training labels ({detail}); "
+            f"is it the file for this dataset, in torchvision's order?"
+        )
+    noisy = np.asarray(arrays[key]).reshape(-1)
+    if noisy.shape != clean_labels.shape:
+        raise ValueError(
+            f"label file {path}: {key} has {noisy.size} labels, expected {clean_labels.size}"
+        )
+    if (
+        not np.issubdtype(noisy.dtype, np.integer)
+        or noisy.min() < 0
+        or noisy.max() >= num_classes
+    ):
+        raise ValueError(
+            f"label file {path}: {key} must hold integer labels in [0, {num_classes})"
+        )
+    noisy = noisy.astype(np.int64)
+    return noisy, noisy != clean_labels

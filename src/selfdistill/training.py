@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import read_corrupted
+from .gpu_slots import claim_cuda_device
 from .io import atomic_output, setup_logging
 from .losses import (
     MODES,
@@ -75,6 +76,7 @@ class TrainSettings:
     augment: str = "none"  # none | crop_flip
     crop_padding: int = 4
     eval_batch_size: int = 1024
+    compile: bool = False  # torch.compile the network (worth it on CUDA for long runs)
 
 
 @dataclass(frozen=True)
@@ -178,9 +180,9 @@ def _acc(pred: torch.Tensor, labels: torch.Tensor) -> float:
     return float((pred == labels).float().mean()) if labels.numel() else math.nan
 
 
-def select_subset(n: int, size: int, seed: int) -> np.ndarray:
-    """Fixed, sorted subset of training rows for the frequency analysis (all rows if ``size`` ≥ n)."""
-    if size >= n:
+def select_subset(n: int, size: int | None, seed: int) -> np.ndarray:
+    """Fixed, sorted subset of rows for the frequency analysis (all rows if ``size`` is None or ≥ n)."""
+    if size is None or size >= n:
         return np.arange(n)
     return np.sort(
         np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).choice(
@@ -201,12 +203,18 @@ def train_run(
     train: Mapping,
     distill: Mapping | None = None,
     freq_subset: int = 1000,
+    freq_test_subset: int | None = None,
     device: str = "auto",
     threads: int = 1,
     run_name: str | None = None,
     log_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Pipeline step: train one run and write its history, per-epoch outputs and final weights."""
+    """Pipeline step: train one run and write its history, per-epoch outputs and final weights.
+
+    ``freq_subset`` training rows (drawn with ``seed``, since the training split depends on it) and
+    ``freq_test_subset`` test rows (None: all; drawn with seed 0, so every run stores the same test images) get
+    their outputs stored every epoch; the history's metrics always use the full splits.
+    """
     if log_path is not None:
         setup_logging(log_path)
     if mode not in MODES:
@@ -214,7 +222,52 @@ def train_run(
     cfg = TrainSettings(**train)
     dis = DistillSettings(**(distill or {}))
     run_name = run_name or f"{data_path}:{mode}:seed{seed}"
-    dev = resolve_device(device)
+    # a bare "cuda" claims a free GPU slot (several GPUs, several jobs: see gpu_slots); held until we return
+    device_name, gpu_slot = claim_cuda_device(
+        str(resolve_device(device)), holder=run_name
+    )
+    try:
+        return _train(
+            data_path,
+            out_history,
+            out_outputs,
+            out_model,
+            mode=mode,
+            seed=seed,
+            model=model,
+            cfg=cfg,
+            dis=dis,
+            freq_subset=freq_subset,
+            freq_test_subset=freq_test_subset,
+            dev=torch.device(device_name),
+            threads=threads,
+            run_name=run_name,
+        )
+    finally:
+        if gpu_slot is not None:
+            gpu_slot.release()
+
+
+def _train(
+    data_path,
+    out_history,
+    out_outputs,
+    out_model,
+    *,
+    mode: str,
+    seed: int,
+    model: Mapping,
+    cfg: TrainSettings,
+    dis: DistillSettings,
+    freq_subset: int,
+    freq_test_subset: int | None,
+    dev: torch.device,
+    threads: int,
+    run_name: str,
+) -> pd.DataFrame:
+    """The body of :func:`train_run` on a resolved (and, for CUDA, claimed) device."""
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
     else:
@@ -244,6 +297,8 @@ def train_run(
     n_train = len(images["train"])
     subset = select_subset(n_train, freq_subset, seed)
     subset_t = torch.from_numpy(subset).to(dev)
+    test_subset = select_subset(len(images["test"]), freq_test_subset, 0)
+    test_subset_t = torch.from_numpy(test_subset).to(dev)
 
     torch.manual_seed(seed)
     net = build_model(
@@ -255,6 +310,8 @@ def train_run(
     ).to(dev)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
+    # `forward` is what the loop calls; `net` keeps the plain module for saving its state_dict
+    forward = torch.compile(net) if cfg.compile else net
     log.info(
         "run %s: %s on %s, %d parameters, %d train / %d val / %d test, mode %s",
         run_name,
@@ -303,10 +360,12 @@ def train_run(
     with ExitStack() as stack:
         tmp_outputs = stack.enter_context(atomic_output(out_outputs))
         h5 = stack.enter_context(h5py.File(tmp_outputs, "w"))
-        sinks = _create_output_datasets(h5, splits, subset, num_classes, cfg.epochs)
+        sinks = _create_output_datasets(
+            h5, splits, subset, test_subset, num_classes, cfg.epochs
+        )
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
-            net.train()
+            forward.train()
             perm = torch.randperm(n_train, generator=order_gen).to(dev)
             chunks = list(perm.split(cfg.batch_size))
             if (
@@ -323,7 +382,7 @@ def train_run(
                 if dev.type == "cuda":
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast():
-                    logits = net(xb)
+                    logits = forward(xb)
                 loss, weight = objective(logits, y_train[idx], idx)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -346,7 +405,7 @@ def train_run(
 
             logits = {
                 name: predict_logits(
-                    net, images[name], cfg.eval_batch_size, autocast, num_classes
+                    forward, images[name], cfg.eval_batch_size, autocast, num_classes
                 )
                 for name in ("train", "val", "test")
             }
@@ -386,7 +445,7 @@ def train_run(
             }
             for name, z in (
                 ("train_subset", logits["train"][subset_t]),
-                ("test", logits["test"]),
+                ("test", logits["test"][test_subset_t]),
             ):
                 sinks[name]["logits"][epoch - 1] = z.cpu().numpy()
                 sinks[name]["probs"][epoch - 1] = F.softmax(z, dim=1).cpu().numpy()
@@ -429,9 +488,15 @@ def train_run(
 
 
 def _create_output_datasets(
-    h5: h5py.File, splits, subset: np.ndarray, num_classes: int, epochs: int
+    h5: h5py.File,
+    splits,
+    subset: np.ndarray,
+    test_subset: np.ndarray,
+    num_classes: int,
+    epochs: int,
 ) -> dict:
-    """Lay out outputs.h5: /epochs, /train_subset/{indices,labels_*,probs,logits}, /test/{labels_clean,probs,logits}.
+    """Lay out outputs.h5: /epochs, /train_subset/{indices,labels_*,probs,logits},
+    /test/{indices,labels_clean,probs,logits} (``indices`` are rows of data.h5's split).
 
     Arrays are (epochs, n, C) float32, chunked one epoch at a time so each epoch is written as it finishes.
     """
@@ -439,9 +504,9 @@ def _create_output_datasets(
     sinks = {}
     for name, split in (("train_subset", splits["train"]), ("test", splits["test"])):
         group = h5.create_group(name)
-        rows = subset if name == "train_subset" else np.arange(split.labels_clean.size)
+        rows = subset if name == "train_subset" else test_subset
+        group.create_dataset("indices", data=rows.astype(np.int64))
         if name == "train_subset":
-            group.create_dataset("indices", data=rows.astype(np.int64))
             group.create_dataset("labels_noisy", data=split.labels_noisy[rows])
         group.create_dataset("labels_clean", data=split.labels_clean[rows])
         shape = (epochs, rows.size, num_classes)

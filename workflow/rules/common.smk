@@ -1,14 +1,20 @@
 """Config validation, wildcard constraints and target lists shared by all rules."""
 
+import os
 import re
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from selfdistill.config import (
     FIGURES,
+    NoiseSpec,
+    dataset_option_problem,
+    dataset_problem,
     distill_params,
     explain_config_error,
+    human_label_problem,
     library_files,
     noise_settings,
 )
@@ -28,6 +34,30 @@ except ValueError as err:
     raise WorkflowError(str(err)) from None
 
 DATASET = config["dataset"]
+_problem = dataset_option_problem(DATASET, config["dataset_options"])
+if _problem:
+    raise WorkflowError(_problem)
+# Missing data is reported in one line before any job starts (onstart runs only for real runs with jobs to do, so
+# a study can still be planned with -n before its data is downloaded, and figures rebuilt without raw data).
+DATA_PROBLEMS = [
+    p
+    for p in (
+        dataset_problem(DATASET, config["dataset_options"]),
+        human_label_problem(NOISES),
+    )
+    if p
+]
+if DATA_PROBLEMS and workflow.is_main_process:
+    logger.warning(f"warning: {DATA_PROBLEMS[0]}")
+
+
+onstart:
+    if DATA_PROBLEMS and any(
+        job.rule.name == "corrupt" for job in workflow.dag.needrun_jobs()
+    ):
+        raise WorkflowError(DATA_PROBLEMS[0])
+
+
 SEEDS = config["seeds"]
 MODES = config["modes"]
 # `auto` is resolved once, here; the job gets the concrete device and holds a `gpu` slot exactly when it uses one.
@@ -59,6 +89,14 @@ def run_files(name):
         return [f"{RUN}/{name}".format(**run) for run in runs(wildcards)]
 
     return inner
+
+
+def human_label_file(wildcards):
+    """Input function: the label file of a human-noise setting (when it exists; see the check above)."""
+    spec = NoiseSpec.from_config(NOISES[wildcards.noise])
+    if spec.type == "human" and os.path.isfile(spec.label_file):
+        return [spec.label_file]
+    return []
 
 
 def all_targets():

@@ -24,6 +24,7 @@ rule train:
         },
         distill=lambda wc: distill_params(config["distill"], wc.mode),
         freq_subset=config["frequency"]["train_subset"],
+        freq_test_subset=config["frequency"]["test_subset"],
         device=TRAIN_DEVICE,
     script:
         "../scripts/train.py"

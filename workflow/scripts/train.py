@@ -14,6 +14,7 @@ train_run(
     train=sm.params.train,
     distill=sm.params.distill,
     freq_subset=sm.params.freq_subset,
+    freq_test_subset=sm.params.freq_test_subset,
     device=sm.params.device,
     threads=sm.threads,
     run_name=f"{sm.wildcards.dataset}/{sm.wildcards.noise}/seed{sm.wildcards.seed}/{sm.wildcards.mode}",
