@@ -23,11 +23,24 @@ os.environ.update(
 configfile: "config.yaml"
 
 
+# Light steps run where Snakemake runs (the login node on a cluster), not as cluster jobs; no effect locally.
+localrules:
+    all,
+    aggregate,
+    aggregate_frequency,
+    figure_accuracy,
+    figure_loss,
+    figure_memorization,
+    figure_frequency_ratio,
+    figure_frequency_error,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/benchmarks.smk"
 
 
 rule all:

@@ -11,6 +11,9 @@ rule train:
         "results/{dataset}/{noise}/logs/seed{seed}/train_{mode}.log",
     benchmark:
         "results/{dataset}/{noise}/benchmarks/seed{seed}/train_{mode}.tsv"
+    # one more attempt for a failed run (a preempted or crashed node, a transient CUDA error); a deterministic
+    # error such as a NaN loss fails again, quickly
+    retries: 1
     conda:
         "../../envs/selfdistill.yaml"
     threads: config["train"]["threads"]

@@ -1,0 +1,135 @@
+"""Live SLURM: the smoke study through `--profile profiles/slurm` on a single-node cluster started on this machine.
+
+tests/cluster/start_slurm.sh installs Debian's slurmctld, slurmd and munge and starts them (root only); the test
+is skipped only where that is impossible, and fails instead when SELFDISTILL_REQUIRE_SLURM=1 (as in CI). The
+daemons are stopped again by their pid files unless they were already running before the session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from test_workflow import SETTING, expected_targets
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "tests" / "cluster"
+SMOKE = REPO / "config" / "smoke.yaml"
+STATE = Path(os.environ.get("SELFDISTILL_SLURM_DIR", "/tmp/selfdistill-slurm"))
+# start_slurm.sh's exit status when this machine cannot run SLURM at all (not root, no apt-get, ...)
+CANNOT_HOST = 77
+SUBMITTED = re.compile(
+    r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)"
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+
+def script(name: str, timeout: int) -> subprocess.CompletedProcess:
+    """Run tests/cluster/<name> on the state directory."""
+    return subprocess.run(
+        ["bash", str(CLUSTER / name), str(STATE)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[Path]:
+    """A running single-node cluster; yields its state directory (slurm.conf, daemon logs)."""
+    started = script("start_slurm.sh", timeout=900)
+    reason = (started.stderr.strip().splitlines() or ["no message"])[-1]
+    if started.returncode == CANNOT_HOST:
+        if os.environ.get("SELFDISTILL_REQUIRE_SLURM") == "1":
+            pytest.fail(f"SELFDISTILL_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    if started.returncode != 0:
+        pytest.fail(f"SLURM did not come up:\n{started.stdout}\n{started.stderr}")
+    ours = "already running" not in started.stdout
+    yield STATE
+    if ours:
+        stopped = script("stop_slurm.sh", timeout=120)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the smoke study in `workdir` through the SLURM profile plus the test cluster's settings."""
+    cmd = [
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(SMOKE),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--profile",
+        str(CLUSTER / "profile"),
+        *args,
+    ]
+    result = subprocess.run(
+        cmd, cwd=workdir, check=False, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
+    """The smoke study submitted to the cluster once; its work directory and Snakemake's output."""
+    workdir = tmp_path_factory.mktemp("slurm")
+    result = snakemake(workdir)
+    return workdir, result.stdout + result.stderr
+
+
+def test_every_target_exists(slurm_run):
+    workdir, _ = slurm_run
+    missing = [str(p) for p in expected_targets() if not (workdir / p).is_file()]
+    assert not missing, missing
+    smoke = yaml.safe_load(SMOKE.read_text())
+    logs = list((workdir / SETTING / "logs").rglob("train_*.log"))
+    assert len(logs) == len(smoke["seeds"]) * len(smoke["modes"])
+    assert all("epoch 4/4" in log.read_text() for log in logs)
+
+
+def test_training_went_through_sbatch(slurm_run, slurm_cluster):
+    """Every training run has its own SLURM job: submitted, logged by the plugin and completed by slurmctld."""
+    workdir, output = slurm_run
+    slurm_logs = (workdir / ".snakemake" / "slurm_logs").resolve()
+    # {(rule_<rule>, <wildcards>): SLURM job id}, from the plugin's "submitted" lines
+    jobs = {
+        Path(log).resolve().parent.relative_to(slurm_logs).parts: job_id
+        for job_id, log in SUBMITTED.findall(output)
+    }
+    smoke = yaml.safe_load(SMOKE.read_text())
+    dataset, noise = SETTING.parts[1:3]
+    runs = {
+        ("rule_train", f"{dataset}_{noise}_{seed}_{mode}")
+        for seed in smoke["seeds"]
+        for mode in smoke["modes"]
+    }
+    assert runs <= jobs.keys(), output
+    controller = (slurm_cluster / "slurmctld.log").read_text()
+    for run in sorted(runs):
+        job_id = jobs[run]
+        # the job's own output, kept by slurm-keep-successful-logs: the inner Snakemake ran the train job
+        log = slurm_logs / Path(*run) / f"{job_id}.log"
+        assert "--executor slurm-jobstep" in log.read_text(), log
+        assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in controller, run
+        assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in controller, run
+
+
+def test_second_run_has_nothing_to_do(slurm_run):
+    workdir, _ = slurm_run
+    result = snakemake(workdir, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
