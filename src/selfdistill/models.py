@@ -1,18 +1,60 @@
 """Networks, built by name from the config's ``model`` section.
 
-``mlp`` is the embedded default: wide enough (default 512 units × 2 hidden layers) to memorise 40% wrong
-labels on the digits within the default epoch budget, which is exactly what the study needs to observe.
-``small_cnn`` is a three-conv alternative for image inputs of any size.
+- ``mlp`` is the embedded default: wide enough (default 512 units × 2 hidden layers) to memorise 40% wrong labels
+  on the digits within the default epoch budget, which is exactly what the study needs to observe.
+- ``small_cnn`` is a three-conv alternative for image inputs of any size.
+- ``shake_shake_26_2x32d`` is the original study's network (Gastaldi 2017, arXiv 1705.07485; STUDY.md §2): a 3×3
+  stem conv to 16 channels + BN, three stages of 4 shake blocks with 32, 64 and 128 channels, two residual branches
+  per block mixed with a per-sample random α in the forward pass and an independent per-sample β in the backward
+  pass while training (0.5/0.5 at evaluation), the paper's "skip" shortcut where the shape changes (including the
+  16→32 change at the first block). 2,923,162 parameters (the paper's 2.9M; the hysts/pytorch_shake_shake layout
+  with a 32-channel stem and no stage-1 projection would give 2,932,266).
+- ``preact_resnet18`` is the pre-activation ResNet-18 of He et al. 2016 ("Identity mappings in deep residual
+  networks") for 32×32 inputs, the noisy-label literature's default (DivideMix, ELR+): 3×3 stem conv to 64 channels,
+  stages of [2, 2, 2, 2] pre-activation blocks with 64/128/256/512 channels, final BN-ReLU, global average pool,
+  linear. 11,172,170 parameters for 10 classes. (DivideMix's file puts a BN-ReLU after the stem instead of the
+  final one before the pool, which gives 11,171,146.)
+- ``fast_cnn`` is a fast sweep network after airbench94 (Keller Jordan's 94%-in-3.3-s CIFAR-10 trainer): a 2×2
+  stem conv (no padding, 24 channels for RGB), GELU, three conv groups [conv → maxpool 2 → BN → GELU → conv → BN →
+  GELU] of 64/256/256 channels, global max pool, bias-free linear head scaled by 1/9. 1,971,640 trainable
+  parameters for 10 classes (airbench94: 1.97M). Differences from airbench94, because a network is built here without
+  data: the stem is an ordinary trainable conv (airbench initialises it from the training set's patch whitening and
+  freezes its weights), and the network runs in whatever precision the training engine chooses.
+
+``width`` overrides the base width (``DEFAULT_WIDTH``); ``depth`` only applies to ``mlp``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-ARCHITECTURES = ("mlp", "small_cnn")
-#: Width used when the config leaves ``model.width`` empty: hidden units (mlp) or first-stage channels (small_cnn).
-DEFAULT_WIDTH = {"mlp": 512, "small_cnn": 32}
+ARCHITECTURES = (
+    "mlp",
+    "small_cnn",
+    "shake_shake_26_2x32d",
+    "preact_resnet18",
+    "fast_cnn",
+)
+#: Width used when the config leaves ``model.width`` empty: hidden units (mlp), first-stage channels (small_cnn,
+#: shake_shake_26_2x32d: stages w, 2w, 4w; preact_resnet18: stages w, 2w, 4w, 8w) or first conv group channels
+#: (fast_cnn: groups w, 4w, 4w).
+DEFAULT_WIDTH = {
+    "mlp": 512,
+    "small_cnn": 32,
+    "shake_shake_26_2x32d": 32,
+    "preact_resnet18": 64,
+    "fast_cnn": 64,
+}
+
+#: fast_cnn's BatchNorm settings, airbench94's: running statistics updated with PyTorch momentum 0.4 (airbench's
+#: "0.6" in the other convention), tuned for its ~500-step runs so that the running statistics track the fast-moving
+#: weights; eps 1e-12 so that normalisation is exact (the BN scale is frozen at 1 and only the bias trains).
+FAST_CNN_BN_MOMENTUM = 0.4
+FAST_CNN_BN_EPS = 1e-12
+#: fast_cnn's fixed output scale (airbench94's ``scaling_factor``): keeps initial logits small.
+FAST_CNN_OUTPUT_SCALE = 1 / 9
 
 
 class MLP(nn.Module):
@@ -61,6 +103,258 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
+def _init_resnet(module: nn.Module) -> None:
+    """He-normal (fan-out) convs, BN weight 1 / bias 0, zero linear bias: the original Torch ResNet init."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+# ---------------------------------------------------------------------------------------------------- shake-shake
+
+
+def uniform_per_sample(like: torch.Tensor) -> torch.Tensor:
+    """One U(0, 1) draw per sample, shaped (N, 1, 1, 1), on ``like``'s device and dtype (no host sync)."""
+    return torch.rand(like.shape[0], 1, 1, 1, device=like.device, dtype=like.dtype)
+
+
+class ShakeMix(torch.autograd.Function):
+    """Forward α·a + (1−α)·b; backward β·g to a and (1−β)·g to b (α, β of shape (N, 1, 1, 1), no gradient)."""
+
+    @staticmethod
+    def forward(ctx, a, b, alpha, beta):
+        ctx.save_for_backward(beta)
+        return alpha * a + (1 - alpha) * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        (beta,) = ctx.saved_tensors
+        return beta * grad, (1 - beta) * grad, None, None
+
+
+def shake_shake(a: torch.Tensor, b: torch.Tensor, training: bool) -> torch.Tensor:
+    """Mix two branch outputs: per-sample α forward / independent β backward (drawn in that order) when training,
+    the fixed 0.5/0.5 average otherwise."""
+    if not training:
+        return 0.5 * (a + b)
+    alpha = uniform_per_sample(a)
+    beta = uniform_per_sample(a)
+    return ShakeMix.apply(a, b, alpha, beta)
+
+
+class ShakeSkip(nn.Module):
+    """The Shake-Shake shortcut where shapes change: ReLU, then two 1×1 convs to c_out/2 channels each, one on the
+    strided pixels and one on the pixels shifted by one (crop the first row/column, zero-pad the last), concatenated
+    and batch-normalised."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        if cout % 2:
+            raise ValueError(f"shake-shake skip needs an even output width, got {cout}")
+        self.stride = stride
+        self.conv1 = nn.Conv2d(cin, cout // 2, 1, bias=False)
+        self.conv2 = nn.Conv2d(cin, cout // 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        y1 = self.conv1(F.avg_pool2d(x, 1, self.stride))
+        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        y2 = self.conv2(F.avg_pool2d(shifted, 1, self.stride))
+        return self.bn(torch.cat([y1, y2], dim=1))
+
+
+class ShakeBlock(nn.Module):
+    """Two [ReLU → conv3×3(stride) → BN → ReLU → conv3×3 → BN] branches mixed by ``shake_shake``, plus a shortcut
+    (identity when the shape is kept, ``ShakeSkip`` otherwise)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.branch1 = self._branch(cin, cout, stride)
+        self.branch2 = self._branch(cin, cout, stride)
+        same = cin == cout and stride == 1
+        self.shortcut = nn.Identity() if same else ShakeSkip(cin, cout, stride)
+
+    @staticmethod
+    def _branch(cin: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.ReLU(inplace=False),  # the block input is also the shortcut's input
+            _conv3x3(cin, cout, stride),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            _conv3x3(cout, cout),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mixed = shake_shake(self.branch1(x), self.branch2(x), self.training)
+        return self.shortcut(x) + mixed
+
+
+class ShakeShakeResNet(nn.Module):
+    """Shake-Shake-26 2×(width)d: stem conv3×3 → 16 + BN, stages of 4 blocks (width, 2·width, 4·width; strides 1, 2,
+    2), ReLU, global average pool, linear."""
+
+    STEM = 16
+    BLOCKS_PER_STAGE = 4  # depth 26 = 6 · 4 + 2
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(
+            _conv3x3(in_channels, self.STEM), nn.BatchNorm2d(self.STEM)
+        )
+        stages, cin = [], self.STEM
+        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+            blocks = []
+            for i in range(self.BLOCKS_PER_STAGE):
+                blocks.append(ShakeBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(cin, num_classes),
+        )
+        _init_resnet(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+# ----------------------------------------------------------------------------------------------- preact resnet-18
+
+
+class PreActBlock(nn.Module):
+    """x → BN → ReLU → conv3×3(stride) → BN → ReLU → conv3×3, plus x (or a 1×1 strided projection of the
+    pre-activated x where the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = _conv3x3(cin, cout, stride)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = _conv3x3(cout, cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """Stem conv3×3 → width, stages of [2, 2, 2, 2] ``PreActBlock`` (width · 1/2/4/8; strides 1, 2, 2, 2), BN, ReLU,
+    global average pool, linear."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64):
+        super().__init__()
+        self.stem = _conv3x3(in_channels, width)
+        stages, cin = [], width
+        for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
+            cout = mult * width
+            stages.append(
+                nn.Sequential(PreActBlock(cin, cout, stride), PreActBlock(cout, cout))
+            )
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(cin, num_classes),
+        )
+        _init_resnet(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+# ------------------------------------------------------------------------------------------------------ fast cnn
+
+
+class ScaleFreeBN(nn.BatchNorm2d):
+    """airbench's BatchNorm: learnable bias only (scale frozen at 1), momentum/eps from ``FAST_CNN_BN_*``."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=FAST_CNN_BN_EPS, momentum=FAST_CNN_BN_MOMENTUM)
+        self.weight.requires_grad_(False)
+
+
+class DiracConv(nn.Conv2d):
+    """3×3 'same' conv without bias whose first ``in_channels`` filters start as the identity (airbench's implicit
+    residual), the rest with PyTorch's default init."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(cin, cout, 3, padding=1, bias=False)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            nn.init.dirac_(self.weight[: min(self.in_channels, self.out_channels)])
+
+
+class ConvGroup(nn.Sequential):
+    """conv → maxpool 2 → BN → GELU → conv → BN → GELU (pooling before BN halves the normalisation cost)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            DiracConv(cin, cout),
+            nn.MaxPool2d(2),
+            ScaleFreeBN(cout),
+            nn.GELU(),
+            DiracConv(cout, cout),
+            ScaleFreeBN(cout),
+            nn.GELU(),
+        )
+
+
+class FastCNN(nn.Module):
+    """2×2 stem conv (2·C·4 channels, no padding) → GELU → ConvGroup × 3 (width, 4·width, 4·width) → global max pool →
+    bias-free linear × ``FAST_CNN_OUTPUT_SCALE``."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64):
+        super().__init__()
+        stem = (
+            2 * in_channels * 2 * 2
+        )  # airbench: twice the 2×2 patch dimension (±whitening filters)
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 2, padding=0, bias=True), nn.GELU()
+        )
+        self.groups = nn.Sequential(
+            ConvGroup(stem, width),
+            ConvGroup(width, 4 * width),
+            ConvGroup(4 * width, 4 * width),
+        )
+        self.pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.linear = nn.Linear(4 * width, num_classes, bias=False)
+
+    @staticmethod
+    def min_size_ok(height: int, width: int) -> bool:
+        """Whether an H×W input keeps at least one pixel through the 2×2 stem and the three max-pools."""
+        return min(height, width) - 1 >= 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.pool(self.groups(self.stem(x)))) * FAST_CNN_OUTPUT_SCALE
+
+
 def build_model(
     arch: str,
     in_shape: tuple[int, int, int],
@@ -77,7 +371,17 @@ def build_model(
     width = DEFAULT_WIDTH[arch] if width is None else width
     if arch == "mlp":
         return MLP(channels * height * width_px, num_classes, width=width, depth=depth)
-    return SmallCNN(channels, num_classes, width=width)
+    if arch == "small_cnn":
+        return SmallCNN(channels, num_classes, width=width)
+    if arch == "shake_shake_26_2x32d":
+        return ShakeShakeResNet(channels, num_classes, width=width)
+    if arch == "preact_resnet18":
+        return PreActResNet18(channels, num_classes, width=width)
+    if not FastCNN.min_size_ok(height, width_px):
+        raise ValueError(
+            f"fast_cnn needs inputs of at least 9×9 pixels, got {height}×{width_px}"
+        )
+    return FastCNN(channels, num_classes, width=width)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,146 @@
+"""End to end on fake CIFAR-10 files: the shipped CIFAR configs, with only the data location and sizes changed.
+
+The study configs are used as they are (network, optimiser, augmentation, modes, frequency settings); an override
+file merged after them points ``data_root`` at generated files in the exact on-disk format and shrinks seeds,
+epochs and subsets so the pipeline runs on the CPU in about a minute.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from fake_cifar import write_fake_cifar10, write_fake_cifar10n
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = ["accuracy", "loss", "memorization", "frequency_ratio", "frequency_error"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, configfiles, *args: str, check=True):
+    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    cmd += ["--configfile", *map(str, configfiles), "--cores", "2", *args]
+    result = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def shrink(tmp_path: Path, data_root: Path, **extra) -> Path:
+    """Override file: fake data, 1 seed, 2 epochs, small subsets (everything else from the study config)."""
+    override = {
+        "dataset_options": {"data_root": str(data_root), "verify_md5": False},
+        "seeds": [0],
+        "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 256, "threads": 1},
+        "frequency": {"train_subset": 60, "test_subset": 30},
+        **extra,
+    }
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    train, test = write_fake_cifar10(root / "data", per_batch=30, n_test=40)
+    return root / "data", train, test
+
+
+def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
+    data_root, train, _ = fake_data
+    study = REPO / "config" / "cifar10_seed.yaml"
+    override = shrink(tmp_path, data_root)
+    snakemake(tmp_path, [study, override])
+
+    setting = tmp_path / "results" / "cifar10" / "pair40"
+    for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv"):
+        assert (setting / name).is_file(), name
+    for fig in FIGURES:
+        assert (setting / "figures" / f"{fig}.png").stat().st_size > 0, fig
+    with h5py.File(setting / "seed0" / "data.h5") as h5:
+        assert h5["train/images"].dtype == np.uint8
+        assert h5["train/images"].shape[1:] == (32, 32, 3)
+        assert h5.attrs["dataset"] == "cifar10"
+        n_train = h5["train/labels_clean"].shape[0] + h5["val/labels_clean"].shape[0]
+        assert n_train == train.size
+        assert h5.attrs["noise_rate_realised"] == pytest.approx(
+            round(0.4 * train.size) / train.size
+        )
+    modes = yaml.safe_load(study.read_text())["modes"]
+    histories = pd.read_csv(setting / "histories.csv")
+    assert sorted(histories["mode"].unique()) == sorted(modes)
+    assert (histories.groupby("mode")["epoch"].max() == 2).all()
+    for mode in modes:
+        run = setting / "seed0" / mode
+        saved = torch.load(run / "model.pt", weights_only=True)
+        assert saved["model"]["arch"] == "shake_shake_26_2x32d"
+        with h5py.File(run / "outputs.h5") as out:
+            assert out["test/probs"].shape == (2, 30, 10)
+            assert out["train_subset/probs"].shape == (2, 60, 10)
+    assert "Nothing to be done" in snakemake(tmp_path, [study, override], "-n").stdout
+
+
+def test_cifar10n_config_runs_with_human_labels(tmp_path, fake_data):
+    data_root, train, _ = fake_data
+    arrays = write_fake_cifar10n(tmp_path / "CIFAR-10_human.pt", train)
+    noise = [
+        {"type": "human", "key": key, "label_file": str(tmp_path / "CIFAR-10_human.pt")}
+        for key in ("worse_label", "aggre_label")
+    ]
+    override = shrink(tmp_path, data_root, noise=noise, modes=["ce"])
+    targets = [
+        f"results/cifar10/{name}/summary.csv" for name in ("human_worse", "human_aggre")
+    ]
+    snakemake(tmp_path, [REPO / "config" / "cifar10n.yaml", override], *targets)
+    for name, key in (("human_worse", "worse_label"), ("human_aggre", "aggre_label")):
+        setting = tmp_path / "results" / "cifar10" / name
+        assert (setting / "summary.csv").is_file()
+        with h5py.File(setting / "seed0" / "data.h5") as h5:
+            for split in ("train", "val"):
+                idx = h5[f"{split}/index"][()]
+                np.testing.assert_array_equal(
+                    h5[f"{split}/labels_noisy"][()], arrays[key][idx]
+                )
+            assert h5.attrs["noise_rate_realised"] == pytest.approx(
+                np.mean(arrays[key] != train)
+            )
+
+
+def test_missing_dataset_stops_a_real_run_but_not_planning(tmp_path):
+    study = REPO / "config" / "cifar10_seed.yaml"
+    override = shrink(tmp_path, tmp_path / "empty")
+    planned = snakemake(tmp_path, [study, override], "-n")
+    assert "warning: cifar10 not found" in planned.stderr + planned.stdout
+    failed = snakemake(tmp_path, [study, override], check=False)
+    assert failed.returncode != 0
+    assert (
+        f"cifar10 not found: expected {tmp_path / 'empty'}/cifar-10-batches-py/"
+        in failed.stderr
+    )
+    assert not (tmp_path / "results").exists()
+
+
+def test_full_study_plans_without_data(tmp_path):
+    """The Done-when check: the original study's full plan, on a machine without CIFAR-10."""
+    result = snakemake(
+        tmp_path, [REPO / "config" / "cifar10_seed.yaml"], "-n", "--quiet", "rules"
+    )
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in result.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert counts["corrupt"] == 3 and counts["train"] == 9 and counts["frequency"] == 9
+    assert counts["all"] == 1
