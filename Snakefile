@@ -26,6 +26,7 @@ configfile: "config.yaml"
 # Light steps run where Snakemake runs (the login node on a cluster), not as cluster jobs; no effect locally.
 localrules:
     all,
+    benchmarks,
     aggregate,
     aggregate_frequency,
     figure_accuracy,

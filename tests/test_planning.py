@@ -22,6 +22,7 @@ SCRIPT_RULE = {
     "aggregate.py": "aggregate",
     "aggregate_frequency.py": "aggregate",
     "figure.py": "figures",
+    "benchmark.py": "benchmarks",
 }
 
 

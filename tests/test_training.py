@@ -16,6 +16,7 @@ from selfdistill.io import setup_logging
 from selfdistill.models import build_model, count_parameters
 from selfdistill.training import (
     HISTORY_COLUMNS,
+    DeviceImages,
     crop_flip,
     resolve_device,
     train_run,
@@ -184,6 +185,55 @@ def test_crop_flip_outputs_are_crops_of_the_padded_input():
         assert matches, "augmented image is not a crop of the padded input"
         seen_flip.update(matches)
     assert seen_flip == {False, True}  # both branches happen in a batch of 12
+
+
+@pytest.mark.parametrize("pad", [0, 1, 4])
+def test_crop_flip_matches_a_per_pixel_reference(pad):
+    """Same draws (dy, dx, flip per sample, in that order), then crop of the zero-padded image and mirror, by loops."""
+    batch = torch.randint(
+        0,
+        256,
+        (9, 3, 7, 5),
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(3),
+    )
+    out = crop_flip(batch, pad, torch.Generator().manual_seed(11))
+    gen = torch.Generator().manual_seed(11)
+    n, c, h, w = batch.shape
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+    flip = (torch.rand(n, generator=gen) < 0.5).tolist()
+    x = batch.numpy()
+    expected = np.zeros_like(x)
+    for i in range(n):
+        for ch in range(c):
+            for r in range(h):
+                for col in range(w):
+                    src_col = dx[i] + (w - 1 - col if flip[i] else col) - pad
+                    src_row = dy[i] + r - pad
+                    if 0 <= src_row < h and 0 <= src_col < w:
+                        expected[i, ch, r, col] = x[i, ch, src_row, src_col]
+    assert out.is_contiguous() and out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_crop_flip_of_an_empty_batch():
+    out = crop_flip(torch.zeros((0, 3, 4, 4), dtype=torch.uint8), 2, torch.Generator())
+    assert out.shape == (0, 3, 4, 4)
+
+
+def test_normalise_matches_float64_formula():
+    images = np.random.default_rng(0).integers(0, 17, (20, 4, 4, 2)).astype(np.uint8)
+    mean, std = torch.tensor([0.3, 0.5]), torch.tensor([0.2, 0.25])
+    dev_images = DeviceImages(images, torch.device("cpu"), 16.0, mean, std)
+    batch = dev_images.data[:7]
+    got = dev_images.normalise(batch)
+    ref = (
+        batch.numpy().astype(np.float64) / 16.0
+        - np.array([0.3, 0.5])[None, :, None, None]
+    ) / np.array([0.2, 0.25])[None, :, None, None]
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-6)
+    assert batch.dtype == torch.uint8  # the input is left alone
 
 
 def test_crop_flip_without_padding_is_identity_or_mirror():

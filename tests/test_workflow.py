@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,3 +165,24 @@ def test_default_config_plans_the_whole_study(tmp_path):
     jobs = planned_jobs(plan.stdout + plan.stderr)
     assert jobs["corrupt"] == 3 and jobs["train"] == 9 and jobs["frequency"] == 9
     assert all(jobs[f"figure_{fig}"] == 1 for fig in FIGURES)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_job_on_a_node_without_gpu_fails_fast(tmp_path):
+    """A job planned for CUDA (it holds a `gpu` slot) that lands on a CPU-only node stops with a clear message."""
+    config = yaml.safe_load(SMOKE.read_text())
+    config["train"]["device"] = "cuda"
+    configfile = tmp_path / "cuda.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    run = SETTING / "seed0" / "ce"
+    plan = snakemake(tmp_path, "-n", str(run / "history.csv"), configfile=configfile)
+    assert "gpu=1" in plan.stdout + plan.stderr
+    failed = snakemake(
+        tmp_path, str(run / "history.csv"), configfile=configfile, check=False
+    )
+    assert failed.returncode != 0
+    log = (tmp_path / SETTING / "logs" / "seed0" / "train_ce.log").read_text()
+    assert "device 'cuda' requested but no CUDA device is visible on node" in (
+        log + failed.stdout + failed.stderr
+    )
+    assert not (tmp_path / run / "history.csv").exists()

@@ -82,6 +82,20 @@ RULE_MODULES = {
     "frequency": ("__init__", "frequency", "io"),
     "aggregate": ("__init__", "aggregate", "io"),
     "figures": ("__init__", "aggregate", "config", "figures", "io"),
+    "benchmarks": (
+        "__init__",
+        "benchmarks",
+        "config",
+        "data",
+        "datasets",
+        "frequency",
+        "gpu_slots",
+        "io",
+        "losses",
+        "models",
+        "noise",
+        "training",
+    ),
 }
 
 PACKAGE_DIR = Path(__file__).resolve().parent
