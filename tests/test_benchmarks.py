@@ -21,7 +21,7 @@ from selfdistill.frequency import (
     median_sq_dist,
     pairwise_sq_dists,
 )
-from selfdistill.training import DeviceImages, channel_stats, crop_flip
+from selfdistill.training import DeviceImages, channel_stats
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -51,17 +51,28 @@ def _check_csv(path: Path, benchmark: str, variants: set[str]) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_device_path_gives_the_training_loops_batches(device):
-    """The benchmark's device path makes exactly the batches the training loop makes for the same seed."""
+def test_device_path_gives_the_training_loops_batches(device, monkeypatch):
+    """The benchmark makes its batches with training.make_batch, in the training loop's order and draws."""
     images, _ = bm.synthetic_images(300, seed=2)
     mean, std = channel_stats(images, 255.0)
     dev_images = DeviceImages(images, torch.device(device), 255.0, mean, std)
-    order_gen = torch.Generator().manual_seed(1)
-    aug_gen = torch.Generator(device=device).manual_seed(2)
-    last = None
-    for idx in torch.randperm(300, generator=order_gen).to(device).split(64):
-        last = dev_images.normalise(crop_flip(dev_images.data[idx], 4, aug_gen))
-    assert torch.equal(bm._device_batches(dev_images, 300, 64, 4, seed=1)(), last)
+    seen = []
+    real = bm.make_batch
+
+    def spy(images, idx, padding, generator):
+        seen.append((idx.clone(), padding))
+        return real(images, idx, padding, generator)
+
+    monkeypatch.setattr(bm, "make_batch", spy)
+    last = bm._device_batches(dev_images, 300, 64, 4, seed=1)()
+    order = torch.randperm(300, generator=torch.Generator().manual_seed(1)).to(device)
+    assert [len(i) for i, _ in seen] == [64, 64, 64, 64, 44]
+    assert torch.equal(torch.cat([i for i, _ in seen]), order)
+    assert {p for _, p in seen} == {4}
+    gen = torch.Generator(device=device).manual_seed(2)
+    for idx, _ in seen:
+        expected = real(dev_images, idx, 4, gen)
+    assert torch.equal(last, expected)
 
 
 def test_pil_baseline_matches_the_device_path_normalisation():

@@ -55,9 +55,41 @@ def explain(cfg):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rel", ["config.yaml", "config/smoke.yaml"])
+SHIPPED = sorted(str(p.relative_to(REPO)) for p in (REPO / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("rel", ["config.yaml", *SHIPPED])
 def test_shipped_configs_are_valid(rel):
     assert explain(load(rel)) is None
+
+
+#: (config files as a user passes them, after config.yaml) -> (architecture, parameters for 10 classes)
+STUDY_NETWORKS = {
+    ("config/cifar10_seed.yaml",): ("shake_shake_26_2x32d", 2_923_162),
+    ("config/cifar10_seed.yaml", "config/epochs_1800.yaml"): (
+        "shake_shake_26_2x32d",
+        2_923_162,
+    ),
+    ("config/cifar10_sweep.yaml",): ("preact_resnet18", 11_172_170),
+    ("config/cifar10n.yaml",): ("preact_resnet18", 11_172_170),
+}
+
+
+@pytest.mark.parametrize("files", sorted(STUDY_NETWORKS))
+def test_study_configs_merged_over_the_default_build_their_network(files):
+    """Snakemake merges --configfile files over config.yaml; nothing of the digits study may leak into them."""
+    from snakemake.utils import update_config
+
+    merged = load("config.yaml")
+    for rel in files:
+        update_config(merged, load(rel))
+    assert explain(merged) is None
+    arch, n_params = STUDY_NETWORKS[files]
+    model = merged["model"]
+    net = models.build_model(
+        model["arch"], (3, 32, 32), 10, model.get("width"), model.get("depth", 2)
+    )
+    assert model["arch"] == arch and models.count_parameters(net) == n_params
 
 
 def test_empty_config_is_valid():

@@ -174,3 +174,13 @@ def test_corrupt_step_with_human_noise_on_cifar10(tmp_path, cifar_root):
     np.testing.assert_array_equal(splits["test"].labels_noisy, test)
     with h5py.File(out) as h5:
         assert h5["train/images"].dtype == np.uint8
+
+
+def test_download_true_with_files_present_downloads_nothing(tmp_path):
+    """torchvision's download() returns at once when the files check out; the lock serialises concurrent jobs."""
+    train, _ = write_fake_cifar10(tmp_path, per_batch=5, n_test=5)
+    raw = load_dataset(
+        "cifar10", data_root=str(tmp_path), download=True, verify_md5=False
+    )
+    np.testing.assert_array_equal(raw.train_labels, train)
+    assert (tmp_path / ".cifar10-download.lock").is_file()

@@ -224,6 +224,7 @@ def test_claim_cuda_device_claims_one_visible_device_each(
 ):
     caplog.set_level(logging.INFO, logger="selfdistill.gpu_slots")
     monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: 2)
+    monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: None)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     device, slot = claim_cuda_device("cuda", lock_dir=tmp_path, holder="run-a")
     other, slot_b = claim_cuda_device("cuda", lock_dir=tmp_path)
@@ -241,11 +242,32 @@ def test_claim_cuda_device_claims_one_visible_device_each(
 
 def test_claim_cuda_device_keys_locks_by_visible_device_ids(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: 2)
+    monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     device, slot = claim_cuda_device("cuda", lock_dir=tmp_path)
     with slot:
         assert device == "cuda:0"
         assert slot.lock_path == tmp_path / "gpu3.lock"
+
+
+def test_jobs_that_each_see_their_own_gpu_as_cuda0_do_not_share_a_lock(
+    tmp_path, monkeypatch
+):
+    """SLURM with ConstrainDevices: every job has CUDA_VISIBLE_DEVICES=0, but the GPUs' UUIDs differ."""
+    monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: ["GPU-aaa"])
+    device_a, slot_a = claim_cuda_device("cuda", lock_dir=tmp_path)
+    monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: ["GPU-bbb"])
+    device_b, slot_b = claim_cuda_device("cuda", lock_dir=tmp_path, timeout=0)
+    with slot_a, slot_b:
+        assert device_a == device_b == "cuda:0"
+        assert slot_a.lock_path == tmp_path / "gpu-GPU-aaa.lock"
+        assert slot_b.lock_path == tmp_path / "gpu-GPU-bbb.lock"
+        # a third job on the first GPU waits for it (here: times out at once)
+        monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: ["GPU-aaa"])
+        with pytest.raises(GpuSlotTimeout):
+            claim_cuda_device("cuda", lock_dir=tmp_path, timeout=0)
 
 
 def test_claim_cuda_device_without_gpu_fails_fast(tmp_path, monkeypatch):

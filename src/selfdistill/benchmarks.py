@@ -5,8 +5,8 @@ present (CUDA when available, else CPU), writes tidy rows to a CSV (:data:`COLUM
 summary with the ratio. Nothing here asserts a speed; the tests only run the code at tiny sizes.
 
 * ``input_pipeline``: augmented, normalised batches from the device-resident uint8 dataset, exactly as the
-  training loop makes them (``randperm`` per epoch, ``index_select`` of the batch,
-  :func:`selfdistill.training.crop_flip`, ``DeviceImages.normalise``), versus the original's torchvision
+  training loop makes them (``randperm`` per epoch, :func:`selfdistill.training.make_batch`: gather, crop and
+  flip, normalise), versus the original's torchvision
   ``DataLoader`` (2 workers) over PIL images with ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
   ``ToTensor``, ``Normalize``.
 * ``train_step``: forward + backward + SGD step per architecture at batch 128 and 512, with the training loop's
@@ -46,7 +46,7 @@ from .gpu_slots import claim_cuda_device
 from .io import atomic_output, setup_logging
 from .losses import ce_loss
 from .models import ARCHITECTURES, build_model, count_parameters
-from .training import DeviceImages, channel_stats, crop_flip, resolve_device
+from .training import DeviceImages, channel_stats, make_batch, resolve_device
 
 log = logging.getLogger("selfdistill.benchmarks")  # also when run as __main__
 
@@ -235,10 +235,7 @@ def _device_batches(
         while seen < n_images:
             perm = torch.randperm(len(images), generator=order_gen).to(dev)
             for idx in perm.split(batch_size):
-                xb = crop_flip(images.data.index_select(0, idx), padding, aug_gen)
-                xb = images.normalise(xb)
-                if dev.type == "cuda":
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = make_batch(images, idx, padding, aug_gen)
                 seen += idx.numel()
                 if seen >= n_images:
                     break

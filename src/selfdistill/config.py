@@ -10,6 +10,7 @@ allowed values, instead of a multi-line schema dump.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -38,6 +39,13 @@ CIFAR_FOLDERS = {
         "163 MB",
     ),
     "cifar100": ("cifar-100-python", ("train", "test", "meta"), "161 MB"),
+}
+
+#: (images, classes) of each dataset, for planning job memory (digits: all 1,797 images, whatever the split).
+DATASET_SHAPES = {
+    "digits": (1797, 10),
+    "cifar10": (60000, 10),
+    "cifar100": (60000, 100),
 }
 
 NOISE_TYPES = ("none", "pair", "symmetric", "asymmetric", "human")
@@ -167,6 +175,24 @@ def dataset_option_problem(dataset: str, options: Mapping) -> str | None:
         f"invalid config: dataset_options {', '.join(foreign)} do not apply to {dataset}; "
         f"it takes {', '.join(DATASET_OPTIONS[dataset])}"
     )
+
+
+def train_mem_mb(dataset: str) -> int:
+    """Memory (MB) a training job asks for: digits is tiny; CIFAR holds 150 MB of uint8 images on the host, the
+    HDF5 read buffers and the CUDA runtime (~2 GB)."""
+    return 4000 if dataset == "digits" else 12000
+
+
+def frequency_mem_mb(config: Mapping) -> int:
+    """Memory (MB) a frequency job asks for, from the sizes it will hold: per split an n × n float64 distance
+    matrix, one n × n kernel operator and its temporaries (3 n² × 8 bytes), and four n × m float64 blocks of the
+    stacked outputs (m = epochs × classes × sources + label columns); n is the larger split analysed."""
+    freq, dataset = config["frequency"], config["dataset"]
+    n_images, n_classes = DATASET_SHAPES[dataset]
+    n = max(freq["train_subset"], freq.get("test_subset") or n_images)
+    n = min(n, n_images)
+    m = config["train"]["epochs"] * n_classes * len(freq["sources"]) + 2 * n_classes
+    return 1000 + math.ceil((3 * n * n + 4 * n * m) * 8 / 1e6)
 
 
 def distill_params(distill: Mapping, mode: str) -> dict:

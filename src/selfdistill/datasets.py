@@ -13,6 +13,7 @@ for test fixtures written in the same format (and for copies verified by other m
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,10 +122,14 @@ def load_cifar(
         raise DatasetNotFoundError(problem)
     cls = _torchvision_class(name, verify_md5)
     root = str(data_root)
-    if download:
-        Path(root).mkdir(parents=True, exist_ok=True)
     try:
-        train = cls(root, train=True, download=download)
+        if download:
+            # several corrupt jobs start at once: one downloads and extracts, the others wait and then find it
+            Path(root).mkdir(parents=True, exist_ok=True)
+            with open(Path(root) / f".{name}-download.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                cls(root, train=True, download=True)
+        train = cls(root, train=True, download=False)
         test = cls(root, train=False, download=False)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted ..."
         folder = Path(root) / CIFAR_FOLDERS[name][0]

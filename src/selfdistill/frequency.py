@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import h5py
@@ -185,11 +185,6 @@ class FrequencyFilter:
     def resolve(self, deltas, scale: str = "absolute") -> np.ndarray:
         """:func:`resolve_deltas` on this filter's distances."""
         return resolve_deltas(self.d2, deltas, scale)
-
-    def kernels(self, deltas) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield ``(delta, K)`` one delta at a time (drop ``K`` before the next step to keep one in memory)."""
-        for delta in _check_deltas(deltas):
-            yield float(delta), lowpass_kernel(self.d2, delta)
 
     def highpass_operator(
         self, delta: float, dtype=np.float64, out: np.ndarray | None = None

@@ -22,12 +22,13 @@ Guarantees:
 Limits: waiting is polling, not first-come-first-served; the lock directory must be on a local filesystem
 (``flock`` over NFS is not reliable); jobs coordinate only when they share the lock directory, which by default
 is per user (``/tmp/selfdistill-gpu-locks-<uid>``; set ``SELFDISTILL_GPU_LOCK_DIR`` to a directory writable by
-everyone concerned to coordinate several users). Lock files are keyed by the ``CUDA_VISIBLE_DEVICES`` entry of a
-slot when that variable is set (e.g. under SLURM, where each job may see a different set of GPUs), by the index
-otherwise, so jobs that see different device sets still lock the physical device they use. A job given an
-explicit device (``cuda:1``) bypasses the claim.
+everyone concerned to coordinate several users). Lock files are named after the physical GPU: its UUID
+when torch reports one, else its ``CUDA_VISIBLE_DEVICES`` entry, else its index (:func:`visible_device_keys`), so
+jobs that see different device sets, or each see their own GPU as ``cuda:0`` (SLURM with ``ConstrainDevices``),
+still lock the device they use and never queue behind each other. A job given an explicit device (``cuda:1``)
+bypasses the claim.
 
-This module imports ``torch`` only inside ``visible_cuda_devices``, so it is cheap to import.
+This module imports ``torch`` only inside functions that count or name devices, so it is cheap to import.
 """
 
 from __future__ import annotations
@@ -230,13 +231,40 @@ def visible_cuda_devices() -> int:
 
 
 def visible_device_keys(n_devices: int) -> list[str]:
-    """Lock keys of the visible devices: their ``CUDA_VISIBLE_DEVICES`` entries when set, else ``0..n-1``."""
+    """Lock keys of the visible devices, naming the physical GPU wherever possible.
+
+    Preferred: each device's UUID (lock file ``gpu-<uuid>.lock``), which is the same for every process that sees that GPU, under
+    whatever index: a scheduler that isolates devices (SLURM with ``ConstrainDevices``) shows each job its own GPU
+    as ``cuda:0`` with ``CUDA_VISIBLE_DEVICES=0``, and index-named locks would make those jobs queue behind one
+    lock file while their own GPUs idle. Without UUIDs (no CUDA here, an old torch): the ``CUDA_VISIBLE_DEVICES``
+    entries when set, else ``0..n-1``.
+    """
+    uuids = _device_uuids(n_devices)
+    if uuids is not None:
+        return [f"-{u}" for u in uuids]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         entries = [e.strip() for e in visible.split(",") if e.strip()]
         if len(entries) >= n_devices:
             return entries[:n_devices]
     return [str(i) for i in range(n_devices)]
+
+
+def _device_uuids(n_devices: int) -> list[str] | None:
+    """The UUIDs of CUDA devices 0..n-1, or ``None`` when any is unavailable or they are not distinct."""
+    import torch
+
+    if n_devices < 1 or not torch.cuda.is_available():
+        return None
+    try:
+        uuids = [
+            str(torch.cuda.get_device_properties(i).uuid) for i in range(n_devices)
+        ]
+    except (AttributeError, AssertionError, RuntimeError):
+        return None
+    if len(set(uuids)) != n_devices or not all(uuids):
+        return None
+    return uuids
 
 
 def claim_cuda_device(

@@ -8,7 +8,8 @@ are compared on identical starts and batch sequences. Every epoch the network is
 row and the outputs that the frequency analysis reads later without retraining.
 
 Outputs: ``history.csv`` (one row per epoch, see ``HISTORY_COLUMNS``), ``outputs.h5`` (softmax outputs and
-logits per epoch on a fixed training subset and the test set) and ``model.pt`` (final weights + metadata).
+logits per epoch on a fixed training subset and a fixed test subset, all of the test set by default) and
+``model.pt`` (final weights + metadata).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .losses import (
 from .models import build_model, count_parameters
 
 log = logging.getLogger(__name__)
+_STATS_BLOCK = 1 << 20  # pixels per block of channel_stats
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -133,10 +135,23 @@ class DeviceImages:
 def channel_stats(
     images: np.ndarray, pixel_max: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of the training images on the [0, 1] scale (std floored to avoid /0)."""
-    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / pixel_max
-    return torch.tensor(x.mean(axis=0), dtype=torch.float32), torch.tensor(
-        np.maximum(x.std(axis=0), 1e-3), dtype=torch.float32
+    """Per-channel mean and std of the training images on the [0, 1] scale (std floored to avoid /0).
+
+    Two passes in float64 over blocks of ``_STATS_BLOCK`` pixels, so CIFAR's 46 million pixels never become one
+    float64 copy (1.1 GB); a dataset that fits one block (digits) gets exactly ``mean`` and ``std`` of numpy.
+    """
+    pixels = images.reshape(-1, images.shape[-1])
+    n = pixels.shape[0]
+    blocks = [pixels[i : i + _STATS_BLOCK] for i in range(0, n, _STATS_BLOCK)]
+    mean = sum(b.astype(np.float64).sum(axis=0) / pixel_max for b in blocks) / n
+    var = (
+        sum(
+            ((b.astype(np.float64) / pixel_max - mean) ** 2).sum(axis=0) for b in blocks
+        )
+        / n
+    )
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(
+        np.maximum(np.sqrt(var), 1e-3), dtype=torch.float32
     )
 
 
@@ -188,11 +203,32 @@ def predict_logits(
     # start from an empty (0, C) block so that an empty split (val_fraction 0) gives (0, C) logits
     out = [torch.empty((0, num_classes), device=images.data.device)]
     for start in range(0, len(images), batch_size):
+        rows = torch.arange(
+            start, min(start + batch_size, len(images)), device=images.data.device
+        )
         with autocast():
-            out.append(
-                model(images.normalise(images.data[start : start + batch_size])).float()
-            )
+            out.append(model(make_batch(images, rows)).float())
     return torch.cat(out)
+
+
+def make_batch(
+    images: DeviceImages,
+    idx: torch.Tensor,
+    padding: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The network's input for rows ``idx`` of ``images``: gathered, cropped and flipped when ``padding`` is given
+    (random crop with that zero padding, drawing from ``generator``), normalised, channels_last on CUDA.
+
+    The one place where training, evaluation and the input-pipeline benchmark make batches.
+    """
+    xb = images.data.index_select(0, idx)
+    if padding is not None:
+        xb = crop_flip(xb, padding, generator)
+    xb = images.normalise(xb)
+    if xb.device.type == "cuda":
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb
 
 
 def _acc(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -291,10 +327,15 @@ def _train(
         torch.set_num_threads(max(1, int(threads)))
     else:
         torch.backends.cudnn.benchmark = True
+    # bf16 autocast where the GPU computes in bf16 natively (Ampere and later); float32 elsewhere (V100/T4 would
+    # emulate bf16 slowly, and fp16 would need loss scaling)
+    bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported(
+        including_emulation=False
+    )
+    if dev.type == "cuda" and not bf16:
+        log.info("this GPU has no native bf16: training in float32")
     autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-        if dev.type == "cuda"
-        else nullcontext
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
     )
 
     splits, attrs = read_corrupted(data_path)
@@ -330,7 +371,9 @@ def _train(
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     # `forward` is what the loop calls; `net` keeps the plain module for saving its state_dict
-    forward = torch.compile(net) if cfg.compile else net
+    if cfg.compile and dev.type != "cuda":
+        log.info("train.compile applies to CUDA runs only; running %s eagerly", dev)
+    forward = torch.compile(net) if cfg.compile and dev.type == "cuda" else net
     log.info(
         "run %s: %s on %s, %d parameters, %d train / %d val / %d test, mode %s",
         run_name,
@@ -394,12 +437,8 @@ def _train(
             loss_sum = torch.zeros((), device=dev)
             weight_sum, weight_count = torch.zeros((), device=dev), 0
             for idx in chunks:
-                xb = images["train"].data.index_select(0, idx)
-                if cfg.augment == "crop_flip":
-                    xb = crop_flip(xb, cfg.crop_padding, aug_gen)
-                xb = images["train"].normalise(xb)
-                if dev.type == "cuda":
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+                padding = cfg.crop_padding if cfg.augment == "crop_flip" else None
+                xb = make_batch(images["train"], idx, padding, aug_gen)
                 with autocast():
                     logits = forward(xb)
                 loss, weight = objective(logits, y_train[idx], idx)

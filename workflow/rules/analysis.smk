@@ -13,7 +13,7 @@ rule frequency:
     conda:
         "../../envs/selfdistill.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=frequency_mem_mb(config),
     params:
         deltas=config["frequency"]["deltas"],
         delta_scale=config["frequency"]["delta_scale"],

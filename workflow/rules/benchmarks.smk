@@ -4,7 +4,7 @@ from selfdistill.config import DEFAULT_DATA_ROOT
 
 BENCHMARK_NAMES = ["input_pipeline", "train_step", "frequency"]
 # whatever device is present: CUDA when this machine has one (the job then holds a `gpu` slot), else CPU
-BENCHMARK_DEVICE = planned_device("auto")
+BENCHMARK_DEVICE = resolved_device("auto")
 
 
 rule benchmarks:

@@ -14,9 +14,11 @@ from selfdistill.config import (
     dataset_problem,
     distill_params,
     explain_config_error,
+    frequency_mem_mb,
     human_label_problem,
     library_files,
     noise_settings,
+    train_mem_mb,
 )
 from selfdistill.hardware import planned_device
 
@@ -60,8 +62,28 @@ onstart:
 
 SEEDS = config["seeds"]
 MODES = config["modes"]
-# `auto` is resolved once, here; the job gets the concrete device and holds a `gpu` slot exactly when it uses one.
-TRAIN_DEVICE = planned_device(config["train"]["device"])
+PLANNED_DEVICES_ENV = "SELFDISTILL_PLANNED_DEVICES"
+
+
+def resolved_device(setting):
+    """`auto` resolved once, by the Snakemake process that plans the run, as `cuda` or `cpu`.
+
+    Cluster jobs parse this workflow again on their compute node; they inherit the planner's decision through the
+    environment (the executor passes it on) instead of probing the node they landed on, so a job's `gpu` resource
+    and the device it is told to use always agree with the plan.
+    """
+    if setting != "auto":
+        return setting
+    inherited = os.environ.get(PLANNED_DEVICES_ENV)
+    if inherited and not workflow.is_main_process:
+        return inherited
+    device = planned_device(setting)
+    os.environ.update({PLANNED_DEVICES_ENV: device})
+    return device
+
+
+# the job gets the concrete device and holds a `gpu` slot exactly when it uses one
+TRAIN_DEVICE = resolved_device(config["train"]["device"])
 TRAIN_GPU = 1 if TRAIN_DEVICE.startswith("cuda") else 0
 RUN = "results/{dataset}/{noise}/seed{seed}/{mode}"
 

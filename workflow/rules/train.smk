@@ -19,7 +19,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=TRAIN_GPU,
-        mem_mb=4000,
+        mem_mb=train_mem_mb(DATASET),
     params:
         model=config["model"],
         train={
