@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
@@ -12,8 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from fake_cifar import write_fake_cifar10
 
 from selfdistill import benchmarks as bm
+from selfdistill.config import dataset_problem
+from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.frequency import (
     FrequencyFilter,
     frequency_table,
@@ -21,6 +26,7 @@ from selfdistill.frequency import (
     median_sq_dist,
     pairwise_sq_dists,
 )
+from selfdistill.models import build_model, count_parameters
 from selfdistill.training import DeviceImages, channel_stats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,6 +285,163 @@ def test_synthetic_logits_drift():
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# One real CIFAR-10 epoch
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_cifar_root(tmp_path_factory) -> Path:
+    """CIFAR-10 in the exact on-disk format: 5 x 20 training images (90 train / 10 val), 20 test images."""
+    root = tmp_path_factory.mktemp("cifar") / "data"
+    write_fake_cifar10(root, per_batch=20, n_test=20)
+    return root
+
+
+@pytest.fixture
+def package_logging():
+    """Restore the package logger after a test whose ``main()`` pointed it at a file or a captured stream."""
+    logger = logging.getLogger("selfdistill")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        if handler not in saved[0]:
+            handler.close()
+    for handler in saved[0]:
+        logger.addHandler(handler)
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+@pytest.mark.parametrize(
+    ("config", "archs"),
+    [
+        ("cifar10_seed.yaml", [bm.REFERENCE_ARCH]),
+        ("cifar10_sweep.yaml", ["preact_resnet18", "fast_cnn"]),
+    ],
+)
+def test_cifar_epoch_settings_follow_the_cifar_configs(config, archs):
+    train = yaml.safe_load((REPO / "config" / config).read_text())["train"]
+    for arch in archs:
+        settings = bm.cifar_epoch_settings(arch, epochs=3)
+        assert settings["epochs"] == 3
+        for key, value in settings.items():
+            if key != "epochs":
+                assert train.get(key, value) == value, (config, arch, key)
+        assert settings["lr"] == train["lr"]
+        assert settings["weight_decay"] == train["weight_decay"]
+    frequency = yaml.safe_load((REPO / "config" / config).read_text())["frequency"]
+    assert bm.CIFAR_FREQ_SUBSETS == (
+        frequency["train_subset"],
+        frequency["test_subset"],
+    )
+
+
+def test_cifar_epoch_on_fake_cifar_files(tmp_path, fake_cifar_root, monkeypatch):
+    """All three networks, one epoch each through train_run, on CIFAR-10 files read by torchvision's loader."""
+    calls = []
+    real = bm.train_run
+
+    def spy(data_path, *args, **kwargs):
+        calls.append(kwargs)
+        return real(data_path, *args, **kwargs)
+
+    monkeypatch.setattr(bm, "train_run", spy)
+    out = tmp_path / "cifar_epoch.csv"
+    bm.run_benchmark(
+        "cifar_epoch",
+        out,
+        device="cpu",
+        threads=1,
+        data_root=fake_cifar_root,
+        verify_md5=False,
+        max_train_images=40,
+    )
+    df = _check_csv(out, "cifar_epoch", set(bm.CIFAR_EPOCH_ARCHS))
+    assert list(df["variant"]) == list(bm.CIFAR_EPOCH_ARCHS)
+    assert (df["data"] == "cifar10_unverified").all() and (df["device"] == "cpu").all()
+    assert (df["n_images"] == 40).all() and (df["batch_size"] == 128).all()
+    assert (df["n_epochs"] == 1).all() and (df["throughput_unit"] == "images/s").all()
+    np.testing.assert_allclose(df["throughput"], 40 / df["seconds"])
+    assert df["test_acc"].between(0, 1).all()
+    for arch, n in zip(df["variant"], df["parameters"]):
+        assert n == count_parameters(build_model(arch, (3, 32, 32), 10))
+    ref = df.set_index("variant")["ratio"]
+    assert ref[bm.REFERENCE_ARCH] == pytest.approx(1.0)
+    assert df["ratio_batch"].isna().all() and df["max_abs_diff"].isna().all()
+    # each network trained with its config's settings, on the benchmark's device
+    assert [c["model"]["arch"] for c in calls] == list(bm.CIFAR_EPOCH_ARCHS)
+    for call in calls:
+        assert call["train"] == bm.cifar_epoch_settings(call["model"]["arch"], 1)
+        assert call["device"] == "cpu" and call["mode"] == "ce"
+    assert calls[0]["train"]["lr"] == 0.2 and calls[1]["train"]["lr"] == 0.02
+
+
+def test_cifar_epoch_command_line_on_fake_files(
+    tmp_path, fake_cifar_root, capsys, package_logging
+):
+    """The whole training split (90 images), one network, through the command line's options."""
+    out = tmp_path / "e.csv"
+    bm.main(
+        [
+            "cifar_epoch",
+            "--out",
+            str(out),
+            "--data-root",
+            str(fake_cifar_root),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--archs",
+            "fast_cnn",
+            "--epochs",
+            "2",
+            "--no-verify-md5",
+            "--log",
+            str(tmp_path / "e.log"),
+        ]
+    )
+    df = _check_csv(out, "cifar_epoch", {"fast_cnn"})
+    assert df["n_images"].tolist() == [90] and df["n_epochs"].tolist() == [2]
+    assert math.isnan(df["ratio"].iloc[0])
+    assert "CIFAR-10 on cpu" in capsys.readouterr().out
+    log_text = (tmp_path / "e.log").read_text()
+    assert (
+        "epoch 2/2" in log_text
+    )  # the training run's progress is in the benchmark's log
+
+
+def test_cifar_epoch_needs_the_real_files(
+    tmp_path, empty_root, fake_cifar_root, capsys, package_logging
+):
+    message = dataset_problem("cifar10", {"data_root": str(empty_root)})
+    assert message and "\n" not in message
+    with pytest.raises(DatasetNotFoundError) as err:
+        bm.cifar_epoch_benchmark(tmp_path / "x.csv", data_root=empty_root)
+    assert str(err.value) == message
+    assert not (tmp_path / "x.csv").exists()
+    with pytest.raises(
+        DatasetNotFoundError, match="md5"
+    ):  # the fake files are not the real ones
+        bm.cifar_epoch_benchmark(None, data_root=fake_cifar_root, device="cpu")
+    with pytest.raises(SystemExit) as exit_info:
+        bm.main(
+            [
+                "cifar_epoch",
+                "--data-root",
+                str(empty_root),
+                "--out",
+                str(tmp_path / "y.csv"),
+            ]
+        )
+    assert exit_info.value.code == 1
+    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the cifar_epoch options belong to it alone
+        bm.main(["frequency", "--archs", "fast_cnn"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Entry points
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -317,7 +480,11 @@ def test_snakemake_plans_benchmarks_outside_the_default_target(tmp_path):
         return result.stdout
 
     planned = dry_run("benchmarks")
-    assert planned.count("rule benchmark:") == len(bm.BENCHMARKS)
-    for name in bm.BENCHMARKS:
+    assert planned.count("rule benchmark:") == len(bm.DEFAULT_BENCHMARKS)
+    for name in bm.DEFAULT_BENCHMARKS:
         assert f"results/benchmarks/{name}.csv" in planned
+    # the CIFAR-10 epoch needs the real files: only built when named
+    assert "cifar_epoch" not in planned
+    planned = dry_run("results/benchmarks/cifar_epoch.csv")
+    assert planned.count("rule benchmark:") == 1
     assert "rule benchmark:" not in dry_run()

@@ -1,8 +1,9 @@
-"""Side-by-side speed benchmarks (issue 3): input pipeline, train step, frequency analysis.
+"""Speed benchmarks (issue 3): input pipeline, train step, frequency analysis, one real CIFAR-10 epoch.
 
-Each benchmark times the project's implementation and a baseline in the same process, on the device that is
-present (CUDA when available, else CPU), writes tidy rows to a CSV (:data:`COLUMNS`) and prints a one-line
-summary with the ratio. Nothing here asserts a speed; the tests only run the code at tiny sizes.
+Each of the first three times the project's implementation and a baseline in the same process, on the device that
+is present (CUDA when available, else CPU), writes tidy rows to a CSV (:data:`COLUMNS`) and prints a one-line
+summary with the ratio; the fourth measures the training pipeline itself on CIFAR-10. Nothing here asserts a speed;
+the tests only run the code at tiny sizes.
 
 * ``input_pipeline``: augmented, normalised batches from the device-resident uint8 dataset, exactly as the
   training loop makes them (``randperm`` per epoch, :func:`selfdistill.training.make_batch`: gather, crop and
@@ -17,11 +18,25 @@ summary with the ratio. Nothing here asserts a speed; the tests only run the cod
   kernels recomputed every epoch, float64 numpy), on 2,000 images x 3,072 dims, 12 deltas, 50 epochs of
   10-class logits; also the largest absolute difference of the ratio between the two.
 
-Images are CIFAR-10 when ``<data_root>/cifar-10-batches-py`` exists (read with torchvision's ``CIFAR10``),
+* ``cifar_epoch``: no baseline; one real CIFAR-10 epoch per architecture (``shake_shake_26_2x32d``,
+  ``preact_resnet18``, ``fast_cnn``) with the training pipeline itself: a clean corrupted dataset (``noise: none``,
+  10% validation split) built once by :func:`selfdistill.data.build_corrupted_dataset`, then
+  :func:`selfdistill.training.train_run` for one epoch with the hyper-parameters of ``config/cifar10_seed.yaml``
+  (Shake-Shake) or ``config/cifar10_sweep.yaml`` (the others), see :func:`cifar_epoch_settings`. Per network: the
+  epoch's seconds (the history's ``epoch_seconds``: training and the full evaluation passes over the training,
+  validation and test splits), training images/s, test accuracy after the epoch and the parameter count. It needs
+  the real CIFAR-10 files under ``<data_root>/cifar-10-batches-py`` and stops with a one-line message otherwise
+  (no synthetic fallback: the point is a real epoch), so it is not part of ``snakemake benchmarks``.
+
+The first three read CIFAR-10 when ``<data_root>/cifar-10-batches-py`` exists (with torchvision's ``CIFAR10``),
 otherwise synthetic uint8 images of the same shape; the ``data`` column says which.
 
-Command line: ``python -m selfdistill.benchmarks input_pipeline|train_step|frequency [--out CSV] [--quick]``;
-Snakemake: ``snakemake --cores 2 benchmarks`` (all three) or ``snakemake --cores 2 results/benchmarks/frequency.csv``.
+Command line: ``python -m selfdistill.benchmarks input_pipeline|train_step|frequency|cifar_epoch [--out CSV]
+[--quick]``; Snakemake: ``snakemake --cores 2 benchmarks`` (the first three, on any machine),
+``snakemake --cores 2 results/benchmarks/frequency.csv`` (one of them), and
+``snakemake --cores 2 results/benchmarks/cifar_epoch.csv`` (needs CIFAR-10 in ``resources/data``; on a GPU machine
+it runs on the GPU). ``--cores 2`` runs the benchmarks one after the other (each asks for 2 threads), so that they
+do not disturb each other's timings.
 """
 
 from __future__ import annotations
@@ -31,28 +46,44 @@ import logging
 import math
 import os
 import platform
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
 
-from .config import DEFAULT_DATA_ROOT
+from .config import DEFAULT_DATA_ROOT, dataset_problem
+from .data import SPLIT_FIELDS, build_corrupted_dataset
+from .datasets import DatasetNotFoundError
 from .frequency import frequency_table, median_sq_dist, pairwise_sq_dists
 from .gpu_slots import claim_cuda_device
 from .io import atomic_output, setup_logging
 from .losses import ce_loss
 from .models import ARCHITECTURES, build_model, count_parameters
-from .training import DeviceImages, channel_stats, make_batch, resolve_device
+from .training import (
+    DeviceImages,
+    channel_stats,
+    make_batch,
+    resolve_device,
+    train_run,
+)
 
 log = logging.getLogger("selfdistill.benchmarks")  # also when run as __main__
 
-BENCHMARKS = ("input_pipeline", "train_step", "frequency")
+#: The benchmarks that run on any machine (synthetic images without CIFAR-10): Snakemake's ``benchmarks`` target.
+DEFAULT_BENCHMARKS = ("input_pipeline", "train_step", "frequency")
+#: Every benchmark; ``cifar_epoch`` needs the real CIFAR-10 files.
+BENCHMARKS = (*DEFAULT_BENCHMARKS, "cifar_epoch")
 #: Columns of every benchmark CSV, in order (empty where a column does not apply). ``threads``: CPU threads
 #: (torch intra-op, or BLAS for the frequency analysis), or worker processes for the DataLoader baseline.
+#: ``test_acc`` and ``parameters``: the network's test accuracy after the run and its trainable parameters
+#: (``cifar_epoch`` only).
 COLUMNS = (
     "benchmark",
     "variant",
@@ -70,6 +101,8 @@ COLUMNS = (
     "n_epochs",
     "n_deltas",
     "max_abs_diff",
+    "test_acc",
+    "parameters",
 )
 #: The original network, the reference of the train-step ratios.
 REFERENCE_ARCH = "shake_shake_26_2x32d"
@@ -625,6 +658,189 @@ def frequency_benchmark(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# 4. One real CIFAR-10 epoch per architecture
+# ----------------------------------------------------------------------------------------------------------------
+
+#: The networks of the CIFAR-10 studies, in the order they are trained (the first is the ratios' reference).
+CIFAR_EPOCH_ARCHS = (REFERENCE_ARCH, "preact_resnet18", "fast_cnn")
+#: ``train`` settings shared by the CIFAR-10 configs (``config/cifar10_seed.yaml``, ``config/cifar10_sweep.yaml``).
+CIFAR_TRAIN = {
+    "batch_size": 128,
+    "momentum": 0.9,
+    "nesterov": False,
+    "schedule": "cosine",
+    "schedule_unit": "step",
+    "augment": "crop_flip",
+    "crop_padding": 4,
+    "eval_batch_size": 2048,
+    "compile": False,
+}
+#: Learning rate and weight decay per network: the original's for Shake-Shake (``cifar10_seed.yaml``), the
+#: DivideMix / PES recipe of ``cifar10_sweep.yaml`` for the others (a test keeps both in step with the configs).
+CIFAR_OPTIMISER = {
+    REFERENCE_ARCH: {"lr": 0.2, "weight_decay": 1e-4},
+    "default": {"lr": 0.02, "weight_decay": 5e-4},
+}
+#: The configs' stored-output subsets (``frequency.train_subset`` and ``test_subset``), so that the epoch writes
+#: the same per-epoch outputs as a study's run.
+CIFAR_FREQ_SUBSETS = (5000, 2000)
+
+
+def cifar_epoch_settings(arch: str, epochs: int = 1) -> dict:
+    """The ``train`` settings :func:`cifar_epoch_benchmark` gives :func:`selfdistill.training.train_run` for ``arch``.
+
+    ``shake_shake_26_2x32d``: ``config/cifar10_seed.yaml`` (lr 0.2, weight decay 1e-4); any other network:
+    ``config/cifar10_sweep.yaml`` (lr 0.02, weight decay 5e-4). Both: SGD momentum 0.9, batch 128, cosine schedule
+    per step over ``epochs``, random crop with 4-pixel padding + flip, evaluation batches of 2048, no compile.
+    """
+    return {
+        **CIFAR_TRAIN,
+        **CIFAR_OPTIMISER.get(arch, CIFAR_OPTIMISER["default"]),
+        "epochs": int(epochs),
+    }
+
+
+def _keep_first_train_rows(path, n: int) -> int:
+    """Cut the ``train`` split of a corrupted-dataset file to its first ``n`` rows; returns the rows kept."""
+    with h5py.File(path, "r+") as h5:
+        group = h5["train"]
+        kept = min(n, group["labels_clean"].shape[0])
+        for field in SPLIT_FIELDS:
+            data = group[field][:kept]
+            compression = group[field].compression
+            del group[field]
+            group.create_dataset(field, data=data, compression=compression)
+    return kept
+
+
+def cifar_epoch_benchmark(
+    out=None,
+    *,
+    data_root=DEFAULT_DATA_ROOT,
+    verify_md5: bool = True,
+    archs: Sequence[str] | None = None,
+    max_train_images: int | None = None,
+    epochs: int = 1,
+    device: str = "auto",
+    threads: int = 2,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Seconds, training images/s and test accuracy of one real CIFAR-10 epoch per network, with the pipeline's code.
+
+    The clean dataset (``noise: none``, 10% validation split, seed ``seed``) is built once into a temporary folder
+    by :func:`selfdistill.data.build_corrupted_dataset` from ``<data_root>/cifar-10-batches-py`` (``verify_md5``:
+    torchvision's md5 check; off only for test files); ``max_train_images`` keeps the first rows of its training
+    split (``None``: all 45,000; for tests). Then each network of ``archs`` (default
+    :data:`CIFAR_EPOCH_ARCHS`) trains for ``epochs`` epochs (mode ``ce``, seed ``seed``) with
+    :func:`selfdistill.training.train_run` and :func:`cifar_epoch_settings` (the cosine schedule spans these
+    epochs, so the accuracy is that of a one-epoch schedule, not of the first epoch of a long run), on ``device``,
+    with its log records in this benchmark's log. Per network one row: ``seconds`` of the last epoch (the
+    history's ``epoch_seconds``: the training pass and the full evaluation of the training, validation and test
+    splits; with ``epochs`` > 1 the earlier epochs are warm-up), ``throughput`` = training images / seconds,
+    ``test_acc`` after the last epoch, ``parameters``, and ``ratio``: images/s relative to :data:`REFERENCE_ARCH`
+    (NaN without it). The ``data``
+    column is ``cifar10``, or ``cifar10_unverified`` when the md5 check was off (files that may not be the real
+    ones: their timings hold, their accuracies need not).
+
+    Raises :class:`selfdistill.datasets.DatasetNotFoundError` with the one-line message of
+    :func:`selfdistill.config.dataset_problem` when the files are missing: there is no synthetic fallback.
+    """
+    problem = dataset_problem("cifar10", {"data_root": str(data_root)})
+    if problem:
+        raise DatasetNotFoundError(problem)
+    if epochs < 1:
+        raise ValueError("epochs must be >= 1")
+    if max_train_images is not None and max_train_images < 1:
+        raise ValueError("max_train_images must be >= 1 (or None for all)")
+    archs = list(CIFAR_EPOCH_ARCHS if archs is None else archs)
+    unknown = [a for a in archs if a not in ARCHITECTURES]
+    if unknown:
+        raise ValueError(
+            f"unknown architecture {unknown[0]!r}; allowed: {', '.join(ARCHITECTURES)}"
+        )
+    dev = _device(device, threads)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="selfdistill-cifar-epoch-") as tmp:
+        tmp = Path(tmp)
+        data_path = tmp / "data.h5"
+        t0 = time.perf_counter()
+        build_corrupted_dataset(
+            data_path,
+            "cifar10",
+            {"type": "none"},
+            seed=seed,
+            val_fraction=0.1,
+            dataset_options={"data_root": str(data_root), "verify_md5": verify_md5},
+        )
+        if max_train_images is not None:
+            kept = _keep_first_train_rows(data_path, int(max_train_images))
+            log.info("cifar epoch: training split cut to its first %d images", kept)
+        with h5py.File(data_path, "r") as h5:
+            n_train = int(h5["train"]["labels_clean"].shape[0])
+        log.info("cifar epoch: dataset built in %.1fs", time.perf_counter() - t0)
+        for arch in archs:
+            run_dir = tmp / arch
+            run_dir.mkdir()
+            train = cifar_epoch_settings(arch, epochs)
+            history = train_run(
+                data_path,
+                run_dir / "history.csv",
+                run_dir / "outputs.h5",
+                run_dir / "model.pt",
+                mode="ce",
+                seed=seed,
+                model={"arch": arch, "width": None},
+                train=train,
+                freq_subset=CIFAR_FREQ_SUBSETS[0],
+                freq_test_subset=CIFAR_FREQ_SUBSETS[1],
+                device=str(dev),
+                threads=threads,
+                run_name=f"cifar_epoch:{arch}",
+            )
+            last = history.iloc[-1]
+            sec = float(last["epoch_seconds"])
+            params = count_parameters(build_model(arch, (3, 32, 32), 10))
+            rows.append(
+                _row(
+                    "cifar_epoch",
+                    variant=arch,
+                    device=dev.type,
+                    device_name=device_name(dev),
+                    threads=torch.get_num_threads(),
+                    data="cifar10" if verify_md5 else "cifar10_unverified",
+                    batch_size=train["batch_size"],
+                    n_images=n_train,
+                    seconds=sec,
+                    throughput=n_train / sec,
+                    throughput_unit="images/s",
+                    n_epochs=epochs,
+                    test_acc=float(last["test_acc"]),
+                    parameters=params,
+                )
+            )
+    thr = {r["variant"]: r["throughput"] for r in rows}
+    for row in rows:
+        row["ratio"] = (
+            row["throughput"] / thr[REFERENCE_ARCH]
+            if REFERENCE_ARCH in thr
+            else math.nan
+        )
+    parts = [
+        f"{r['variant']} {r['seconds']:.1f}s ({r['throughput']:,.0f} images/s"
+        + ("" if math.isnan(r["ratio"]) else f", {r['ratio']:.2f}x ref")
+        + f", test acc {r['test_acc']:.3f}, {r['parameters'] / 1e6:.2f}M parameters)"
+        for r in rows
+    ]
+    which = "one epoch" if epochs == 1 else f"epoch {epochs} of {epochs}"
+    summary = (
+        f"CIFAR-10 on {dev.type} ({device_name(dev)}), {n_train} training images, batch "
+        f"{CIFAR_TRAIN['batch_size']}, seconds of {which} incl. evaluation: "
+        + "; ".join(parts)
+    )
+    return _finish(rows, out, summary)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Entry points
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -633,6 +849,8 @@ QUICK = {
     "input_pipeline": {"n_images": 512, "batch_size": 64, "repeats": 1},
     "train_step": {"batch_sizes": (4, 8), "warmup": 1, "steps": 1},
     "frequency": {"n": 120, "epochs": 4, "n_deltas": 3, "repeats": 2},
+    # still the real CIFAR-10 files, and the full validation and test splits in the evaluation
+    "cifar_epoch": {"max_train_images": 512},
 }
 
 
@@ -655,9 +873,9 @@ def run_benchmark(
 ) -> pd.DataFrame:
     """Run one benchmark by name (:data:`BENCHMARKS`), ``quick`` for tiny sizes; a bare ``cuda`` claims a GPU slot.
 
-    ``threads``: CPU threads of the train step (torch) and of the frequency analysis (BLAS); the input pipeline
-    tries 1 and 2 intra-op threads (see :func:`input_pipeline_benchmark`). ``options`` go to the benchmark
-    function.
+    ``threads``: CPU threads of the train step and the CIFAR-10 epoch (torch) and of the frequency analysis (BLAS);
+    the input pipeline tries 1 and 2 intra-op threads (see :func:`input_pipeline_benchmark`). ``options`` go to the
+    benchmark function (``cifar_epoch``: ``verify_md5``, ``archs``, ``max_train_images``, ``epochs``).
     """
     if name not in BENCHMARKS:
         raise ValueError(
@@ -676,6 +894,16 @@ def run_benchmark(
             return input_pipeline_benchmark(
                 out, device=dev, data_root=data_root, **kwargs
             )
+        if name == "cifar_epoch":
+            try:
+                return cifar_epoch_benchmark(
+                    out, device=dev, threads=threads, data_root=data_root, **kwargs
+                )
+            except DatasetNotFoundError as err:
+                log.error(
+                    "%s", err
+                )  # missing files or failed md5s: one line in the log
+                raise
         return train_step_benchmark(out, device=dev, threads=threads, **kwargs)
     finally:
         if slot is not None:
@@ -683,7 +911,11 @@ def run_benchmark(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m selfdistill.benchmarks NAME [--out CSV] [--quick] [--device D] [--threads N] [--data-root DIR]``."""
+    """``python -m selfdistill.benchmarks NAME [--out CSV] [--quick] [--device D] [--threads N] [--data-root DIR]``.
+
+    ``cifar_epoch`` also takes ``[--archs A,B] [--max-train-images N] [--epochs N] [--no-verify-md5]``; missing
+    CIFAR-10 files end it with the one-line message (exit status 1), without a traceback.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m selfdistill.benchmarks", description=__doc__.split("\n")[0]
     )
@@ -701,24 +933,59 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--threads",
         type=int,
         default=2,
-        help="CPU threads of train_step and frequency (default 2)",
+        help="CPU threads of train_step, cifar_epoch and frequency (default 2)",
     )
     parser.add_argument(
         "--data-root",
         default=DEFAULT_DATA_ROOT,
-        help="folder that may hold cifar-10-batches-py/",
+        help="folder that may hold (cifar_epoch: must hold) cifar-10-batches-py/",
     )
     parser.add_argument("--log", help="log file (default: stderr)")
-    args = parser.parse_args(argv)
-    setup_logging(args.log)
-    run_benchmark(
-        args.benchmark,
-        args.out or f"results/benchmarks/{args.benchmark}.csv",
-        quick=args.quick,
-        device=args.device,
-        threads=args.threads,
-        data_root=args.data_root,
+    cifar = parser.add_argument_group("cifar_epoch only")
+    cifar.add_argument(
+        "--archs",
+        help=f"comma-separated networks (default {','.join(CIFAR_EPOCH_ARCHS)})",
     )
+    cifar.add_argument(
+        "--max-train-images",
+        type=int,
+        help="keep the first N training images (default: all 45,000; for smoke tests)",
+    )
+    cifar.add_argument("--epochs", type=int, help="epochs per network (default 1)")
+    cifar.add_argument(
+        "--no-verify-md5",
+        action="store_true",
+        help="skip torchvision's md5 check of the CIFAR-10 files (test files only)",
+    )
+    args = parser.parse_args(argv)
+    options = {}
+    if args.archs:
+        options["archs"] = [a.strip() for a in args.archs.split(",") if a.strip()]
+    if args.max_train_images is not None:
+        options["max_train_images"] = args.max_train_images
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    if args.no_verify_md5:
+        options["verify_md5"] = False
+    if options and args.benchmark != "cifar_epoch":
+        parser.error(
+            "--archs, --max-train-images, --epochs and --no-verify-md5 apply to cifar_epoch only"
+        )
+    setup_logging(args.log)
+    try:
+        run_benchmark(
+            args.benchmark,
+            args.out or f"results/benchmarks/{args.benchmark}.csv",
+            quick=args.quick,
+            device=args.device,
+            threads=args.threads,
+            data_root=args.data_root,
+            **options,
+        )
+    except DatasetNotFoundError as err:
+        if args.log:  # without --log, the benchmark's log record already went to stderr
+            print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

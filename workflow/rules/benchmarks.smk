@@ -1,20 +1,32 @@
-"""Speed benchmarks (issue 3): not part of `all`; build them with `snakemake --cores 2 benchmarks`."""
+"""Speed benchmarks (issue 3): not part of `all`.
 
-from selfdistill.config import DEFAULT_DATA_ROOT
+`snakemake --cores 2 benchmarks` builds the three that run on any machine (synthetic images without CIFAR-10):
+input pipeline, train step, frequency analysis. The fourth, one real CIFAR-10 epoch per network, needs the CIFAR-10
+files in resources/data (cifar-10-batches-py/, or the config's dataset_options.data_root) and is built by name:
+`snakemake --cores 2 results/benchmarks/cifar_epoch.csv` (it stops with a one-line message when the files are
+missing). `--cores 2` runs the benchmarks one at a time, so that they do not disturb each other's timings.
+"""
 
+from selfdistill.config import DEFAULT_DATA_ROOT, train_mem_mb
+
+# the `benchmarks` target: these run without CIFAR-10
 BENCHMARK_NAMES = ["input_pipeline", "train_step", "frequency"]
+# built only when named (needs the real CIFAR-10 files)
+CIFAR_BENCHMARK_NAMES = ["cifar_epoch"]
 # whatever device is present: CUDA when this machine has one (the job then holds a `gpu` slot), else CPU
 BENCHMARK_DEVICE = resolved_device("auto")
 
 
 rule benchmarks:
-    """All three side-by-side speed benchmarks (input pipeline, train step, frequency analysis)."""
+    """The three side-by-side speed benchmarks that run on any machine (input pipeline, train step, frequency)."""
     input:
         expand("results/benchmarks/{benchmark}.csv", benchmark=BENCHMARK_NAMES),
 
 
 rule benchmark:
-    """One speed benchmark, project vs baseline in the same process: a tidy CSV and a one-line summary (log)."""
+    """One speed benchmark (project vs baseline in the same process, or one real CIFAR-10 epoch per network): a
+    tidy CSV and a one-line summary (log; for cifar_epoch also each training run's progress).
+    """
     input:
         code=library_files("benchmarks"),
     output:
@@ -22,7 +34,7 @@ rule benchmark:
     log:
         "results/benchmarks/logs/{benchmark}.log",
     wildcard_constraints:
-        benchmark="|".join(BENCHMARK_NAMES),
+        benchmark="|".join(BENCHMARK_NAMES + CIFAR_BENCHMARK_NAMES),
     conda:
         "../../envs/selfdistill.yaml"
     threads: 2
@@ -32,7 +44,10 @@ rule benchmark:
             if BENCHMARK_DEVICE.startswith("cuda") and wc.benchmark != "frequency"
             else 0
         ),
-        mem_mb=8000,
+        # cifar_epoch holds CIFAR-10 on the host like a training job
+        mem_mb=lambda wc: (
+            train_mem_mb("cifar10") if wc.benchmark in CIFAR_BENCHMARK_NAMES else 8000
+        ),
     params:
         device=BENCHMARK_DEVICE,
         data_root=config.get("dataset_options", {}).get("data_root", DEFAULT_DATA_ROOT),
