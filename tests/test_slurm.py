@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import SETTING, expected_targets
+from test_workflow import SETTING, expected_targets, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "cluster"
@@ -59,36 +59,26 @@ def slurm_cluster() -> Iterator[Path]:
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def submit(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the smoke study in `workdir` through the SLURM profile plus the test cluster's settings."""
-    cmd = [
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(SMOKE),
+    return snakemake(
+        workdir,
         "--profile",
         str(REPO / "profiles" / "slurm"),
         "--profile",
         str(CLUSTER / "profile"),
         *args,
-    ]
-    result = subprocess.run(
-        cmd, cwd=workdir, check=False, capture_output=True, text=True, timeout=900
+        cores=None,
+        cwd=workdir,
+        timeout=900,
     )
-    assert result.returncode == 0, (
-        f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-    )
-    return result
 
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
     """The smoke study submitted to the cluster once; its work directory and Snakemake's output."""
     workdir = tmp_path_factory.mktemp("slurm")
-    result = snakemake(workdir)
+    result = submit(workdir)
     return workdir, result.stdout + result.stderr
 
 
@@ -131,5 +121,5 @@ def test_training_went_through_sbatch(slurm_run, slurm_cluster):
 
 def test_second_run_has_nothing_to_do(slurm_run):
     workdir, _ = slurm_run
-    result = snakemake(workdir, "-n")
+    result = submit(workdir, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -22,20 +23,24 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(
-    workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True
+    workdir: Path,
+    *args: str,
+    configfile: Path | Sequence[Path] = SMOKE,
+    cores: int | None = 2,
+    check: bool = True,
+    cwd: Path | None = None,
+    timeout: int = 600,
 ) -> subprocess.CompletedProcess:
-    cmd = [
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-    ]
-    cmd += ["--cores", "2", *args]
+    """Run the repository's Snakefile in ``workdir`` with ``configfile`` (one or several, merged in order).
+
+    ``cores=None`` leaves the cores to a profile among ``args``; with ``check`` a failure raises with the output.
+    """
+    files = [configfile] if isinstance(configfile, (str, Path)) else list(configfile)
+    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    cmd += ["--configfile", *map(str, files)]
+    cmd += ([] if cores is None else ["--cores", str(cores)]) + list(args)
     result = subprocess.run(
-        cmd, check=False, capture_output=True, text=True, timeout=600
+        cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=timeout
     )
     if check and result.returncode != 0:
         raise AssertionError(

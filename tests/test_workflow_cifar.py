@@ -7,7 +7,7 @@ epochs and subsets so the pipeline runs on the CPU in about a minute.
 
 from __future__ import annotations
 
-import subprocess
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -17,24 +17,14 @@ import pytest
 import torch
 import yaml
 from fake_cifar import write_fake_cifar10, write_fake_cifar10n
+from test_workflow import snakemake as run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ["accuracy", "loss", "memorization", "frequency_ratio", "frequency_error"]
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, configfiles, *args: str, check=True):
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
-    cmd += ["--configfile", *map(str, configfiles), "--cores", "2", *args]
-    result = subprocess.run(
-        cmd, check=False, capture_output=True, text=True, timeout=900
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
+# the CIFAR networks train slower than the digits MLP: a longer limit than the smoke runs
+snakemake = partial(run_snakemake, timeout=900)
 
 
 def shrink(tmp_path: Path, data_root: Path, **extra) -> Path:
@@ -62,7 +52,7 @@ def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
     data_root, train, _ = fake_data
     study = REPO / "config" / "cifar10_seed.yaml"
     override = shrink(tmp_path, data_root)
-    snakemake(tmp_path, [study, override])
+    snakemake(tmp_path, configfile=[study, override])
 
     setting = tmp_path / "results" / "cifar10" / "pair40"
     for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv"):
@@ -89,7 +79,10 @@ def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
         with h5py.File(run / "outputs.h5") as out:
             assert out["test/probs"].shape == (2, 30, 10)
             assert out["train_subset/probs"].shape == (2, 60, 10)
-    assert "Nothing to be done" in snakemake(tmp_path, [study, override], "-n").stdout
+    assert (
+        "Nothing to be done"
+        in snakemake(tmp_path, "-n", configfile=[study, override]).stdout
+    )
 
 
 def test_cifar10n_config_runs_with_human_labels(tmp_path, fake_data):
@@ -103,7 +96,9 @@ def test_cifar10n_config_runs_with_human_labels(tmp_path, fake_data):
     targets = [
         f"results/cifar10/{name}/summary.csv" for name in ("human_worse", "human_aggre")
     ]
-    snakemake(tmp_path, [REPO / "config" / "cifar10n.yaml", override], *targets)
+    snakemake(
+        tmp_path, *targets, configfile=[REPO / "config" / "cifar10n.yaml", override]
+    )
     for name, key in (("human_worse", "worse_label"), ("human_aggre", "aggre_label")):
         setting = tmp_path / "results" / "cifar10" / name
         assert (setting / "summary.csv").is_file()
@@ -121,9 +116,9 @@ def test_cifar10n_config_runs_with_human_labels(tmp_path, fake_data):
 def test_missing_dataset_stops_a_real_run_but_not_planning(tmp_path):
     study = REPO / "config" / "cifar10_seed.yaml"
     override = shrink(tmp_path, tmp_path / "empty")
-    planned = snakemake(tmp_path, [study, override], "-n")
+    planned = snakemake(tmp_path, "-n", configfile=[study, override])
     assert "warning: cifar10 not found" in planned.stderr + planned.stdout
-    failed = snakemake(tmp_path, [study, override], check=False)
+    failed = snakemake(tmp_path, configfile=[study, override], check=False)
     assert failed.returncode != 0
     assert (
         f"cifar10 not found: expected {tmp_path / 'empty'}/cifar-10-batches-py/"
@@ -135,7 +130,11 @@ def test_missing_dataset_stops_a_real_run_but_not_planning(tmp_path):
 def test_full_study_plans_without_data(tmp_path):
     """The Done-when check: the original study's full plan, on a machine without CIFAR-10."""
     result = snakemake(
-        tmp_path, [REPO / "config" / "cifar10_seed.yaml"], "-n", "--quiet", "rules"
+        tmp_path,
+        "-n",
+        "--quiet",
+        "rules",
+        configfile=REPO / "config" / "cifar10_seed.yaml",
     )
     counts = {
         line.split()[0]: int(line.split()[1])
