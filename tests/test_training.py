@@ -322,3 +322,19 @@ def test_test_subset_stores_the_same_rows_for_every_seed(digits_pair40, tmp_path
         np.testing.assert_array_equal(
             sub0["test/probs"][()], full["test/probs"][()][:, idx]
         )
+
+
+@pytest.mark.parametrize("block", [7, 1 << 20])
+def test_channel_stats_match_a_float64_loop_in_any_block_size(monkeypatch, block):
+    """Blockwise two-pass statistics equal a per-channel float64 loop, whether one block or many."""
+    from selfdistill import training
+
+    monkeypatch.setattr(training, "_STATS_BLOCK", block)
+    images = np.random.default_rng(4).integers(0, 256, (6, 5, 4, 3)).astype(np.uint8)
+    mean, std = training.channel_stats(images, 255.0)
+    for c in range(3):
+        values = [float(v) / 255.0 for v in images[..., c].ravel()]
+        m = sum(values) / len(values)
+        s = math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+        assert mean[c].item() == pytest.approx(m, rel=1e-6)
+        assert std[c].item() == pytest.approx(s, rel=1e-6)
