@@ -62,9 +62,7 @@ def histories_frame(runs=RUNS, shuffle=True):
         frames.append(h)
     out = pd.concat(frames, ignore_index=True)
     if shuffle:
-        out = out.iloc[np.random.default_rng(0).permutation(len(out))].reset_index(
-            drop=True
-        )
+        out = out.iloc[np.random.default_rng(0).permutation(len(out))].reset_index(drop=True)
     return out
 
 
@@ -118,9 +116,7 @@ def test_summarise_means_and_sample_sd():
     # hand values
     ce = summary[summary["mode"] == "ce"].iloc[0]
     assert math.isclose(ce["last_mean"], 0.675)
-    assert math.isclose(
-        ce["last_sd"], 0.05 / math.sqrt(2)
-    )  # sample sd, not population (0.025)
+    assert math.isclose(ce["last_sd"], 0.05 / math.sqrt(2))  # sample sd, not population (0.025)
     assert math.isclose(ce["early_stop_mean"], 0.81)
     assert math.isclose(ce["early_stop_epoch_mean"], 2.5)
 
@@ -261,9 +257,7 @@ def test_concat_runs_length_mismatch(tmp_path):
     p = tmp_path / "a.csv"
     make_history("ce", 0, *RUNS[("ce", 0)]).to_csv(p, index=False)
     with pytest.raises(ValueError, match="1 files for 2 runs"):
-        ag.concat_runs(
-            [p], [{"dataset": "d", "noise": "n", "seed": 0, "mode": "ce"}] * 2
-        )
+        ag.concat_runs([p], [{"dataset": "d", "noise": "n", "seed": 0, "mode": "ce"}] * 2)
 
 
 def test_verdict_flags_gaps_within_one_sd():
@@ -278,11 +272,7 @@ def test_verdict_flags_gaps_within_one_sd():
         )  # fmt: skip
 
     (close,) = ag.verdicts(summary(0.82, 0.01, 0.80, 0.05))
-    assert (
-        "matches or beats" in close
-        and "within one sd, 5.00" in close
-        and "+2.00" in close
-    )
+    assert "matches or beats" in close and "within one sd, 5.00" in close and "+2.00" in close
     (clear,) = ag.verdicts(summary(0.95, 0.01, 0.80, 0.05))
     assert "matches or beats" in clear and "within one sd" not in clear
     (lost,) = ag.verdicts(summary(0.70, 0.01, 0.80, 0.02))

@@ -92,13 +92,7 @@ def test_pil_baseline_matches_the_device_path_normalisation():
     for i in range(len(images)):
         x, y = dataset[i]
         assert x.dtype == torch.float32 and x.shape == (3, 32, 32) and y == labels[i]
-        crops = torch.stack(
-            [
-                padded[i, :, dy : dy + 32, dx : dx + 32]
-                for dy in range(9)
-                for dx in range(9)
-            ]
-        )
+        crops = torch.stack([padded[i, :, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)])
         candidates = dev_images.normalise(torch.cat([crops, crops.flip(3)]))
         err = (candidates - x).abs().amax(dim=(1, 2, 3)).min()
         assert err < 1e-5
@@ -136,21 +130,15 @@ def test_cifar10_files_are_used_when_present(tmp_path, monkeypatch):
     images, labels, data = bm.load_images(root, 50, train=False)
     assert data == "cifar10" and images.shape == (50, 32, 32, 3)
     assert np.array_equal(labels, FakeCIFAR10(root, train=False).targets[:50])
-    df = bm.input_pipeline_benchmark(
-        None, n_images=128, batch_size=64, workers=0, device="cpu", data_root=root
-    )
+    df = bm.input_pipeline_benchmark(None, n_images=128, batch_size=64, workers=0, device="cpu", data_root=root)
     assert (df["data"] == "cifar10").all()
 
 
 def test_input_pipeline_quick(tmp_path, empty_root):
     out = tmp_path / "input_pipeline.csv"
-    df = bm.input_pipeline_benchmark(
-        out, n_images=200, batch_size=64, device="cpu", data_root=empty_root
-    )
+    df = bm.input_pipeline_benchmark(out, n_images=200, batch_size=64, device="cpu", data_root=empty_root)
     read = _check_csv(out, "input_pipeline", {"torchvision_dataloader", "device"})
-    assert (
-        len(read) == len(df) == 3
-    )  # the baseline, and the device path at 1 and 2 threads
+    assert len(read) == len(df) == 3  # the baseline, and the device path at 1 and 2 threads
     assert (read["data"] == "synthetic").all() and (read["n_images"] == 200).all()
     assert (read["batch_size"] == 64).all()
     threads = read.groupby("variant")["threads"].apply(sorted).to_dict()
@@ -170,9 +158,7 @@ def test_input_pipeline_quick(tmp_path, empty_root):
 def test_train_step_quick(tmp_path):
     out = tmp_path / "train_step.csv"
     archs = ["small_cnn", bm.REFERENCE_ARCH]
-    bm.train_step_benchmark(
-        out, archs=archs, batch_sizes=(2, 4), warmup=0, steps=1, device="cpu", threads=1
-    )
+    bm.train_step_benchmark(out, archs=archs, batch_sizes=(2, 4), warmup=0, steps=1, device="cpu", threads=1)
     df = _check_csv(out, "train_step", set(archs))
     assert len(df) == 4 and set(df["batch_size"]) == {2, 4}
     assert (df["n_images"] == df["batch_size"]).all()
@@ -182,9 +168,7 @@ def test_train_step_quick(tmp_path):
 
 
 def test_train_step_without_the_reference_has_nan_ratio(tmp_path):
-    df = bm.train_step_benchmark(
-        None, archs=["small_cnn"], batch_sizes=(2,), warmup=0, steps=1, device="cpu"
-    )
+    df = bm.train_step_benchmark(None, archs=["small_cnn"], batch_sizes=(2,), warmup=0, steps=1, device="cpu")
     assert math.isnan(df["ratio"].iloc[0]) and df["ratio_batch"].iloc[0] == 1.0
 
 
@@ -196,10 +180,7 @@ def test_train_step_without_the_reference_has_nan_ratio(tmp_path):
 def loop_ratio(x, f, delta):
     """ratio by explicit Python loops in float64 (distances, kernel rows, filter, norms)."""
     n = len(x)
-    d2 = [
-        [sum((a - b) ** 2 for a, b in zip(x[i], x[j])) for j in range(n)]
-        for i in range(n)
-    ]
+    d2 = [[sum((a - b) ** 2 for a, b in zip(x[i], x[j])) for j in range(n)] for i in range(n)]
     low_sq = high_sq = 0.0
     for i in range(n):
         w = [math.exp(-d2[i][j] / (2 * delta)) for j in range(n)]
@@ -242,9 +223,7 @@ def test_highpass_operator_is_identity_minus_kernel(shift, delta):
     d2 = pairwise_sq_dists(rng.random((25, 6))) + shift * rng.random((25, 1))
     flt = FrequencyFilter(d2=d2)
     a, w = flt.highpass_operator(delta)
-    np.testing.assert_allclose(
-        w[:, None] * a, np.eye(25) - lowpass_kernel(d2, delta), rtol=0, atol=1e-14
-    )
+    np.testing.assert_allclose(w[:, None] * a, np.eye(25) - lowpass_kernel(d2, delta), rtol=0, atol=1e-14)
     np.testing.assert_allclose(a.sum(axis=1), 0.0, atol=1e-12)
     a32, w32 = flt.highpass_operator(delta, np.float32)
     assert a32.dtype == np.float32 and np.array_equal(w32, w)
@@ -267,9 +246,7 @@ def test_float32_products_keep_relative_precision_at_small_delta():
 
 def test_frequency_quick(tmp_path, empty_root):
     out = tmp_path / "frequency.csv"
-    bm.frequency_benchmark(
-        out, n=60, epochs=3, n_deltas=2, repeats=1, threads=1, data_root=empty_root
-    )
+    bm.frequency_benchmark(out, n=60, epochs=3, n_deltas=2, repeats=1, threads=1, data_root=empty_root)
     df = _check_csv(out, "frequency", {"project_float32", "original_per_epoch"})
     assert (df["n_epochs"] == 3).all() and (df["n_deltas"] == 2).all()
     assert (df["n_images"] == 60).all() and (df["data"] == "synthetic").all()
@@ -377,9 +354,7 @@ def test_cifar_epoch_on_fake_cifar_files(tmp_path, fake_cifar_root, monkeypatch)
     assert calls[0]["train"]["lr"] == 0.2 and calls[1]["train"]["lr"] == 0.02
 
 
-def test_cifar_epoch_command_line_on_fake_files(
-    tmp_path, fake_cifar_root, capsys, package_logging
-):
+def test_cifar_epoch_command_line_on_fake_files(tmp_path, fake_cifar_root, capsys, package_logging):
     """The whole training split (90 images), one network, through the command line's options."""
     out = tmp_path / "e.csv"
     bm.main(
@@ -407,23 +382,17 @@ def test_cifar_epoch_command_line_on_fake_files(
     assert math.isnan(df["ratio"].iloc[0])
     assert "CIFAR-10 on cpu" in capsys.readouterr().out
     log_text = (tmp_path / "e.log").read_text()
-    assert (
-        "epoch 2/2" in log_text
-    )  # the training run's progress is in the benchmark's log
+    assert "epoch 2/2" in log_text  # the training run's progress is in the benchmark's log
 
 
-def test_cifar_epoch_needs_the_real_files(
-    tmp_path, empty_root, fake_cifar_root, capsys, package_logging
-):
+def test_cifar_epoch_needs_the_real_files(tmp_path, empty_root, fake_cifar_root, capsys, package_logging):
     message = dataset_problem("cifar10", {"data_root": str(empty_root)})
     assert message and "\n" not in message
     with pytest.raises(DatasetNotFoundError) as err:
         bm.cifar_epoch_benchmark(tmp_path / "x.csv", data_root=empty_root)
     assert str(err.value) == message
     assert not (tmp_path / "x.csv").exists()
-    with pytest.raises(
-        DatasetNotFoundError, match="md5"
-    ):  # the fake files are not the real ones
+    with pytest.raises(DatasetNotFoundError, match="md5"):  # the fake files are not the real ones
         bm.cifar_epoch_benchmark(None, data_root=fake_cifar_root, device="cpu")
     with pytest.raises(SystemExit) as exit_info:
         bm.main(
@@ -473,9 +442,7 @@ def test_snakemake_plans_benchmarks_outside_the_default_target(tmp_path):
     def dry_run(*targets):
         cmd = ["snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
         cmd += ["--configfile", str(REPO / "config.yaml"), "--cores", "2", *targets]
-        result = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=300, check=False
-        )
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 

@@ -86,9 +86,7 @@ def test_study_configs_merged_over_the_default_build_their_network(files):
     assert explain(merged) is None
     arch, n_params = STUDY_NETWORKS[files]
     model = merged["model"]
-    net = models.build_model(
-        model["arch"], (3, 32, 32), 10, model.get("width"), model.get("depth", 2)
-    )
+    net = models.build_model(model["arch"], (3, 32, 32), 10, model.get("width"), model.get("depth", 2))
     assert model["arch"] == arch and models.count_parameters(net) == n_params
 
 
@@ -241,15 +239,11 @@ def test_schema_enums_match_the_library(schema):
     """The schema's enums must list exactly what the library implements."""
     props = schema["properties"]
     assert props["modes"]["items"]["enum"] == list(losses.MODES)
-    assert props["noise"]["items"]["properties"]["type"]["enum"] == list(
-        noise.NOISE_TYPES
-    )
+    assert props["noise"]["items"]["properties"]["type"]["enum"] == list(noise.NOISE_TYPES)
     assert props["dataset"]["enum"] == list(datasets.DATASETS)
     assert props["model"]["properties"]["arch"]["enum"] == list(models.ARCHITECTURES)
     options = props["dataset_options"]["properties"]
-    assert sorted(options) == sorted(
-        {key for keys in DATASET_OPTIONS.values() for key in keys}
-    )
+    assert sorted(options) == sorted({key for keys in DATASET_OPTIONS.values() for key in keys})
 
 
 def test_other_errors_are_one_line(config):
@@ -319,9 +313,7 @@ def test_noise_settings_rejects_duplicates(config, entries, culprit):
     assert culprit in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "entry", [{"type": "pair", "rate": 0.0}, {"type": "symmetric"}]
-)
+@pytest.mark.parametrize("entry", [{"type": "pair", "rate": 0.0}, {"type": "symmetric"}])
 def test_noise_settings_rejects_zero_rate(config, entry):
     config["noise"] = [{"type": "none"}, entry]
     with pytest.raises(ValueError, match=r"noise\[1\].*rate 0") as info:
@@ -336,9 +328,7 @@ def test_human_noise_names_and_rate(config):
         {"type": "human", "key": "random_label1"},
         {"type": "human"},  # default key: worse_label, a duplicate of the first
     ]
-    with pytest.raises(
-        ValueError, match=r"noise\[3\] duplicates the setting 'human_worse'"
-    ):
+    with pytest.raises(ValueError, match=r"noise\[3\] duplicates the setting 'human_worse'"):
         noise_settings(config)
     config["noise"] = config["noise"][:3]
     assert list(noise_settings(config)) == [
@@ -363,10 +353,7 @@ def test_dataset_options_that_do_not_apply_are_named():
 
 def test_dataset_problem_says_where_and_how(tmp_path):
     assert dataset_problem("digits", {}) is None
-    assert (
-        dataset_problem("cifar10", {"data_root": str(tmp_path), "download": True})
-        is None
-    )
+    assert dataset_problem("cifar10", {"data_root": str(tmp_path), "download": True}) is None
     msg = dataset_problem("cifar10", {"data_root": str(tmp_path)})
     assert f"expected {tmp_path}/cifar-10-batches-py/" in msg
     assert "dataset_options.download: true" in msg and "\n" not in msg

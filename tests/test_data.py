@@ -296,9 +296,7 @@ def test_read_corrupted_round_trip(pair_s0):
 def test_bad_val_fraction_writes_nothing(tmp_path, val_fraction):
     out = tmp_path / "data.h5"
     with pytest.raises(ValueError, match="val_fraction"):
-        build_corrupted_dataset(
-            out, "digits", {"type": "pair", "rate": 0.4}, 0, val_fraction
-        )
+        build_corrupted_dataset(out, "digits", {"type": "pair", "rate": 0.4}, 0, val_fraction)
     assert os.listdir(tmp_path) == []
 
 

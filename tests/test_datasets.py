@@ -48,9 +48,7 @@ def test_cifar10_loads_through_torchvision_in_file_order(cifar_root):
     assert raw.class_names == tuple(CIFAR10_NAMES) and raw.pixel_max == 255.0
     with open(root / "cifar-10-batches-py" / "data_batch_2", "rb") as fh:
         batch = pickle.load(fh, encoding="latin1")
-    np.testing.assert_array_equal(
-        raw.train_images[30 + 7], _planes_to_hwc(batch["data"][7])
-    )
+    np.testing.assert_array_equal(raw.train_images[30 + 7], _planes_to_hwc(batch["data"][7]))
 
 
 def test_cifar100_uses_the_same_code_path(tmp_path):
@@ -63,9 +61,7 @@ def test_cifar100_uses_the_same_code_path(tmp_path):
 
 def test_md5_sums_are_checked_by_default(cifar_root):
     root, _, _ = cifar_root
-    with pytest.raises(
-        DatasetNotFoundError, match="fail torchvision's md5 check"
-    ) as info:
+    with pytest.raises(DatasetNotFoundError, match="fail torchvision's md5 check") as info:
         load_dataset("cifar10", data_root=str(root))
     assert "\n" not in str(info.value)
 
@@ -94,13 +90,9 @@ def test_options_of_another_dataset_are_rejected(cifar_root):
 def test_human_labels_round_trip_pt_and_npz(tmp_path, cifar_root):
     _, train, _ = cifar_root
     arrays = write_fake_cifar10n(tmp_path / "CIFAR-10_human.pt", train)
-    noisy, is_noisy = human_labels(
-        tmp_path / "CIFAR-10_human.pt", "worse_label", train, 10
-    )
+    noisy, is_noisy = human_labels(tmp_path / "CIFAR-10_human.pt", "worse_label", train, 10)
     np.testing.assert_array_equal(noisy, arrays["worse_label"])
-    assert is_noisy.tolist() == [
-        int(a) != int(b) for a, b in zip(noisy, train, strict=True)
-    ]
+    assert is_noisy.tolist() == [int(a) != int(b) for a, b in zip(noisy, train, strict=True)]
     np.savez(tmp_path / "labels.npz", **arrays)
     loaded = load_label_file(tmp_path / "labels.npz")
     assert sorted(loaded) == sorted(arrays)
@@ -126,9 +118,7 @@ def test_human_labels_refuse_a_mismatched_clean_label(tmp_path, cifar_root):
 def test_human_labels_name_missing_keys(tmp_path, cifar_root):
     _, train, _ = cifar_root
     write_fake_cifar10n(tmp_path / "h.pt", train)
-    with pytest.raises(
-        ValueError, match=r"no 'worst_label'; it has aggre_label, clean_label"
-    ):
+    with pytest.raises(ValueError, match=r"no 'worst_label'; it has aggre_label, clean_label"):
         human_labels(tmp_path / "h.pt", "worst_label", train, 10)
 
 
@@ -179,8 +169,6 @@ def test_corrupt_step_with_human_noise_on_cifar10(tmp_path, cifar_root):
 def test_download_true_with_files_present_downloads_nothing(tmp_path):
     """torchvision's download() returns at once when the files check out; the lock serialises concurrent jobs."""
     train, _ = write_fake_cifar10(tmp_path, per_batch=5, n_test=5)
-    raw = load_dataset(
-        "cifar10", data_root=str(tmp_path), download=True, verify_md5=False
-    )
+    raw = load_dataset("cifar10", data_root=str(tmp_path), download=True, verify_md5=False)
     np.testing.assert_array_equal(raw.train_labels, train)
     assert (tmp_path / ".cifar10-download.lock").is_file()

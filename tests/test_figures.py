@@ -42,9 +42,7 @@ def make_histories(seeds=(0, 1), modes=MODES, n_epochs=6) -> pd.DataFrame:
                         "corrected": 0.9 - mem,
                         "val_loss": 1.5 + 0.1 * rng.random(),
                         "val_acc": 0.6 * peak + 0.02 * rng.random(),
-                        "test_loss": 1.0
-                        + (2 * t if mode == "ce" else -0.3 * t)
-                        + 0.05 * rng.random(),
+                        "test_loss": 1.0 + (2 * t if mode == "ce" else -0.3 * t) + 0.05 * rng.random(),
                         "test_acc": peak + 0.02 * rng.random(),
                         "distill_weight": np.nan if mode == "ce" else 0.5 * t,
                         "epoch_seconds": 3.0,
@@ -53,9 +51,7 @@ def make_histories(seeds=(0, 1), modes=MODES, n_epochs=6) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def make_frequency(
-    seeds=(0, 1), modes=MODES, n_epochs=6, with_rel=True
-) -> pd.DataFrame:
+def make_frequency(seeds=(0, 1), modes=MODES, n_epochs=6, with_rel=True) -> pd.DataFrame:
     """Synthetic frequency table with both splits, per-epoch probs/logits rows and label reference rows."""
     rows = []
     base = {"dataset": "cifar10", "noise": "pair40"}
@@ -107,9 +103,7 @@ def make_frequency(
                                     "ratio": 0.7 - drop + 0.01 * rng.random(),
                                 }
                                 | {
-                                    "e_low_noisy": np.nan
-                                    if noisy_nan
-                                    else 0.8 * (1 - t) + 0.05,
+                                    "e_low_noisy": np.nan if noisy_nan else 0.8 * (1 - t) + 0.05,
                                     "e_high_noisy": np.nan
                                     if noisy_nan
                                     else 1.0 - (0.7 * t if mode == "ce" else 0.2 * t),
@@ -179,9 +173,7 @@ def test_options_absolute_delta_and_logits(csvs, tmp_path):
     figures.plot_frequency_ratio(freq, out, deltas=[0.4, 3.0], source="logits")
     assert_png(out)
     out = tmp_path / "c" / "err.png"
-    figures.plot_frequency_error(
-        freq, out, delta=3.0, mode_order=["bootstrap_soft", "ce"], target="clean"
-    )
+    figures.plot_frequency_error(freq, out, delta=3.0, mode_order=["bootstrap_soft", "ce"], target="clean")
     assert_png(out)
 
 
@@ -285,9 +277,7 @@ def test_ratio_difference_by_hand():
 def test_label_reference_counts_each_seed_once():
     freq = make_frequency(seeds=(0, 1), modes=MODES, n_epochs=2)
     ref = figures.label_reference(freq, "delta_rel")
-    clean = ref[(ref["source"] == "labels_clean") & (ref["delta_rel"] == 0.5)][
-        "ratio"
-    ].item()
+    clean = ref[(ref["source"] == "labels_clean") & (ref["delta_rel"] == 0.5)]["ratio"].item()
     # seed s, delta 10: 0.6 - 0.01 * 1 + 0.01 * s, averaged over s = 0, 1
     assert clean == pytest.approx(0.6 - 0.01 + 0.005)
     assert len(ref) == 2 * len(DELTAS)
@@ -305,9 +295,6 @@ def test_modes_order_and_palette():
         "ce",
     ]
     full = figures.mode_palette(figures.MODE_ORDER)
-    assert (
-        figures.mode_palette(["bootstrap_hard"])["bootstrap_hard"]
-        == full["bootstrap_hard"]
-    )
+    assert figures.mode_palette(["bootstrap_hard"])["bootstrap_hard"] == full["bootstrap_hard"]
     assert len(set(full.values())) == len(figures.MODE_ORDER)
     assert "new_mode" in figures.mode_palette(["new_mode"])

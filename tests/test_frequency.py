@@ -104,9 +104,7 @@ def ref_errors(k, h, y):
     """(e_low, e_high) of outputs h against one-hot targets y."""
     h_low, y_low = ref_apply(k, h), ref_apply(k, y)
     h_high, y_high = h - h_low, y - y_low
-    return ref_fro(h_low - y_low) / ref_fro(y_low), ref_fro(h_high - y_high) / ref_fro(
-        y_high
-    )
+    return ref_fro(h_low - y_low) / ref_fro(y_low), ref_fro(h_high - y_high) / ref_fro(y_high)
 
 
 def ref_median_offdiag(d2):
@@ -151,9 +149,7 @@ def test_pairwise_sq_dists_matches_reference(rng):
 
 def test_pairwise_sq_dists_duplicates_exactly_zero(rng):
     base = rng.random((20, 11)) * 0.7 + 0.1
-    x = np.concatenate(
-        [base, base[[3, 3, 7]]]
-    )  # rows 20, 21 copy row 3; row 22 copies row 7
+    x = np.concatenate([base, base[[3, 3, 7]]])  # rows 20, 21 copy row 3; row 22 copies row 7
     d2 = fq.pairwise_sq_dists(x)
     for i, j in [(3, 20), (3, 21), (20, 21), (7, 22)]:
         assert d2[i, j] == 0.0 and d2[j, i] == 0.0
@@ -259,16 +255,10 @@ def test_resolve_deltas(rng):
     x = rng.random((31, 8))
     d2 = fq.pairwise_sq_dists(x)
     med = ref_median_offdiag(ref_sq_dists(x))
-    np.testing.assert_allclose(
-        fq.resolve_deltas(d2, [0.5, 2.0], "median"), [0.5 * med, 2.0 * med], rtol=RTOL
-    )
-    np.testing.assert_array_equal(
-        fq.resolve_deltas(d2, [0.5, 2.0], "absolute"), [0.5, 2.0]
-    )
+    np.testing.assert_allclose(fq.resolve_deltas(d2, [0.5, 2.0], "median"), [0.5 * med, 2.0 * med], rtol=RTOL)
+    np.testing.assert_array_equal(fq.resolve_deltas(d2, [0.5, 2.0], "absolute"), [0.5, 2.0])
     np.testing.assert_allclose(fq.median_sq_dist(d2), med, rtol=RTOL)
-    x_even = rng.random(
-        (32, 8)
-    )  # 496 pairs: an even count, so the median averages two middle values
+    x_even = rng.random((32, 8))  # 496 pairs: an even count, so the median averages two middle values
     np.testing.assert_allclose(
         fq.median_sq_dist(fq.pairwise_sq_dists(x_even)),
         ref_median_offdiag(ref_sq_dists(x_even)),
@@ -279,9 +269,7 @@ def test_resolve_deltas(rng):
     with pytest.raises(ValueError):
         fq.resolve_deltas(d2, [], "absolute")
     with pytest.raises(ValueError):
-        fq.resolve_deltas(
-            np.zeros((3, 3)), [1.0], "median"
-        )  # all points identical: median 0
+        fq.resolve_deltas(np.zeros((3, 3)), [1.0], "median")  # all points identical: median 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -315,9 +303,7 @@ def test_frequency_table_matches_reference(rng):
     flip = rng.random(n) < 0.4
     y_noisy[flip] = rng.integers(0, c, flip.sum())
     deltas = [0.05, 0.3, 2.0]
-    df = fq.frequency_table(
-        x, outputs, deltas, y_noisy=y_noisy, y_clean=y_clean, num_classes=c
-    )
+    df = fq.frequency_table(x, outputs, deltas, y_noisy=y_noisy, y_clean=y_clean, num_classes=c)
     assert list(df.columns) == list(fq.TABLE_COLUMNS)
     assert len(df) == e * len(deltas)
     ref = _ref_rows(ref_sq_dists(x), outputs, deltas, y_noisy, y_clean, c)
@@ -341,16 +327,9 @@ def test_frequency_table_float32_logits_and_missing_targets(rng):
     for _, r in df.iterrows():
         for col, val in ref[(int(r["epoch_index"]), deltas.index(r["delta"]))].items():
             if not np.isnan(val):
-                np.testing.assert_allclose(
-                    r[col], val, rtol=RTOL, atol=ATOL, err_msg=col
-                )
+                np.testing.assert_allclose(r[col], val, rtol=RTOL, atol=ATOL, err_msg=col)
     df_none = fq.frequency_table(x, logits, deltas)
-    assert (
-        df_none[["e_low_noisy", "e_high_noisy", "e_low_clean", "e_high_clean"]]
-        .isna()
-        .all()
-        .all()
-    )
+    assert df_none[["e_low_noisy", "e_high_noisy", "e_low_clean", "e_high_clean"]].isna().all().all()
     np.testing.assert_allclose(df_none["ratio"], df["ratio"], rtol=1e-12)
     with pytest.raises(ValueError):
         fq.frequency_table(x, logits, deltas, y_clean=y_clean, num_classes=c + 1)
@@ -366,17 +345,13 @@ def test_frequency_table_relative_deltas_and_filter_reuse(rng):
     med = ref_median_offdiag(d2_ref)
     flt = fq.FrequencyFilter(x)
     df = fq.frequency_table(flt, outputs, None, y_clean=y, delta_rel=rel)
-    np.testing.assert_allclose(
-        df["delta"], np.tile([r * med for r in rel], e), rtol=RTOL
-    )
+    np.testing.assert_allclose(df["delta"], np.tile([r * med for r in rel], e), rtol=RTOL)
     np.testing.assert_allclose(df["delta_rel"], np.tile(rel, e))
     ref = _ref_rows(d2_ref, outputs, [r * med for r in rel], None, y, c)
     for _, r in df.iterrows():
         jd = int(np.argmin(np.abs(np.asarray(rel) * med - r["delta"])))
         for col in ("ratio", "e_low_clean", "e_high_clean"):
-            np.testing.assert_allclose(
-                r[col], ref[(int(r["epoch_index"]), jd)][col], rtol=RTOL, err_msg=col
-            )
+            np.testing.assert_allclose(r[col], ref[(int(r["epoch_index"]), jd)][col], rtol=RTOL, err_msg=col)
 
 
 def test_label_ratio_matches_reference(rng):
@@ -385,17 +360,10 @@ def test_label_ratio_matches_reference(rng):
     y1, y2 = rng.integers(0, c, n), rng.integers(0, c, n)
     deltas = [0.05, 0.5, 3.0]
     d2_ref = ref_sq_dists(x)
-    expected = np.array(
-        [
-            [ref_ratio(ref_kernel(d2_ref, dl), ref_one_hot(y, c)) for dl in deltas]
-            for y in (y1, y2)
-        ]
-    )
+    expected = np.array([[ref_ratio(ref_kernel(d2_ref, dl), ref_one_hot(y, c)) for dl in deltas] for y in (y1, y2)])
     np.testing.assert_allclose(fq.label_ratio(x, y1, c, deltas), expected[0], rtol=RTOL)
     flt = fq.FrequencyFilter(x)
-    np.testing.assert_allclose(
-        fq.label_ratio(flt, np.stack([y1, y2]), c, deltas), expected, rtol=RTOL
-    )
+    np.testing.assert_allclose(fq.label_ratio(flt, np.stack([y1, y2]), c, deltas), expected, rtol=RTOL)
 
 
 def test_sanity_constant_and_perfect_outputs(rng):
@@ -407,31 +375,22 @@ def test_sanity_constant_and_perfect_outputs(rng):
     outputs = np.stack([const, perfect])
     df = fq.frequency_table(x, outputs, [0.05, 0.5], y_clean=y)
     c_rows, p_rows = df[df.epoch_index == 0], df[df.epoch_index == 1]
-    np.testing.assert_allclose(
-        c_rows["ratio"], 1.0, rtol=1e-12
-    )  # K is row-stochastic: K const = const
-    np.testing.assert_allclose(
-        c_rows["e_high_clean"], 1.0, rtol=1e-12
-    )  # h_high = 0 -> ||y_high|| / ||y_high||
+    np.testing.assert_allclose(c_rows["ratio"], 1.0, rtol=1e-12)  # K is row-stochastic: K const = const
+    np.testing.assert_allclose(c_rows["e_high_clean"], 1.0, rtol=1e-12)  # h_high = 0 -> ||y_high|| / ||y_high||
     np.testing.assert_allclose(p_rows[["e_low_clean", "e_high_clean"]], 0.0, atol=1e-12)
 
 
 def test_sanity_smooth_labels_have_more_low_frequency_than_noise(rng):
     n, c = 200, 4
     x = rng.random((n, 2))
-    smooth = np.minimum(
-        (x[:, 0] * c).astype(int), c - 1
-    )  # class = bin of x0: a smooth function of x
+    smooth = np.minimum((x[:, 0] * c).astype(int), c - 1)  # class = bin of x0: a smooth function of x
     noise = rng.integers(0, c, n)
     ratios = fq.label_ratio(x, np.stack([smooth, noise]), c, [0.002, 0.01])
     assert np.all(ratios[0] > ratios[1] + 0.1)
     # the high-frequency part of the smooth target is small relative to that of random labels
     flt = fq.FrequencyFilter(x)
     k = fq.lowpass_kernel(flt.d2, 0.01)
-    high_frac = [
-        np.linalg.norm(yy - k @ yy) / np.linalg.norm(yy)
-        for yy in (np.eye(c)[smooth], np.eye(c)[noise])
-    ]
+    high_frac = [np.linalg.norm(yy - k @ yy) / np.linalg.norm(yy) for yy in (np.eye(c)[smooth], np.eye(c)[noise])]
     assert high_frac[0] < 0.6 * high_frac[1]
 
 
@@ -440,9 +399,7 @@ def test_sanity_smooth_labels_have_more_low_frequency_than_noise(rng):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _write_run(
-    tmp_path, rng, n_train=40, n_sub=24, n_test=18, c=3, epochs=(5, 10), shape=(3, 3, 2)
-):
+def _write_run(tmp_path, rng, n_train=40, n_sub=24, n_test=18, c=3, epochs=(5, 10), shape=(3, 3, 2)):
     pixel_max = 16.0
     data_path, out_path = tmp_path / "data.h5", tmp_path / "outputs.h5"
     info = {"pixel_max": pixel_max, "c": c, "epochs": np.asarray(epochs)}
@@ -515,12 +472,7 @@ def test_analyse_run_end_to_end(tmp_path, rng, scale):
     assert test_rows[["e_low_noisy", "e_high_noisy"]].isna().all().all()
     label_rows = df[df.source.str.startswith("labels_")]
     assert label_rows["epoch"].isna().all()
-    assert (
-        label_rows[["e_low_noisy", "e_high_noisy", "e_low_clean", "e_high_clean"]]
-        .isna()
-        .all()
-        .all()
-    )
+    assert label_rows[["e_low_noisy", "e_high_noisy", "e_low_clean", "e_high_clean"]].isna().all().all()
     out_rows = df[~df.source.str.startswith("labels_")]
     assert set(out_rows["epoch"].astype(int)) == set(epochs.tolist())
     if scale == "absolute":
@@ -538,12 +490,8 @@ def test_analyse_run_end_to_end(tmp_path, rng, scale):
     # values against the reference
     pixel_max = info["pixel_max"]
     inputs = {
-        "train_subset": info["train"]["images"][info["idx"]].reshape(
-            len(info["idx"]), -1
-        )
-        / pixel_max,
-        "test": info["test"]["images"].reshape(len(info["test"]["images"]), -1)
-        / pixel_max,
+        "train_subset": info["train"]["images"][info["idx"]].reshape(len(info["idx"]), -1) / pixel_max,
+        "test": info["test"]["images"].reshape(len(info["test"]["images"]), -1) / pixel_max,
     }
     labels = {
         "train_subset": {
@@ -557,18 +505,14 @@ def test_analyse_run_end_to_end(tmp_path, rng, scale):
         scale_by = ref_median_offdiag(d2) if scale == "median" else 1.0
         abs_deltas = [v * scale_by for v in configured]
         sub = df[df.split == split]
-        np.testing.assert_allclose(
-            sorted(set(sub["delta"])), sorted(abs_deltas), rtol=RTOL
-        )
+        np.testing.assert_allclose(sorted(set(sub["delta"])), sorted(abs_deltas), rtol=RTOL)
         for jd, delta in enumerate(abs_deltas):
             k = ref_kernel(d2, delta)
             rows_d = sub[np.isclose(sub["delta"], delta, rtol=1e-9)]
             for name, y in labels[split].items():
                 r = rows_d[rows_d.source == f"labels_{name}"]
                 assert len(r) == 1
-                np.testing.assert_allclose(
-                    r["ratio"].iloc[0], ref_ratio(k, ref_one_hot(y, c)), rtol=RTOL
-                )
+                np.testing.assert_allclose(r["ratio"].iloc[0], ref_ratio(k, ref_one_hot(y, c)), rtol=RTOL)
                 if scale == "median":
                     assert r["delta_rel"].iloc[0] == configured[jd]
             for source in ("probs", "logits"):
@@ -576,17 +520,11 @@ def test_analyse_run_end_to_end(tmp_path, rng, scale):
                     r = rows_d[(rows_d.source == source) & (rows_d.epoch == epoch)]
                     assert len(r) == 1
                     h = np.asarray(info["out"][split][source][ie], dtype=np.float64)
-                    np.testing.assert_allclose(
-                        r["ratio"].iloc[0], ref_ratio(k, h), rtol=RTOL
-                    )
+                    np.testing.assert_allclose(r["ratio"].iloc[0], ref_ratio(k, h), rtol=RTOL)
                     for name, y in labels[split].items():
                         lo, hi = ref_errors(k, h, ref_one_hot(y, c))
-                        np.testing.assert_allclose(
-                            r[f"e_low_{name}"].iloc[0], lo, rtol=RTOL
-                        )
-                        np.testing.assert_allclose(
-                            r[f"e_high_{name}"].iloc[0], hi, rtol=RTOL
-                        )
+                        np.testing.assert_allclose(r[f"e_low_{name}"].iloc[0], lo, rtol=RTOL)
+                        np.testing.assert_allclose(r[f"e_high_{name}"].iloc[0], hi, rtol=RTOL)
 
 
 def test_analyse_run_default_source_and_label_mismatch(tmp_path, rng):
@@ -601,9 +539,7 @@ def test_analyse_run_default_source_and_label_mismatch(tmp_path, rng):
         fq.analyse_run(data_path, out_path, tmp_path / "g.csv", [0.5])
     assert not (tmp_path / "g.csv").exists()
     with pytest.raises(ValueError):
-        fq.analyse_run(
-            data_path, out_path, tmp_path / "h.csv", [0.5], sources=("softmax",)
-        )
+        fq.analyse_run(data_path, out_path, tmp_path / "h.csv", [0.5], sources=("softmax",))
 
 
 def test_analyse_run_on_a_test_subset(tmp_path, rng):

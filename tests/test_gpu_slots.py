@@ -60,9 +60,7 @@ def check_records(records: list[dict], n_workers: int, n_slots: int) -> None:
     assert all(r["gate_open"] for r in records), "a worker gave up waiting at its gate"
     assert {r["slot"] for r in records} == set(range(n_slots))
     for slot in range(n_slots):
-        holds = sorted(
-            (r["t_acquire"], r["t_release"]) for r in records if r["slot"] == slot
-        )
+        holds = sorted((r["t_acquire"], r["t_release"]) for r in records if r["slot"] == slot)
         for (_, end), (start, _) in itertools.pairwise(holds):
             assert end < start, f"overlapping holds on slot {slot}: {holds}"
 
@@ -143,9 +141,7 @@ def test_waiter_logs_once_and_gets_the_slot_that_frees(tmp_path, caplog):
     try:
         first = claim_gpu_slot(2, tmp_path)
         second = claim_gpu_slot(2, tmp_path)
-        thread = threading.Thread(
-            target=lambda: got.append(claim_gpu_slot(2, tmp_path, poll=0.01).index)
-        )
+        thread = threading.Thread(target=lambda: got.append(claim_gpu_slot(2, tmp_path, poll=0.01).index))
         thread.start()
         assert waiting.wait(timeout=30)
         second.release()
@@ -219,9 +215,7 @@ def test_claim_cuda_device_passes_explicit_devices_through(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-def test_claim_cuda_device_claims_one_visible_device_each(
-    tmp_path, monkeypatch, caplog
-):
+def test_claim_cuda_device_claims_one_visible_device_each(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="selfdistill.gpu_slots")
     monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: 2)
     monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: None)
@@ -230,9 +224,7 @@ def test_claim_cuda_device_claims_one_visible_device_each(
     other, slot_b = claim_cuda_device("cuda", lock_dir=tmp_path)
     try:
         assert (device, other) == ("cuda:0", "cuda:1")
-        assert f"claimed GPU slot 0 of 2 (lock file {tmp_path / 'gpu0.lock'})" in (
-            caplog.text
-        )
+        assert f"claimed GPU slot 0 of 2 (lock file {tmp_path / 'gpu0.lock'})" in (caplog.text)
         with pytest.raises(GpuSlotTimeout):
             claim_cuda_device("cuda", lock_dir=tmp_path, timeout=0)
     finally:
@@ -250,9 +242,7 @@ def test_claim_cuda_device_keys_locks_by_visible_device_ids(tmp_path, monkeypatc
         assert slot.lock_path == tmp_path / "gpu3.lock"
 
 
-def test_jobs_that_each_see_their_own_gpu_as_cuda0_do_not_share_a_lock(
-    tmp_path, monkeypatch
-):
+def test_jobs_that_each_see_their_own_gpu_as_cuda0_do_not_share_a_lock(tmp_path, monkeypatch):
     """SLURM with ConstrainDevices: every job has CUDA_VISIBLE_DEVICES=0, but the GPUs' UUIDs differ."""
     monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: 1)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
@@ -278,9 +268,7 @@ def test_claim_cuda_device_without_gpu_fails_fast(tmp_path, monkeypatch):
 
 def test_module_does_not_import_torch():
     code = "import sys, selfdistill.gpu_slots; print('torch' in sys.modules)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 

@@ -21,9 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
     ids=lambda cmd: " ".join(cmd),
 )
 def test_clean(cmd):
-    result = subprocess.run(
-        cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     if cmd[0] == "snakemake":
         assert "Lints for" not in result.stdout + result.stderr

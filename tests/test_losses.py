@@ -89,20 +89,13 @@ def ref_self_distill_targets(z, y):
 
 def ref_bootstrap_soft_targets(z, y, beta):
     n = len(z[0])
-    return [
-        [beta * a + (1 - beta) * p for a, p in zip(onehot(k, n), ref_softmax(row))]
-        for row, k in zip(z, y)
-    ]
+    return [[beta * a + (1 - beta) * p for a, p in zip(onehot(k, n), ref_softmax(row))] for row, k in zip(z, y)]
 
 
 def ref_bootstrap_hard_targets(z, y, beta):
     n = len(z[0])
     return [
-        [
-            beta * a + (1 - beta) * b
-            for a, b in zip(onehot(k, n), onehot(ref_argmax(row), n))
-        ]
-        for row, k in zip(z, y)
+        [beta * a + (1 - beta) * b for a, b in zip(onehot(k, n), onehot(ref_argmax(row), n))] for row, k in zip(z, y)
     ]
 
 
@@ -284,18 +277,14 @@ def test_grad_self_distill_is_p_minus_t(batch):
     logits, labels = batch
     z, y = as_rows(logits), labels.tolist()
     t, _ = ref_self_distill_targets(z, y)
-    np.testing.assert_allclose(
-        _grad(L.self_distill_loss, logits, labels), ref_grad(z, t), rtol=1e-4, atol=1e-7
-    )
+    np.testing.assert_allclose(_grad(L.self_distill_loss, logits, labels), ref_grad(z, t), rtol=1e-4, atol=1e-7)
 
 
 def test_grad_ce(batch):
     logits, labels = batch
     z, y = as_rows(logits), labels.tolist()
     t = [onehot(k, C) for k in y]
-    np.testing.assert_allclose(
-        _grad(L.ce_loss, logits, labels), ref_grad(z, t), rtol=1e-4, atol=1e-7
-    )
+    np.testing.assert_allclose(_grad(L.ce_loss, logits, labels), ref_grad(z, t), rtol=1e-4, atol=1e-7)
 
 
 def test_grad_bootstrap_soft_target_detached(batch):

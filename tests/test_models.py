@@ -107,19 +107,13 @@ def test_resnet_inits():
 
 def test_shake_mix_forward_alpha_backward_beta():
     gen = torch.Generator().manual_seed(1)
-    a, b, g = (
-        torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64) for _ in range(3)
-    )
-    alpha, beta = (
-        torch.rand(5, 1, 1, 1, generator=gen, dtype=torch.float64) for _ in range(2)
-    )
+    a, b, g = (torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64) for _ in range(3))
+    alpha, beta = (torch.rand(5, 1, 1, 1, generator=gen, dtype=torch.float64) for _ in range(2))
     a.requires_grad_(True)
     b.requires_grad_(True)
     out = ShakeMix.apply(a, b, alpha, beta)
     for i in range(5):  # per sample, by hand
-        torch.testing.assert_close(
-            out[i], alpha[i, 0, 0, 0] * a[i] + (1 - alpha[i, 0, 0, 0]) * b[i]
-        )
+        torch.testing.assert_close(out[i], alpha[i, 0, 0, 0] * a[i] + (1 - alpha[i, 0, 0, 0]) * b[i])
     out.backward(g)
     torch.testing.assert_close(a.grad, beta * g)
     torch.testing.assert_close(b.grad, (1 - beta) * g)
@@ -141,13 +135,9 @@ def test_shake_shake_draws_independent_per_sample_alpha_and_beta():
     torch.testing.assert_close(alpha, torch.rand(n))
     torch.testing.assert_close(beta, torch.rand(n))
     assert alpha.std() > 0.15 and beta.std() > 0.15  # per sample, not per batch
-    assert (
-        alpha - beta
-    ).abs().min() > 0  # independent: the backward coefficient is not the forward one
+    assert (alpha - beta).abs().min() > 0  # independent: the backward coefficient is not the forward one
     # evaluation: the fixed 0.5/0.5 average
-    torch.testing.assert_close(
-        shake_shake(a, b, training=False), torch.full_like(a, 0.5)
-    )
+    torch.testing.assert_close(shake_shake(a, b, training=False), torch.full_like(a, 0.5))
 
 
 def test_shake_shake_draws_on_input_dtype():
@@ -197,18 +187,14 @@ def _randomise_bn(net: nn.Module, seed: int = 0) -> None:
 def _bn_eval(x, bn):
     shape = (1, -1, 1, 1)
     mean, var = bn.running_mean.view(shape), bn.running_var.view(shape)
-    return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(shape) + bn.bias.view(
-        shape
-    )
+    return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
 
 
 def _bn_batch(x, bn):
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     var = ((x - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
     shape = (1, -1, 1, 1)
-    return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(shape) + bn.bias.view(
-        shape
-    )
+    return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
 
 
 def _conv(x, conv):
@@ -230,12 +216,8 @@ def _shake_reference(net, x):
                 sc, r = block.shortcut, torch.relu(h)
                 s = sc.stride
                 shifted = torch.zeros_like(r)
-                shifted[:, :, :-1, :-1] = r[
-                    :, :, 1:, 1:
-                ]  # pixel (i, j) takes (i+1, j+1)
-                y1 = torch.einsum(
-                    "oc,nchw->nohw", sc.conv1.weight[:, :, 0, 0], r[:, :, ::s, ::s]
-                )
+                shifted[:, :, :-1, :-1] = r[:, :, 1:, 1:]  # pixel (i, j) takes (i+1, j+1)
+                y1 = torch.einsum("oc,nchw->nohw", sc.conv1.weight[:, :, 0, 0], r[:, :, ::s, ::s])
                 y2 = torch.einsum(
                     "oc,nchw->nohw",
                     sc.conv2.weight[:, :, 0, 0],
@@ -256,17 +238,13 @@ def test_shake_eval_is_deterministic_and_matches_float64_reference():
     with torch.no_grad():
         out = net(x)
         torch.testing.assert_close(net(x), out, rtol=0, atol=0)
-        torch.testing.assert_close(
-            out, _shake_reference(net, x), rtol=1e-10, atol=1e-10
-        )
+        torch.testing.assert_close(out, _shake_reference(net, x), rtol=1e-10, atol=1e-10)
 
 
 def test_shake_train_forward_is_stochastic_per_sample():
     torch.manual_seed(0)
     net = build_model("shake_shake_26_2x32d", (3, 8, 8), 5, width=4).train()
-    x = (
-        torch.randn(1, 3, 8, 8).expand(4, 3, 8, 8).contiguous()
-    )  # four copies of one image
+    x = torch.randn(1, 3, 8, 8).expand(4, 3, 8, 8).contiguous()  # four copies of one image
     with torch.no_grad():
         first, second = net(x), net(x)
         assert not torch.allclose(first, second)
@@ -332,7 +310,5 @@ def test_train_step_bf16_autocast_channels_last(arch):
     assert torch.isfinite(loss)
     trainable = [p for p in net.parameters() if p.requires_grad]
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
-    changed = [
-        not torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True)
-    ]
+    changed = [not torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True)]
     assert sum(changed) == len(trainable)

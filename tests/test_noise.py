@@ -76,9 +76,7 @@ def check_largest_remainder(counts, flips, rate):
     fracs = []
     for n_c, k in zip(counts, flips):
         exact = rate * n_c
-        low = math.floor(
-            exact + 1e-9
-        )  # floor(r·n_c), robust to r·n_c landing just below an integer
+        low = math.floor(exact + 1e-9)  # floor(r·n_c), robust to r·n_c landing just below an integer
         assert abs(k - exact) < 1.0 + 1e-9, (n_c, k, exact)
         assert k in (low, low + 1), (n_c, k, exact)
         fracs.append((exact - low, k == low + 1))
@@ -99,16 +97,12 @@ RATES = [0.0, 0.1, 0.25, 0.3, 0.4, 0.45, 0.5, 0.9]
 
 
 @pytest.mark.parametrize("noise_type", ["pair", "symmetric"])
-@pytest.mark.parametrize(
-    "counts", [BALANCED, UNBALANCED], ids=["balanced", "unbalanced"]
-)
+@pytest.mark.parametrize("counts", [BALANCED, UNBALANCED], ids=["balanced", "unbalanced"])
 @pytest.mark.parametrize("rate", RATES)
 def test_exact_flip_count_and_per_class_allocation(noise_type, counts, rate):
     C = len(counts)
     clean = make_labels(counts)
-    _noisy, is_noisy = nz.corrupt_labels(
-        clean, noise_type, rate, C, np.random.default_rng(7)
-    )
+    _noisy, is_noisy = nz.corrupt_labels(clean, noise_type, rate, C, np.random.default_rng(7))
     n_flip = sum(bool(v) for v in is_noisy.tolist())
     assert n_flip == round(rate * len(clean))
     flips = per_class_flips(clean, is_noisy, C)
@@ -132,15 +126,11 @@ def test_half_fraction_totals(counts, rate, noise_type):
     clean = make_labels(counts)
     exact = rate * len(clean)
     assert exact - math.floor(exact) == 0.5
-    _, is_noisy = nz.corrupt_labels(
-        clean, noise_type, rate, C, np.random.default_rng(0)
-    )
+    _, is_noisy = nz.corrupt_labels(clean, noise_type, rate, C, np.random.default_rng(0))
     n_flip = int(is_noisy.sum())
     assert n_flip == round(exact)
     assert n_flip in (math.floor(exact), math.ceil(exact))
-    check_largest_remainder(
-        counts + [0] * (C - len(counts)), per_class_flips(clean, is_noisy, C), rate
-    )
+    check_largest_remainder(counts + [0] * (C - len(counts)), per_class_flips(clean, is_noisy, C), rate)
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.4, 0.35])
@@ -148,9 +138,7 @@ def test_asymmetric_exact_count_within_eligible(rate):
     counts = [13, 30, 21, 44, 7, 38, 25, 19, 11, 52]
     cmap = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
     clean = make_labels(counts)
-    _noisy, is_noisy = nz.corrupt_labels(
-        clean, "asymmetric", rate, 10, np.random.default_rng(3), cmap
-    )
+    _noisy, is_noisy = nz.corrupt_labels(clean, "asymmetric", rate, 10, np.random.default_rng(3), cmap)
     n_eligible = sum(counts[c] for c in cmap)
     assert int(is_noisy.sum()) == round(rate * n_eligible)
     flips = per_class_flips(clean, is_noisy, 10)
@@ -192,9 +180,7 @@ def test_class_quotas_ties_go_to_lowest_index_exactly():
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "counts", [BALANCED, UNBALANCED], ids=["balanced", "unbalanced"]
-)
+@pytest.mark.parametrize("counts", [BALANCED, UNBALANCED], ids=["balanced", "unbalanced"])
 def test_pair_targets(counts):
     C = len(counts)
     clean = make_labels(counts)
@@ -216,9 +202,7 @@ def test_symmetric_never_true_class_and_uniform_over_others():
     C = 5
     counts = [4000] * C
     clean = make_labels(counts, seed=5)
-    noisy, is_noisy = nz.corrupt_labels(
-        clean, "symmetric", 0.5, C, np.random.default_rng(11)
-    )
+    noisy, is_noisy = nz.corrupt_labels(clean, "symmetric", 0.5, C, np.random.default_rng(11))
     cells = Counter()
     per_src = [0] * C
     for y, z, f in zip(clean.tolist(), noisy.tolist(), is_noisy.tolist()):
@@ -253,9 +237,7 @@ def test_symmetric_never_true_class_and_uniform_over_others():
 def test_asymmetric_targets(cmap):
     counts = [20, 25, 30, 35, 40, 45, 50, 55, 60, 65]
     clean = make_labels(counts)
-    noisy, is_noisy = nz.corrupt_labels(
-        clean, "asymmetric", 0.4, 10, np.random.default_rng(2), cmap
-    )
+    noisy, is_noisy = nz.corrupt_labels(clean, "asymmetric", 0.4, 10, np.random.default_rng(2), cmap)
     for y, z, f in zip(clean.tolist(), noisy.tolist(), is_noisy.tolist()):
         assert f == (z != y)
         if y not in cmap:
@@ -270,14 +252,8 @@ def test_asymmetric_targets(cmap):
 def test_asymmetric_swap_pair_both_directions():
     """cat↔dog: both 3→5 and 5→3 are flips and both are marked noisy."""
     clean = make_labels([0, 0, 0, 50, 0, 50, 0, 0, 0, 0])
-    noisy, is_noisy = nz.corrupt_labels(
-        clean, "asymmetric", 0.2, 10, np.random.default_rng(0), {3: 5, 5: 3}
-    )
-    pairs = Counter(
-        (y, z)
-        for y, z, f in zip(clean.tolist(), noisy.tolist(), is_noisy.tolist())
-        if f
-    )
+    noisy, is_noisy = nz.corrupt_labels(clean, "asymmetric", 0.2, 10, np.random.default_rng(0), {3: 5, 5: 3})
+    pairs = Counter((y, z) for y, z, f in zip(clean.tolist(), noisy.tolist(), is_noisy.tolist()) if f)
     assert pairs == {(3, 5): 10, (5, 3): 10}
 
 
@@ -300,9 +276,7 @@ def test_default_class_maps():
 @pytest.mark.parametrize("rate", [0.0, 0.3])
 def test_none_leaves_labels_unchanged(rate):
     clean = make_labels(UNBALANCED)
-    noisy, is_noisy = nz.corrupt_labels(
-        clean, "none", rate, len(UNBALANCED), np.random.default_rng(0)
-    )
+    noisy, is_noisy = nz.corrupt_labels(clean, "none", rate, len(UNBALANCED), np.random.default_rng(0))
     assert noisy.tobytes() == clean.tobytes()
     assert not is_noisy.any() and is_noisy.shape == clean.shape
     assert noisy is not clean
@@ -312,9 +286,7 @@ def test_none_leaves_labels_unchanged(rate):
 def test_rate_zero_flips_nothing(noise_type):
     clean = make_labels(BALANCED)
     cmap = {0: 1} if noise_type == "asymmetric" else None
-    noisy, is_noisy = nz.corrupt_labels(
-        clean, noise_type, 0.0, 5, np.random.default_rng(0), cmap
-    )
+    noisy, is_noisy = nz.corrupt_labels(clean, noise_type, 0.0, 5, np.random.default_rng(0), cmap)
     assert np.array_equal(noisy, clean) and not is_noisy.any()
 
 
@@ -329,9 +301,7 @@ def test_same_seed_identical_different_seed_different(noise_type):
     cmap = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3} if noise_type == "asymmetric" else None
 
     def run(seed):
-        return nz.corrupt_labels(
-            clean, noise_type, 0.4, 10, np.random.default_rng(seed), cmap
-        )
+        return nz.corrupt_labels(clean, noise_type, 0.4, 10, np.random.default_rng(seed), cmap)
 
     a_noisy, a_flag = run(42)
     b_noisy, b_flag = run(42)
@@ -435,9 +405,7 @@ def test_noise_spec_name(type_, rate, name):
 
 
 def test_noise_spec_from_config():
-    spec = nz.NoiseSpec.from_config(
-        {"type": "asymmetric", "rate": 0.4, "class_map": {"3": 5, "5": "3"}}
-    )
+    spec = nz.NoiseSpec.from_config({"type": "asymmetric", "rate": 0.4, "class_map": {"3": 5, "5": "3"}})
     assert spec.type == "asymmetric" and spec.rate == 0.4
     assert dict(spec.class_map) == {3: 5, 5: 3}
     assert all(type(k) is int and type(v) is int for k, v in spec.class_map.items())

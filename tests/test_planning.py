@@ -61,9 +61,7 @@ def test_rule_inputs_cover_the_code_each_script_runs(script, rule):
 
 
 def test_every_script_is_mapped_to_a_rule():
-    assert {p.name for p in (REPO / "workflow" / "scripts").glob("*.py")} == set(
-        SCRIPT_RULE
-    )
+    assert {p.name for p in (REPO / "workflow" / "scripts").glob("*.py")} == set(SCRIPT_RULE)
 
 
 def test_distill_params_keep_only_the_modes_keys():
@@ -89,14 +87,10 @@ def test_distill_params_keep_only_the_modes_keys():
     }
 
 
-@pytest.mark.parametrize(
-    ("section", "settings"), [("train", TrainSettings), ("distill", DistillSettings)]
-)
+@pytest.mark.parametrize(("section", "settings"), [("train", TrainSettings), ("distill", DistillSettings)])
 def test_library_defaults_equal_schema_defaults(section, settings):
     """A notebook user calling the library directly gets the same defaults as a pipeline user."""
-    schema = yaml.safe_load(
-        (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
-    )
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     props = schema["properties"][section]["properties"]
     for field in dataclasses.fields(settings):
         assert props[field.name]["default"] == field.default, field.name

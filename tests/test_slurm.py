@@ -23,9 +23,7 @@ SMOKE = REPO / "config" / "smoke.yaml"
 STATE = Path(os.environ.get("SELFDISTILL_SLURM_DIR", "/tmp/selfdistill-slurm"))
 # start_slurm.sh's exit status when this machine cannot run SLURM at all (not root, no apt-get, ...)
 CANNOT_HOST = 77
-SUBMITTED = re.compile(
-    r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)"
-)
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -98,16 +96,11 @@ def test_training_went_through_sbatch(slurm_run, slurm_cluster):
     slurm_logs = (workdir / ".snakemake" / "slurm_logs").resolve()
     # {(rule_<rule>, <wildcards>): SLURM job id}, from the plugin's "submitted" lines
     jobs = {
-        Path(log).resolve().parent.relative_to(slurm_logs).parts: job_id
-        for job_id, log in SUBMITTED.findall(output)
+        Path(log).resolve().parent.relative_to(slurm_logs).parts: job_id for job_id, log in SUBMITTED.findall(output)
     }
     smoke = yaml.safe_load(SMOKE.read_text())
     dataset, noise = SETTING.parts[1:3]
-    runs = {
-        ("rule_train", f"{dataset}_{noise}_{seed}_{mode}")
-        for seed in smoke["seeds"]
-        for mode in smoke["modes"]
-    }
+    runs = {("rule_train", f"{dataset}_{noise}_{seed}_{mode}") for seed in smoke["seeds"] for mode in smoke["modes"]}
     assert runs <= jobs.keys(), output
     controller = (slurm_cluster / "slurmctld.log").read_text()
     for run in sorted(runs):

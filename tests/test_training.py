@@ -37,9 +37,7 @@ def _train(data, out_dir, mode="ce", seed=0, **overrides):
         seed=seed,
         model=overrides.pop("model", MODEL),
         train=train,
-        distill=overrides.pop(
-            "distill", {"seq_alpha": 0.5, "seq_warmup": 1, "seq_ramp": 1}
-        ),
+        distill=overrides.pop("distill", {"seq_alpha": 0.5, "seq_warmup": 1, "seq_ramp": 1}),
         freq_subset=overrides.pop("freq_subset", 100),
         freq_test_subset=overrides.pop("freq_test_subset", None),
         device="cpu",
@@ -58,9 +56,7 @@ def test_same_seed_gives_identical_history_and_outputs(digits_pair40, tmp_path, 
     first = _train(digits_pair40, tmp_path / "a", mode)
     second = _train(digits_pair40, tmp_path / "b", mode)
     timing = ["epoch_seconds"]
-    pd.testing.assert_frame_equal(
-        first.drop(columns=timing), second.drop(columns=timing)
-    )
+    pd.testing.assert_frame_equal(first.drop(columns=timing), second.drop(columns=timing))
     on_disk = pd.read_csv(tmp_path / "a" / "history.csv")
     assert list(on_disk.columns) == list(HISTORY_COLUMNS)
     with (
@@ -93,9 +89,7 @@ def test_history_and_outputs_are_consistent(digits_pair40, tmp_path):
         assert out["train_subset/indices"][()].tolist() == list(range(noisy.size))
         np.testing.assert_array_equal(out["train_subset/labels_noisy"][()], noisy)
         np.testing.assert_array_equal(out["train_subset/labels_clean"][()], clean)
-        np.testing.assert_array_equal(
-            out["test/labels_clean"][()], data["test/labels_clean"][()]
-        )
+        np.testing.assert_array_equal(out["test/labels_clean"][()], data["test/labels_clean"][()])
         train_logits = out["train_subset/logits"][()]
         logits, probs = out["test/logits"][()], out["test/probs"][()]
         test_labels = out["test/labels_clean"][()]
@@ -104,15 +98,9 @@ def test_history_and_outputs_are_consistent(digits_pair40, tmp_path):
         row = history.iloc[e]
         assert row["train_acc_noisy"] == pytest.approx(np.mean(pred == noisy))
         assert row["train_acc_clean"] == pytest.approx(np.mean(pred == clean))
-        assert row["memorized"] == pytest.approx(
-            np.mean(pred[is_noisy] == noisy[is_noisy])
-        )
-        assert row["corrected"] == pytest.approx(
-            np.mean(pred[is_noisy] == clean[is_noisy])
-        )
-        assert row["test_acc"] == pytest.approx(
-            np.mean(probs[e].argmax(axis=1) == test_labels)
-        )
+        assert row["memorized"] == pytest.approx(np.mean(pred[is_noisy] == noisy[is_noisy]))
+        assert row["corrected"] == pytest.approx(np.mean(pred[is_noisy] == clean[is_noisy]))
+        assert row["test_acc"] == pytest.approx(np.mean(probs[e].argmax(axis=1) == test_labels))
     assert probs.shape == (3, test_labels.size, 10) and probs.dtype == np.float32
     z = logits.astype(np.float64)
     reference = np.exp(z - z.max(axis=2, keepdims=True))
@@ -122,9 +110,7 @@ def test_history_and_outputs_are_consistent(digits_pair40, tmp_path):
     assert saved["mode"] == "self_distill_seq" and saved["epochs"] == 3
 
 
-def test_sequential_distillation_follows_ce_until_the_soft_labels_move(
-    digits_pair40, tmp_path
-):
+def test_sequential_distillation_follows_ce_until_the_soft_labels_move(digits_pair40, tmp_path):
     """Soft labels start as one-hot(y) and α_1 = 0, so epochs 1–2 equal ce; after α_2 = 0.5 they differ."""
     for name in ("ce", "seq"):
         (tmp_path / name).mkdir()
@@ -140,9 +126,7 @@ def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp
     out.mkdir()
     try:
         with pytest.raises(FloatingPointError, match=r"run test/ce/seed0 at epoch \d+"):
-            _train(
-                digits_pair40, out, "ce", train={"lr": 1e30, "epochs": 5}, log_path=log
-            )
+            _train(digits_pair40, out, "ce", train={"lr": 1e30, "epochs": 5}, log_path=log)
     finally:
         setup_logging(None)  # detach the file handler from the package logger
     assert sorted(p.name for p in out.iterdir()) == []
@@ -174,9 +158,7 @@ def test_crop_flip_outputs_are_crops_of_the_padded_input():
         padded = np.zeros((c, h + 2 * pad, w + 2 * pad), dtype=np.uint8)
         padded[:, pad : pad + h, pad : pad + w] = img
         matches = []
-        for dy, dx, flip in itertools.product(
-            range(2 * pad + 1), range(2 * pad + 1), (False, True)
-        ):
+        for dy, dx, flip in itertools.product(range(2 * pad + 1), range(2 * pad + 1), (False, True)):
             crop = padded[:, dy : dy + h, dx : dx + w]
             if flip:
                 crop = crop[:, :, ::-1]
@@ -228,10 +210,9 @@ def test_normalise_matches_float64_formula():
     dev_images = DeviceImages(images, torch.device("cpu"), 16.0, mean, std)
     batch = dev_images.data[:7]
     got = dev_images.normalise(batch)
-    ref = (
-        batch.numpy().astype(np.float64) / 16.0
-        - np.array([0.3, 0.5])[None, :, None, None]
-    ) / np.array([0.2, 0.25])[None, :, None, None]
+    ref = (batch.numpy().astype(np.float64) / 16.0 - np.array([0.3, 0.5])[None, :, None, None]) / np.array([0.2, 0.25])[
+        None, :, None, None
+    ]
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-6)
     assert batch.dtype == torch.uint8  # the input is left alone
 
@@ -244,13 +225,9 @@ def test_crop_flip_without_padding_is_identity_or_mirror():
 
 
 def test_per_epoch_cosine_schedule(digits_pair40, tmp_path):
-    history = _train(
-        digits_pair40, tmp_path, train={"schedule_unit": "epoch", "epochs": 4}
-    )
+    history = _train(digits_pair40, tmp_path, train={"schedule_unit": "epoch", "epochs": 4})
     # per-epoch cosine: the lr used in epoch e is lr0 · ½(1 + cos(π (e−1) / E))
-    expected = [
-        0.05 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 4)) for e in (1, 2, 3, 4)
-    ]
+    expected = [0.05 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 4)) for e in (1, 2, 3, 4)]
     assert history["lr"].tolist() == pytest.approx(expected)
 
 
@@ -259,10 +236,7 @@ def test_per_step_cosine_schedule(digits_pair40, tmp_path):
     with h5py.File(digits_pair40) as data:
         steps = math.ceil(data["train/labels_noisy"].shape[0] / 100)
     # the history reports the lr of each epoch's last step t = e·steps − 1 of T = 2·steps
-    expected = [
-        0.05 * 0.5 * (1 + math.cos(math.pi * (e * steps - 1) / (2 * steps)))
-        for e in (1, 2)
-    ]
+    expected = [0.05 * 0.5 * (1 + math.cos(math.pi * (e * steps - 1) / (2 * steps))) for e in (1, 2)]
     assert history["lr"].tolist() == pytest.approx(expected)
 
 
@@ -270,9 +244,7 @@ def test_training_without_validation_split(tmp_path):
     """val_fraction 0 is allowed: validation columns are NaN and training still completes."""
 
     data = tmp_path / "data.h5"
-    build_corrupted_dataset(
-        data, "digits", {"type": "pair", "rate": 0.4}, seed=0, val_fraction=0.0
-    )
+    build_corrupted_dataset(data, "digits", {"type": "pair", "rate": 0.4}, seed=0, val_fraction=0.0)
     (tmp_path / "run").mkdir()
     history = _train(data, tmp_path / "run", train={"epochs": 2})
     assert history["val_acc"].isna().all() and history["val_loss"].isna().all()
@@ -285,9 +257,7 @@ def test_build_model_defaults_and_unknown_arch():
     assert count_parameters(mlp) == 64 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
     cnn = build_model("small_cnn", (1, 8, 8), 10)
     assert cnn.head[-1].in_features == 4 * 32  # small_cnn default width 32
-    with pytest.raises(
-        ValueError, match="unknown architecture 'resnet'; allowed: mlp, small_cnn"
-    ):
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'; allowed: mlp, small_cnn"):
         build_model("resnet", (1, 8, 8), 10)
 
 
@@ -312,16 +282,10 @@ def test_test_subset_stores_the_same_rows_for_every_seed(digits_pair40, tmp_path
         idx = sub0["test/indices"][()]
         assert idx.size == 50 and np.all(np.diff(idx) > 0)
         np.testing.assert_array_equal(idx, sub1["test/indices"][()])
-        np.testing.assert_array_equal(
-            full["test/indices"][()], np.arange(data["test/labels_clean"].shape[0])
-        )
-        np.testing.assert_array_equal(
-            sub0["test/labels_clean"][()], data["test/labels_clean"][()][idx]
-        )
+        np.testing.assert_array_equal(full["test/indices"][()], np.arange(data["test/labels_clean"].shape[0]))
+        np.testing.assert_array_equal(sub0["test/labels_clean"][()], data["test/labels_clean"][()][idx])
         # same seed: the stored subset is exactly those rows of the full run's outputs
-        np.testing.assert_array_equal(
-            sub0["test/probs"][()], full["test/probs"][()][:, idx]
-        )
+        np.testing.assert_array_equal(sub0["test/probs"][()], full["test/probs"][()][:, idx])
 
 
 @pytest.mark.parametrize("block", [7, 1 << 20])

@@ -39,31 +39,21 @@ def snakemake(
     cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
     cmd += ["--configfile", *map(str, files)]
     cmd += ([] if cores is None else ["--cores", str(cores)]) + list(args)
-    result = subprocess.run(
-        cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=timeout
-    )
+    result = subprocess.run(cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-        )
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 
 def expected_targets() -> list[Path]:
     smoke = yaml.safe_load(SMOKE.read_text())
-    files = [
-        SETTING / name
-        for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv")
-    ]
+    files = [SETTING / name for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv")]
     files += [SETTING / "figures" / f"{fig}.png" for fig in FIGURES]
     for seed in smoke["seeds"]:
         files.append(SETTING / f"seed{seed}" / "data.h5")
         for mode in smoke["modes"]:
             run = SETTING / f"seed{seed}" / mode
-            files += [
-                run / name
-                for name in ("history.csv", "outputs.h5", "model.pt", "frequency.csv")
-            ]
+            files += [run / name for name in ("history.csv", "outputs.h5", "model.pt", "frequency.csv")]
     return files
 
 
@@ -88,9 +78,7 @@ def test_every_target_exists(smoke_run):
     missing = [str(p) for p in expected_targets() if not (smoke_run / p).is_file()]
     assert not missing, missing
     for fig in FIGURES:
-        assert (smoke_run / SETTING / "figures" / f"{fig}.png").read_bytes()[
-            :8
-        ] == b"\x89PNG\r\n\x1a\n"
+        assert (smoke_run / SETTING / "figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = pd.read_csv(smoke_run / SETTING / "summary.csv")
     assert summary["mode"].tolist() == ["ce", "self_distill", "self_distill_seq"]
     assert (summary["n_seeds"] == 2).all()
@@ -130,10 +118,7 @@ def test_cpu_training_is_reproducible(smoke_run, tmp_path):
         h5py.File(tmp_path / SETTING / "seed0/data.h5") as b,
     ):
         for split in ("train", "val"):
-            assert (
-                a[f"{split}/labels_noisy"][()].tobytes()
-                == b[f"{split}/labels_noisy"][()].tobytes()
-            )
+            assert a[f"{split}/labels_noisy"][()].tobytes() == b[f"{split}/labels_noisy"][()].tobytes()
 
 
 @pytest.mark.parametrize(
@@ -156,9 +141,7 @@ def test_malformed_config_fails_before_any_job(tmp_path, patch, named):
     workdir.mkdir()
     result = snakemake(workdir, configfile=bad, check=False)
     assert result.returncode != 0
-    message = [
-        line for line in result.stderr.splitlines() if line.startswith("invalid config")
-    ]
+    message = [line for line in result.stderr.splitlines() if line.startswith("invalid config")]
     assert len(message) == 1 and named in message[0], result.stderr
     assert not (workdir / "results").exists()
 
@@ -182,12 +165,8 @@ def test_cuda_job_on_a_node_without_gpu_fails_fast(tmp_path):
     run = SETTING / "seed0" / "ce"
     plan = snakemake(tmp_path, "-n", str(run / "history.csv"), configfile=configfile)
     assert "gpu=1" in plan.stdout + plan.stderr
-    failed = snakemake(
-        tmp_path, str(run / "history.csv"), configfile=configfile, check=False
-    )
+    failed = snakemake(tmp_path, str(run / "history.csv"), configfile=configfile, check=False)
     assert failed.returncode != 0
     log = (tmp_path / SETTING / "logs" / "seed0" / "train_ce.log").read_text()
-    assert "device 'cuda' requested but no CUDA device is visible on node" in (
-        log + failed.stdout + failed.stderr
-    )
+    assert "device 'cuda' requested but no CUDA device is visible on node" in (log + failed.stdout + failed.stderr)
     assert not (tmp_path / run / "history.csv").exists()

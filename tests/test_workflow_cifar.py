@@ -65,9 +65,7 @@ def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
         assert h5.attrs["dataset"] == "cifar10"
         n_train = h5["train/labels_clean"].shape[0] + h5["val/labels_clean"].shape[0]
         assert n_train == train.size
-        assert h5.attrs["noise_rate_realised"] == pytest.approx(
-            round(0.4 * train.size) / train.size
-        )
+        assert h5.attrs["noise_rate_realised"] == pytest.approx(round(0.4 * train.size) / train.size)
     modes = yaml.safe_load(study.read_text())["modes"]
     histories = pd.read_csv(setting / "histories.csv")
     assert sorted(histories["mode"].unique()) == sorted(modes)
@@ -79,10 +77,7 @@ def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
         with h5py.File(run / "outputs.h5") as out:
             assert out["test/probs"].shape == (2, 30, 10)
             assert out["train_subset/probs"].shape == (2, 60, 10)
-    assert (
-        "Nothing to be done"
-        in snakemake(tmp_path, "-n", configfile=[study, override]).stdout
-    )
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", configfile=[study, override]).stdout
 
 
 def test_cifar10n_config_runs_with_human_labels(tmp_path, fake_data):
@@ -93,24 +88,16 @@ def test_cifar10n_config_runs_with_human_labels(tmp_path, fake_data):
         for key in ("worse_label", "aggre_label")
     ]
     override = shrink(tmp_path, data_root, noise=noise, modes=["ce"])
-    targets = [
-        f"results/cifar10/{name}/summary.csv" for name in ("human_worse", "human_aggre")
-    ]
-    snakemake(
-        tmp_path, *targets, configfile=[REPO / "config" / "cifar10n.yaml", override]
-    )
+    targets = [f"results/cifar10/{name}/summary.csv" for name in ("human_worse", "human_aggre")]
+    snakemake(tmp_path, *targets, configfile=[REPO / "config" / "cifar10n.yaml", override])
     for name, key in (("human_worse", "worse_label"), ("human_aggre", "aggre_label")):
         setting = tmp_path / "results" / "cifar10" / name
         assert (setting / "summary.csv").is_file()
         with h5py.File(setting / "seed0" / "data.h5") as h5:
             for split in ("train", "val"):
                 idx = h5[f"{split}/index"][()]
-                np.testing.assert_array_equal(
-                    h5[f"{split}/labels_noisy"][()], arrays[key][idx]
-                )
-            assert h5.attrs["noise_rate_realised"] == pytest.approx(
-                np.mean(arrays[key] != train)
-            )
+                np.testing.assert_array_equal(h5[f"{split}/labels_noisy"][()], arrays[key][idx])
+            assert h5.attrs["noise_rate_realised"] == pytest.approx(np.mean(arrays[key] != train))
 
 
 def test_missing_dataset_stops_a_real_run_but_not_planning(tmp_path):
@@ -120,10 +107,7 @@ def test_missing_dataset_stops_a_real_run_but_not_planning(tmp_path):
     assert "warning: cifar10 not found" in planned.stderr + planned.stdout
     failed = snakemake(tmp_path, configfile=[study, override], check=False)
     assert failed.returncode != 0
-    assert (
-        f"cifar10 not found: expected {tmp_path / 'empty'}/cifar-10-batches-py/"
-        in failed.stderr
-    )
+    assert f"cifar10 not found: expected {tmp_path / 'empty'}/cifar-10-batches-py/" in failed.stderr
     assert not (tmp_path / "results").exists()
 
 

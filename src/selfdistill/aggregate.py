@@ -21,17 +21,13 @@ log = logging.getLogger(__name__)
 RUN_KEYS = ("dataset", "noise", "seed", "mode")
 
 
-def concat_runs(
-    paths: Sequence[str | os.PathLike], runs: Sequence[dict]
-) -> pd.DataFrame:
+def concat_runs(paths: Sequence[str | os.PathLike], runs: Sequence[dict]) -> pd.DataFrame:
     """Read one CSV per run and prepend the run's identifying columns (dataset, noise, seed, mode)."""
     if len(paths) != len(runs):
         raise ValueError(f"got {len(paths)} files for {len(runs)} runs")
     frames = []
     for path, run in zip(paths, runs, strict=True):
-        frame = pd.read_csv(
-            path, dtype={"epoch": "Int64"}
-        )  # frequency label rows have no epoch
+        frame = pd.read_csv(path, dtype={"epoch": "Int64"})  # frequency label rows have no epoch
         for i, key in enumerate(RUN_KEYS):
             frame.insert(i, key, run[key])
         frames.append(frame)
@@ -48,9 +44,7 @@ def per_run_summary(histories: pd.DataFrame) -> pd.DataFrame:
         run = run.sort_values("epoch").reset_index(drop=True)
         last = run.iloc[-1]
         # without a validation split (val_fraction 0) there is no early-stopping signal: report NaN
-        early = (
-            run.loc[run["val_acc"].idxmax()] if run["val_acc"].notna().any() else None
-        )
+        early = run.loc[run["val_acc"].idxmax()] if run["val_acc"].notna().any() else None
         oracle = run.loc[run["test_acc"].idxmax()]
         rows.append(
             dict(
@@ -58,9 +52,7 @@ def per_run_summary(histories: pd.DataFrame) -> pd.DataFrame:
                 last_epoch=int(last["epoch"]),
                 last_test_acc=float(last["test_acc"]),
                 early_stop_epoch=math.nan if early is None else int(early["epoch"]),
-                early_stop_test_acc=math.nan
-                if early is None
-                else float(early["test_acc"]),
+                early_stop_test_acc=math.nan if early is None else float(early["test_acc"]),
                 oracle_epoch=int(oracle["epoch"]),
                 oracle_test_acc=float(oracle["test_acc"]),
             )
@@ -68,9 +60,7 @@ def per_run_summary(histories: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarise(
-    histories: pd.DataFrame, mode_order: Sequence[str] | None = None
-) -> pd.DataFrame:
+def summarise(histories: pd.DataFrame, mode_order: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean and sample sd over seeds of the three accuracy columns, one row per (dataset, noise, mode)."""
     runs = per_run_summary(histories)
     agg = runs.groupby(["dataset", "noise", "mode"], sort=False).agg(
@@ -87,9 +77,7 @@ def summarise(
     agg = agg.reset_index()
     if mode_order is not None:
         rank = {m: i for i, m in enumerate(mode_order)}
-        agg = agg.sort_values(
-            "mode", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable"
-        )
+        agg = agg.sort_values("mode", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable")
     return agg.reset_index(drop=True)
 
 
@@ -137,21 +125,13 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
             float(ce["early_stop_sd"].iloc[0]),
         )
         if math.isnan(ce_early):
-            out.append(
-                f"- {dataset}/{noise}: no validation split, so no early-stopped ce to compare with."
-            )
+            out.append(f"- {dataset}/{noise}: no validation split, so no early-stopped ce to compare with.")
             continue
         for row in group[group["mode"] != "ce"].itertuples(index=False):
             holds = row.last_mean >= ce_early
             gap = 100 * (row.last_mean - ce_early)
-            spread = 100 * max(
-                (v for v in (row.last_sd, ce_sd) if not math.isnan(v)), default=math.nan
-            )
-            caveat = (
-                f" (gap {gap:+.2f} points is within one sd, {spread:.2f})"
-                if abs(gap) < spread
-                else ""
-            )
+            spread = 100 * max((v for v in (row.last_sd, ce_sd) if not math.isnan(v)), default=math.nan)
+            caveat = f" (gap {gap:+.2f} points is within one sd, {spread:.2f})" if abs(gap) < spread else ""
             out.append(
                 f"- {dataset}/{noise}: last-epoch {row.mode} {100 * row.last_mean:.2f}% "
                 f"{'≥' if holds else '<'} early-stopped ce {100 * ce_early:.2f}% — "

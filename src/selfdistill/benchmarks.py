@@ -124,11 +124,7 @@ def cpu_name() -> str:
                 break
     except OSError:
         pass
-    cores = (
-        len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count()
-    )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{model} ({cores} cores)"
 
 
@@ -159,9 +155,7 @@ def synthetic_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64)
 
 
-def load_images(
-    data_root, n: int | None, train: bool, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, str]:
+def load_images(data_root, n: int | None, train: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """The first ``n`` CIFAR-10 images of a split (all for ``None``) if the files exist, else synthetic ones.
 
     Returns uint8 (n, 32, 32, 3) images, int64 labels and the data's name (``cifar10`` or ``synthetic``).
@@ -334,18 +328,14 @@ def input_pipeline_benchmark(
     images, labels, data = load_images(data_root, n_images, train=True, seed=seed)
     mean, std = channel_stats(images, 255.0)
     device_images = DeviceImages(images, dev, 255.0, mean, std)
-    dataset = original_dataset(
-        images, labels, mean.tolist(), std.tolist(), padding, data_root
-    )
+    dataset = original_dataset(images, labels, mean.tolist(), std.tolist(), padding, data_root)
     warm = min(n_images, 4 * batch_size)
     # (variant, threads or workers)
     runs = [("torchvision_dataloader", workers)]
     runs += [("device", threads) for threads in thread_counts]
 
     def run(key, count):
-        if (
-            key[0] == "torchvision_dataloader"
-        ):  # the warm-up runs without worker processes
+        if key[0] == "torchvision_dataloader":  # the warm-up runs without worker processes
             w = workers if count == n_images else 0
             return _loader_batches(dataset, count, batch_size, w, dev, seed)()
         torch.set_num_threads(key[1])
@@ -459,9 +449,7 @@ def train_step_benchmark(
         raise ValueError("steps must be >= 1")
     if cuda:
         torch.backends.cudnn.benchmark = True
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
-    )
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
     shape = (3, *IMAGE_SHAPE[:2])
     gen = torch.Generator().manual_seed(seed)
     rows = []
@@ -471,9 +459,7 @@ def train_step_benchmark(
         if cuda:
             net = net.to(memory_format=torch.channels_last)
         net.train()
-        optimiser = torch.optim.SGD(
-            net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
-        )
+        optimiser = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         for batch_size in batch_sizes:
             xb = torch.randn((batch_size, *shape), generator=gen).to(dev)
             if cuda:
@@ -513,16 +499,11 @@ def train_step_benchmark(
     parts = []
     for arch in archs:
         per_batch = "/".join(f"{thr[(arch, b)]:,.0f}" for b in batch_sizes)
-        ratios = "/".join(
-            f"{r['ratio']:.2f}"
-            for r in rows
-            if r["variant"] == arch and not math.isnan(r["ratio"])
-        )
+        ratios = "/".join(f"{r['ratio']:.2f}" for r in rows if r["variant"] == arch and not math.isnan(r["ratio"]))
         parts.append(f"{arch} {per_batch}" + (f" ({ratios}x ref)" if ratios else ""))
     summary = (
         f"train step on {dev.type} ({device_name(dev)}), images/s at batch "
-        f"{'/'.join(map(str, batch_sizes))}, ref = {REFERENCE_ARCH}: "
-        + "; ".join(parts)
+        f"{'/'.join(map(str, batch_sizes))}, ref = {REFERENCE_ARCH}: " + "; ".join(parts)
     )
     return _finish(rows, out, summary)
 
@@ -532,9 +513,7 @@ def train_step_benchmark(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def original_frequency_ratio(
-    x: np.ndarray, outputs: np.ndarray, deltas: Sequence[float]
-) -> np.ndarray:
+def original_frequency_ratio(x: np.ndarray, outputs: np.ndarray, deltas: Sequence[float]) -> np.ndarray:
     """The original's approach: every epoch, distances and kernels from scratch in float64; ratios (E, n_deltas).
 
     Per epoch: squared distances by the Gram formula ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (clamped at 0); per delta:
@@ -558,9 +537,7 @@ def original_frequency_ratio(
     return ratios
 
 
-def synthetic_logits(
-    labels: np.ndarray, epochs: int, num_classes: int = 10, seed: int = 0
-) -> np.ndarray:
+def synthetic_logits(labels: np.ndarray, epochs: int, num_classes: int = 10, seed: int = 0) -> np.ndarray:
     """(epochs, n, C) float32 logits drifting over epochs: a random walk pulled towards ``labels``."""
     rng = np.random.default_rng(seed)
     n = len(labels)
@@ -755,9 +732,7 @@ def cifar_epoch_benchmark(
     archs = list(CIFAR_EPOCH_ARCHS if archs is None else archs)
     unknown = [a for a in archs if a not in ARCHITECTURES]
     if unknown:
-        raise ValueError(
-            f"unknown architecture {unknown[0]!r}; allowed: {', '.join(ARCHITECTURES)}"
-        )
+        raise ValueError(f"unknown architecture {unknown[0]!r}; allowed: {', '.join(ARCHITECTURES)}")
     dev = _device(device, threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="selfdistill-cifar-epoch-") as tmp:
@@ -820,11 +795,7 @@ def cifar_epoch_benchmark(
             )
     thr = {r["variant"]: r["throughput"] for r in rows}
     for row in rows:
-        row["ratio"] = (
-            row["throughput"] / thr[REFERENCE_ARCH]
-            if REFERENCE_ARCH in thr
-            else math.nan
-        )
+        row["ratio"] = row["throughput"] / thr[REFERENCE_ARCH] if REFERENCE_ARCH in thr else math.nan
     parts = [
         f"{r['variant']} {r['seconds']:.1f}s ({r['throughput']:,.0f} images/s"
         + ("" if math.isnan(r["ratio"]) else f", {r['ratio']:.2f}x ref")
@@ -834,8 +805,7 @@ def cifar_epoch_benchmark(
     which = "one epoch" if epochs == 1 else f"epoch {epochs} of {epochs}"
     summary = (
         f"CIFAR-10 on {dev.type} ({device_name(dev)}), {n_train} training images, batch "
-        f"{CIFAR_TRAIN['batch_size']}, seconds of {which} incl. evaluation: "
-        + "; ".join(parts)
+        f"{CIFAR_TRAIN['batch_size']}, seconds of {which} incl. evaluation: " + "; ".join(parts)
     )
     return _finish(rows, out, summary)
 
@@ -878,31 +848,21 @@ def run_benchmark(
     benchmark function (``cifar_epoch``: ``verify_md5``, ``archs``, ``max_train_images``, ``epochs``).
     """
     if name not in BENCHMARKS:
-        raise ValueError(
-            f"unknown benchmark {name!r}; allowed: {', '.join(BENCHMARKS)}"
-        )
+        raise ValueError(f"unknown benchmark {name!r}; allowed: {', '.join(BENCHMARKS)}")
     if log_path is not None:
         setup_logging(log_path)
     kwargs = {**(QUICK[name] if quick else {}), **options}
     if name == "frequency":
         return frequency_benchmark(out, threads=threads, data_root=data_root, **kwargs)
-    dev, slot = claim_cuda_device(
-        str(resolve_device(device)), holder=f"benchmark {name}"
-    )
+    dev, slot = claim_cuda_device(str(resolve_device(device)), holder=f"benchmark {name}")
     try:
         if name == "input_pipeline":
-            return input_pipeline_benchmark(
-                out, device=dev, data_root=data_root, **kwargs
-            )
+            return input_pipeline_benchmark(out, device=dev, data_root=data_root, **kwargs)
         if name == "cifar_epoch":
             try:
-                return cifar_epoch_benchmark(
-                    out, device=dev, threads=threads, data_root=data_root, **kwargs
-                )
+                return cifar_epoch_benchmark(out, device=dev, threads=threads, data_root=data_root, **kwargs)
             except DatasetNotFoundError as err:
-                log.error(
-                    "%s", err
-                )  # missing files or failed md5s: one line in the log
+                log.error("%s", err)  # missing files or failed md5s: one line in the log
                 raise
         return train_step_benchmark(out, device=dev, threads=threads, **kwargs)
     finally:
@@ -916,19 +876,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ``cifar_epoch`` also takes ``[--archs A,B] [--max-train-images N] [--epochs N] [--no-verify-md5]``; missing
     CIFAR-10 files end it with the one-line message (exit status 1), without a traceback.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m selfdistill.benchmarks", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m selfdistill.benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("benchmark", choices=BENCHMARKS)
-    parser.add_argument(
-        "--out", help="CSV to write (default results/benchmarks/NAME.csv)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes (a smoke test, not numbers)"
-    )
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ..."
-    )
+    parser.add_argument("--out", help="CSV to write (default results/benchmarks/NAME.csv)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, not numbers)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     parser.add_argument(
         "--threads",
         type=int,
@@ -968,9 +920,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.no_verify_md5:
         options["verify_md5"] = False
     if options and args.benchmark != "cifar_epoch":
-        parser.error(
-            "--archs, --max-train-images, --epochs and --no-verify-md5 apply to cifar_epoch only"
-        )
+        parser.error("--archs, --max-train-images, --epochs and --no-verify-md5 apply to cifar_epoch only")
     setup_logging(args.log)
     try:
         run_benchmark(

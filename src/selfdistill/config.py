@@ -208,9 +208,7 @@ def library_files(rule: str) -> list[str]:
 def _dotted(path) -> str:
     out = ""
     for part in path:
-        out += (
-            f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-        )
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "config"
 
 
@@ -240,15 +238,9 @@ def explain_config_error(config: Mapping, schema_path: str | os.PathLike) -> str
     if error.validator == "additionalProperties":
         allowed = sorted(sub.get("properties", {}))
         patterns = [re.compile(p) for p in sub.get("patternProperties", {})]
-        unknown = sorted(
-            k
-            for k in set(error.instance) - set(allowed)
-            if not any(p.search(k) for p in patterns)
-        )
+        unknown = sorted(k for k in set(error.instance) - set(allowed) if not any(p.search(k) for p in patterns))
         pattern = (
-            " or keys matching " + ", ".join(sub.get("patternProperties", {}))
-            if sub.get("patternProperties")
-            else ""
+            " or keys matching " + ", ".join(sub.get("patternProperties", {})) if sub.get("patternProperties") else ""
         )
         return (
             f"invalid config: unknown key {', '.join(repr(u) for u in unknown)} in {where}; "
@@ -276,13 +268,9 @@ def noise_settings(config: Mapping) -> dict[str, dict]:
     for i, entry in enumerate(config["noise"]):
         spec = NoiseSpec.from_config(entry)
         if spec.type not in ("none", "human") and spec.rate == 0:
-            raise ValueError(
-                f"invalid config: noise[{i}] is {spec.type} with rate 0; use type: none for clean labels"
-            )
+            raise ValueError(f"invalid config: noise[{i}] is {spec.type} with rate 0; use type: none for clean labels")
         if spec.name in out:
-            raise ValueError(
-                f"invalid config: noise[{i}] duplicates the setting {spec.name!r}"
-            )
+            raise ValueError(f"invalid config: noise[{i}] duplicates the setting {spec.name!r}")
         if spec.type == "human" and spec.rate:
             raise ValueError(
                 f"invalid config: noise[{i}] is human noise, whose rate comes from the label file; drop rate"

@@ -69,13 +69,9 @@ def build_corrupted_dataset(
     spec = NoiseSpec.from_config(noise)
     raw = load_dataset(dataset, **dict(dataset_options or {}))
     noise_rng, split_rng = _rngs(seed)
-    class_map = (
-        class_map_for(dataset, spec.class_map) if spec.type == "asymmetric" else None
-    )
+    class_map = class_map_for(dataset, spec.class_map) if spec.type == "asymmetric" else None
     if spec.type == "human":
-        noisy, is_noisy = human_labels(
-            spec.label_file, spec.key, raw.train_labels, raw.num_classes
-        )
+        noisy, is_noisy = human_labels(spec.label_file, spec.key, raw.train_labels, raw.num_classes)
     else:
         noisy, is_noisy = corrupt_labels(
             raw.train_labels,
@@ -112,11 +108,7 @@ def build_corrupted_dataset(
             np.zeros(test_rows.size, bool),
             test_rows,
         )
-        eligible = (
-            n
-            if class_map is None
-            else int(np.isin(raw.train_labels, list(class_map)).sum())
-        )
+        eligible = n if class_map is None else int(np.isin(raw.train_labels, list(class_map)).sum())
         attrs = {
             "dataset": dataset,
             "class_names": np.array(raw.class_names, dtype=h5py.string_dtype()),
@@ -128,13 +120,9 @@ def build_corrupted_dataset(
             "noise_type": spec.type,
             # human noise has no requested rate: its rate is the annotators'
             "noise_rate_requested": spec.rate if spec.type != "human" else math.nan,
-            "noise_rate_realised": float(is_noisy.sum() / eligible)
-            if eligible
-            else 0.0,
+            "noise_rate_realised": float(is_noisy.sum() / eligible) if eligible else 0.0,
             "n_flipped": int(is_noisy.sum()),
-            "transition_matrix": transition_matrix(
-                raw.train_labels, noisy, raw.num_classes
-            ),
+            "transition_matrix": transition_matrix(raw.train_labels, noisy, raw.num_classes),
             "class_map": json.dumps(class_map or {}),
             "label_file": spec.label_file if spec.type == "human" else "",
             "label_key": spec.key if spec.type == "human" else "",
@@ -155,13 +143,9 @@ def build_corrupted_dataset(
     )
 
 
-def _write_split(
-    h5: h5py.File, name: str, images, clean, noisy, is_noisy, index
-) -> None:
+def _write_split(h5: h5py.File, name: str, images, clean, noisy, is_noisy, index) -> None:
     group = h5.create_group(name)
-    group.create_dataset(
-        "images", data=np.ascontiguousarray(images, dtype=np.uint8), compression="gzip"
-    )
+    group.create_dataset("images", data=np.ascontiguousarray(images, dtype=np.uint8), compression="gzip")
     group.create_dataset("labels_clean", data=np.asarray(clean, dtype=np.int64))
     group.create_dataset("labels_noisy", data=np.asarray(noisy, dtype=np.int64))
     group.create_dataset("is_noisy", data=np.asarray(is_noisy, dtype=bool))
@@ -182,11 +166,7 @@ class Split:
 def read_corrupted(path: str | os.PathLike) -> tuple[dict[str, Split], dict]:
     """Load all splits and the attributes of a file written by :func:`build_corrupted_dataset`."""
     with h5py.File(path, "r") as h5:
-        splits = {
-            name: Split(**{f: h5[name][f][()] for f in SPLIT_FIELDS}) for name in SPLITS
-        }
+        splits = {name: Split(**{f: h5[name][f][()] for f in SPLIT_FIELDS}) for name in SPLITS}
         attrs = {k: v for k, v in h5.attrs.items()}
-    attrs["class_names"] = [
-        c.decode() if isinstance(c, bytes) else str(c) for c in attrs["class_names"]
-    ]
+    attrs["class_names"] = [c.decode() if isinstance(c, bytes) else str(c) for c in attrs["class_names"]]
     return splits, attrs

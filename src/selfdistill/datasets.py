@@ -66,9 +66,7 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> RawDataset:
     from sklearn.model_selection import train_test_split
 
     bunch = sk_load_digits()
-    images = bunch.images.astype(np.uint8)[
-        ..., None
-    ]  # values 0..16 as stored, channel axis last
+    images = bunch.images.astype(np.uint8)[..., None]  # values 0..16 as stored, channel axis last
     labels = bunch.target.astype(np.int64)
     idx_train, idx_test = train_test_split(
         np.arange(labels.size),

@@ -62,9 +62,7 @@ def mode_palette(modes: Sequence[str] = ()) -> dict[str, tuple]:
     return {m: colours[i] for i, m in enumerate(list(MODE_ORDER) + extra)}
 
 
-def ordered_modes(
-    present: Sequence[str], mode_order: Sequence[str] | None = None
-) -> list[str]:
+def ordered_modes(present: Sequence[str], mode_order: Sequence[str] | None = None) -> list[str]:
     """Modes present in the data, sorted by ``mode_order`` (default canonical); unlisted ones follow, sorted."""
     order = list(mode_order) if mode_order is not None else list(MODE_ORDER)
     present = sorted(set(present))
@@ -101,9 +99,7 @@ def select_deltas(
         return [float(avail[i]) for i in idx]
     chosen: list[float] = []
     for r in requested:
-        v = float(
-            avail[int(np.argmin(np.abs(avail - float(r))))]
-        )  # argmin takes the first (smaller) on ties
+        v = float(avail[int(np.argmin(np.abs(avail - float(r))))])  # argmin takes the first (smaller) on ties
         if v not in chosen:
             chosen.append(v)
     return chosen
@@ -130,9 +126,7 @@ def early_stop_points(hist: pd.DataFrame, col: str) -> pd.DataFrame:
     return stops.merge(mean, on=["mode", "early_stop_epoch"], how="left")
 
 
-def ratio_difference(
-    freq: pd.DataFrame, key: str, baseline: str = "ce"
-) -> pd.DataFrame:
+def ratio_difference(freq: pd.DataFrame, key: str, baseline: str = "ce") -> pd.DataFrame:
     """Per seed, epoch and δ: ratio(mode) − ratio(baseline) for every other mode, paired on the same seed.
 
     ``freq`` holds the per-epoch rows of one source and split. Seeds or epochs missing from either side are
@@ -143,24 +137,14 @@ def ratio_difference(
     if base.empty:
         return pd.DataFrame(columns=cols)
     on = ["seed", "epoch", key]
-    base = (
-        base.groupby(on, as_index=False)["ratio"]
-        .mean()
-        .rename(columns={"ratio": "ratio_base"})
-    )
-    other = (
-        freq[freq["mode"] != baseline]
-        .groupby(["mode", *on], as_index=False)["ratio"]
-        .mean()
-    )
+    base = base.groupby(on, as_index=False)["ratio"].mean().rename(columns={"ratio": "ratio_base"})
+    other = freq[freq["mode"] != baseline].groupby(["mode", *on], as_index=False)["ratio"].mean()
     merged = other.merge(base, on=on, how="inner")
     merged["diff"] = merged["ratio"] - merged["ratio_base"]
     return merged[cols].reset_index(drop=True)
 
 
-def label_reference(
-    freq: pd.DataFrame, key: str, split: str = TRAIN_SPLIT
-) -> pd.DataFrame:
+def label_reference(freq: pd.DataFrame, key: str, split: str = TRAIN_SPLIT) -> pd.DataFrame:
     """Ratio of the clean and noisy one-hot label matrices per δ, mean over seeds (columns source, ``key``, ratio).
 
     Label rows repeat across modes of one seed, so each seed counts once.
@@ -185,9 +169,7 @@ def _setting_title(df: pd.DataFrame) -> str:
     settings = df[["dataset", "noise"]].drop_duplicates()
     if len(settings) != 1:
         pairs = ", ".join(f"{d}/{n}" for d, n in settings.itertuples(index=False))
-        raise ValueError(
-            f"expected one (dataset, noise) setting per figure, got {len(settings)}: {pairs}"
-        )
+        raise ValueError(f"expected one (dataset, noise) setting per figure, got {len(settings)}: {pairs}")
     dataset, noise = settings.iloc[0]
     return f"{dataset} · noise: {noise}"
 
@@ -238,9 +220,7 @@ def _epoch_tick_columns(epochs: Sequence[int], max_ticks: int = 10) -> np.ndarra
     epochs = np.asarray(epochs, dtype=float)
     if epochs.size <= max_ticks:
         return np.arange(epochs.size)
-    nice = MaxNLocator(nbins=max_ticks - 1, integer=True).tick_values(
-        epochs.min(), epochs.max()
-    )
+    nice = MaxNLocator(nbins=max_ticks - 1, integer=True).tick_values(epochs.min(), epochs.max())
     nice = nice[(nice >= epochs.min()) & (nice <= epochs.max())]
     return np.unique([int(np.argmin(np.abs(epochs - v))) for v in nice])
 
@@ -261,9 +241,7 @@ def _fig_legend(fig, handles, ncol=None) -> None:
     )
 
 
-def _read_histories(
-    histories_csv: PathLike, mode_order
-) -> tuple[pd.DataFrame, list[str], dict]:
+def _read_histories(histories_csv: PathLike, mode_order) -> tuple[pd.DataFrame, list[str], dict]:
     """Histories table, the modes to draw (ordered) and the palette."""
     hist = pd.read_csv(histories_csv)
     if hist.empty:
@@ -306,9 +284,7 @@ def _history_figure(
     data = _percent(hist, [col for col, _, _ in panels]) if percent else hist
     axes_style, context = _style()
     with axes_style, context:
-        fig, axes = plt.subplots(
-            1, len(panels), figsize=(FIG_WIDTH, 4.2), sharex=True, sharey=sharey
-        )
+        fig, axes = plt.subplots(1, len(panels), figsize=(FIG_WIDTH, 4.2), sharex=True, sharey=sharey)
         for ax, (col, panel_title, ylabel) in zip(axes, panels, strict=True):
             _lines(ax, data, col, modes, palette)
             if decorate is not None:
@@ -339,9 +315,7 @@ def _mark_early_stops(ax, data, col, modes, palette) -> None:
         )
 
 
-def plot_accuracy(
-    histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
-) -> None:
+def plot_accuracy(histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None) -> None:
     """Test and noisy-validation accuracy per mode vs epoch, with each seed's early-stopping epoch marked.
 
     The early-stopping epoch is the best noisy-validation epoch (STUDY.md §5, ties → earliest); a ▼ sits on the
@@ -376,9 +350,7 @@ def plot_accuracy(
     )
 
 
-def plot_loss(
-    histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
-) -> None:
+def plot_loss(histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None) -> None:
     """Training loss (each mode's own objective, on noisy targets) and test loss per mode vs epoch."""
     _history_figure(
         histories_csv,
@@ -396,9 +368,7 @@ def plot_loss(
     )
 
 
-def plot_memorization(
-    histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
-) -> None:
+def plot_memorization(histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None) -> None:
     """Share of noisy-labelled training samples predicted as their noisy label (memorised) or clean label."""
     ylabel = "% of noisy-labelled training samples"
     _history_figure(
@@ -427,9 +397,7 @@ def _read_frequency(frequency_csv: PathLike, source: str, mode_order):
     epochs = freq[freq["source"] == source]
     if epochs.empty:
         have = sorted(freq["source"].unique())
-        raise ValueError(
-            f"{frequency_csv}: no rows with source={source!r} (have {have})"
-        )
+        raise ValueError(f"{frequency_csv}: no rows with source={source!r} (have {have})")
     key = delta_column(epochs)
     modes = ordered_modes(epochs["mode"].unique(), mode_order)
     epochs = epochs[epochs["mode"].isin(modes)].copy()
@@ -459,20 +427,12 @@ def plot_frequency_ratio(
     references. Bottom row (only when ``ce`` is present): ratio(mode) − ratio(ce), paired by seed.
     ``deltas`` are matched to the nearest available value of ``delta_rel`` (when present) or ``delta``.
     """
-    epochs, labels, key, modes, palette, title = _read_frequency(
-        frequency_csv, source, mode_order
-    )
+    epochs, labels, key, modes, palette, title = _read_frequency(frequency_csv, source, mode_order)
     train = epochs[epochs["split"] == TRAIN_SPLIT]
     if train.empty:
-        raise ValueError(
-            f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}"
-        )
+        raise ValueError(f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}")
     chosen = select_deltas(train[key].unique(), deltas)
-    refs = (
-        label_reference(labels, key)
-        if key in labels.columns
-        else pd.DataFrame(columns=["source", key, "ratio"])
-    )
+    refs = label_reference(labels, key) if key in labels.columns else pd.DataFrame(columns=["source", key, "ratio"])
     diffs = ratio_difference(train, key)
     diff_modes = [m for m in modes if m != "ce" and m in set(diffs["mode"])]
     n_rows = 2 if diff_modes else 1
@@ -492,9 +452,7 @@ def plot_frequency_ratio(
             rows = train[np.isclose(train[key], value)]
             _lines(ax, rows, "ratio", modes, palette)
             for src in LABEL_SOURCES:
-                ref = refs[
-                    (refs["source"] == src) & np.isclose(refs[key].astype(float), value)
-                ]
+                ref = refs[(refs["source"] == src) & np.isclose(refs[key].astype(float), value)]
                 if not ref.empty:
                     ax.axhline(
                         float(ref["ratio"].iloc[0]),
@@ -512,9 +470,7 @@ def plot_frequency_ratio(
                 axd.axhline(0.0, color=palette["ce"], lw=1.2)
                 axd.set_ylabel("ratio(mode) − ratio(ce)" if j == 0 else "")
         handles = _mode_handles(modes, palette) + [
-            Line2D(
-                [], [], color=LABEL_COLOURS[s], ls="--", lw=1.2, label=f"ratio of {n}"
-            )
+            Line2D([], [], color=LABEL_COLOURS[s], ls="--", lw=1.2, label=f"ratio of {n}")
             for s, n in LABEL_SOURCES.items()
             if not refs.empty and s in set(refs["source"])
         ]
@@ -544,14 +500,10 @@ def plot_frequency_error(
     """
     if target not in ("noisy", "clean"):
         raise ValueError(f"target must be 'noisy' or 'clean', got {target!r}")
-    epochs, _, key, modes, palette, title = _read_frequency(
-        frequency_csv, source, mode_order
-    )
+    epochs, _, key, modes, palette, title = _read_frequency(frequency_csv, source, mode_order)
     train = epochs[epochs["split"] == TRAIN_SPLIT]
     if train.empty:
-        raise ValueError(
-            f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}"
-        )
+        raise ValueError(f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}")
     avail = train[key].unique()
     value = middle_delta(avail) if delta is None else select_deltas(avail, [delta])[0]
     rows = train[np.isclose(train[key], value)]
@@ -580,18 +532,12 @@ def plot_frequency_error(
             ax.set_title(f"{band}-frequency error e_{band}")
             ax.set_ylabel(f"‖h_{band} − y_{band}‖ / ‖y_{band}‖")
         # one heat map per mode, all on one colour scale with a single colour bar on the right
-        heat_grid = grid[2:, :].subgridspec(
-            n, 2, width_ratios=[60, 1], hspace=0.25, wspace=0.02
-        )
+        heat_grid = grid[2:, :].subgridspec(n, 2, width_ratios=[60, 1], hspace=0.25, wspace=0.02)
         cax = fig.add_subplot(heat_grid[:, 1])
         tick_idx = _epoch_tick_columns(all_epochs)
         for i, m in enumerate(modes):
             ax = fig.add_subplot(heat_grid[i, 0])
-            sub = (
-                per_mode.loc[m]
-                if m in per_mode.index.get_level_values(0)
-                else pd.DataFrame(columns=cols.values())
-            )
+            sub = per_mode.loc[m] if m in per_mode.index.get_level_values(0) else pd.DataFrame(columns=cols.values())
             matrix = pd.DataFrame(
                 [
                     sub[cols["low"]].reindex(all_epochs),
@@ -622,9 +568,7 @@ def plot_frequency_error(
             )
             ax.set_xticks(tick_idx + 0.5)
             last = i == n - 1
-            ax.set_xticklabels(
-                [str(all_epochs[k]) for k in tick_idx] if last else [], rotation=0
-            )
+            ax.set_xticklabels([str(all_epochs[k]) for k in tick_idx] if last else [], rotation=0)
             ax.set_xlabel("epoch" if last else "")
         _fig_legend(fig, _mode_handles(modes, palette))
         fig.suptitle(

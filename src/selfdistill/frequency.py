@@ -56,12 +56,8 @@ DELTA_SCALES = ("absolute", "median")
 PRECISIONS = ("float32", "float64")
 OUTPUT_SOURCES = ("probs", "logits")
 _TARGETS = ("noisy", "clean")
-_BLOCK = (
-    1024  # row block for the blockwise passes over n x n matrices (bounds temporaries)
-)
-_WEIGHT_BLOCK_ELEMS = (
-    1 << 18
-)  # elements per row block when building a kernel (a 2 MB float64 block stays in cache)
+_BLOCK = 1024  # row block for the blockwise passes over n x n matrices (bounds temporaries)
+_WEIGHT_BLOCK_ELEMS = 1 << 18  # elements per row block when building a kernel (a 2 MB float64 block stays in cache)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -87,9 +83,7 @@ def pairwise_sq_dists(x: np.ndarray) -> np.ndarray:
     # within a generous bound of that are candidates, grouped by exact equality below
     tol = max(1e-9, 8 * d * np.finfo(np.float64).eps)
     candidate = np.zeros(n, dtype=bool)
-    for i0 in range(
-        0, n, _BLOCK
-    ):  # d2 = sq_i + sq_j - 2 G_ij, blockwise to bound temporaries
+    for i0 in range(0, n, _BLOCK):  # d2 = sq_i + sq_j - 2 G_ij, blockwise to bound temporaries
         i1 = min(i0 + _BLOCK, n)
         rows = d2[i0:i1]
         rows *= -2.0
@@ -147,9 +141,7 @@ def resolve_deltas(d2: np.ndarray, deltas, scale: str = "absolute") -> np.ndarra
     if scale == "median":
         med = median_sq_dist(d2)
         if not med > 0:
-            raise ValueError(
-                f"median off-diagonal squared distance is {med}; cannot scale deltas by it"
-            )
+            raise ValueError(f"median off-diagonal squared distance is {med}; cannot scale deltas by it")
         return vals * med
     raise ValueError(f"scale must be one of {DELTA_SCALES}, got {scale!r}")
 
@@ -167,14 +159,10 @@ class FrequencyFilter:
         if x is not None:
             t0 = time.perf_counter()
             self.d2 = pairwise_sq_dists(x)
-            log.debug(
-                "pairwise distances n=%d in %.2fs", self.n, time.perf_counter() - t0
-            )
+            log.debug("pairwise distances n=%d in %.2fs", self.n, time.perf_counter() - t0)
         else:
             self.d2 = _as_square(d2)
-        row_min = self.d2.min(
-            axis=1
-        )  # 0 when the diagonal is 0, as for distances from x
+        row_min = self.d2.min(axis=1)  # 0 when the diagonal is 0, as for distances from x
         self._row_min = row_min if np.any(row_min != 0) else None
 
     @property
@@ -313,11 +301,7 @@ def _stack_blocks(
     parts, source_slices, label_blocks, b = [], {}, {}, 0
     for name, out in sources.items():
         e = out.shape[0]
-        parts.append(
-            np.asarray(out, dtype=np.float64)
-            .transpose(1, 0, 2)
-            .reshape(n, e * num_classes)
-        )
+        parts.append(np.asarray(out, dtype=np.float64).transpose(1, 0, 2).reshape(n, e * num_classes))
         source_slices[name] = slice(b, b + e)
         b += e
     for name, onehot in labels.items():
@@ -358,14 +342,10 @@ def frequency_table(
         raise ValueError(f"num_classes={num_classes} but outputs have {c} columns")
     abs_deltas, rel = _resolve_pair(flt, deltas, delta_rel)
     labels = {
-        name: _one_hot(y, c, flt.n, f"y_{name}")
-        for name, y in zip(_TARGETS, (y_noisy, y_clean))
-        if y is not None
+        name: _one_hot(y, c, flt.n, f"y_{name}") for name, y in zip(_TARGETS, (y_noisy, y_clean)) if y is not None
     }
     stacked, _, label_blocks = _stack_blocks({"out": outputs}, labels, flt.n, c)
-    stats = _filter_stats(
-        flt, abs_deltas, stacked, c, n_epochs, label_blocks, precision
-    )
+    stats = _filter_stats(flt, abs_deltas, stacked, c, n_epochs, label_blocks, precision)
 
     n_d = len(abs_deltas)
     cols: dict[str, np.ndarray] = {
@@ -376,9 +356,7 @@ def frequency_table(
     }
     for name in _TARGETS:
         for kind, part in (("low", stats.e_low), ("high", stats.e_high)):
-            cols[f"e_{kind}_{name}"] = (
-                part[name].ravel() if name in part else np.full(n_epochs * n_d, np.nan)
-            )
+            cols[f"e_{kind}_{name}"] = part[name].ravel() if name in part else np.full(n_epochs * n_d, np.nan)
     return pd.DataFrame(cols, columns=list(TABLE_COLUMNS))
 
 
@@ -433,13 +411,9 @@ def analyse_run(
     sources = tuple(sources)
     bad = [s for s in sources if s not in OUTPUT_SOURCES]
     if not sources or bad or len(set(sources)) != len(sources):
-        raise ValueError(
-            f"sources must be distinct names from {OUTPUT_SOURCES}, got {sources}"
-        )
+        raise ValueError(f"sources must be distinct names from {OUTPUT_SOURCES}, got {sources}")
     if delta_scale not in DELTA_SCALES:
-        raise ValueError(
-            f"delta_scale must be one of {DELTA_SCALES}, got {delta_scale!r}"
-        )
+        raise ValueError(f"delta_scale must be one of {DELTA_SCALES}, got {delta_scale!r}")
     configured = _check_deltas(deltas)
 
     frames = []
@@ -451,29 +425,16 @@ def analyse_run(
             t0 = time.perf_counter()
             x, labels = _read_split(data, outs, split, pixel_max)
             group = outs[split]
-            out_by_source = {
-                s: _as_outputs(group[s][()], x.shape[0], len(epochs)) for s in sources
-            }
+            out_by_source = {s: _as_outputs(group[s][()], x.shape[0], len(epochs)) for s in sources}
             for s, out in out_by_source.items():
                 if out.shape[2] != num_classes:
-                    raise ValueError(
-                        f"{split}/{s} has {out.shape[2]} classes, data.h5 says {num_classes}"
-                    )
+                    raise ValueError(f"{split}/{s} has {out.shape[2]} classes, data.h5 says {num_classes}")
             flt = FrequencyFilter(x)
             del x
             abs_deltas = flt.resolve(configured, delta_scale)
-            rel = (
-                configured
-                if delta_scale == "median"
-                else np.full(len(configured), np.nan)
-            )
-            onehots = {
-                name: _one_hot(y, num_classes, flt.n, f"{split} labels_{name}")
-                for name, y in labels.items()
-            }
-            stacked, slices, label_blocks = _stack_blocks(
-                out_by_source, onehots, flt.n, num_classes
-            )
+            rel = configured if delta_scale == "median" else np.full(len(configured), np.nan)
+            onehots = {name: _one_hot(y, num_classes, flt.n, f"{split} labels_{name}") for name, y in labels.items()}
+            stacked, slices, label_blocks = _stack_blocks(out_by_source, onehots, flt.n, num_classes)
             n_out_blocks = sum(sl.stop - sl.start for sl in slices.values())
             stats = _filter_stats(
                 flt,
@@ -484,11 +445,7 @@ def analyse_run(
                 label_blocks,
                 precision,
             )
-            frames.append(
-                _split_frame(
-                    split, stats, slices, label_blocks, epochs, abs_deltas, rel
-                )
-            )
+            frames.append(_split_frame(split, stats, slices, label_blocks, epochs, abs_deltas, rel))
             log.info(
                 "frequency %s: n=%d, %d deltas, %d output columns in %.1fs",
                 split,
@@ -533,11 +490,7 @@ def _split_frame(
         }
         for name in _TARGETS:
             for kind, part in (("low", stats.e_low), ("high", stats.e_high)):
-                cols[f"e_{kind}_{name}"] = (
-                    part[name][sl].ravel()
-                    if name in part
-                    else np.full(n_e * n_d, np.nan)
-                )
+                cols[f"e_{kind}_{name}"] = part[name][sl].ravel() if name in part else np.full(n_e * n_d, np.nan)
         parts.append(pd.DataFrame(cols, columns=list(CSV_COLUMNS)))
     for name in ("clean", "noisy"):
         if name in label_blocks:
@@ -563,9 +516,7 @@ def _read_split(
         src = data["train"]
         n_total = src["images"].shape[0]
         if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n_total:
-            raise ValueError(
-                f"train_subset/indices must index data.h5 /train (N={n_total})"
-            )
+            raise ValueError(f"train_subset/indices must index data.h5 /train (N={n_total})")
         uniq, inv = np.unique(idx, return_inverse=True)  # h5py wants increasing indices
         images = src["images"][uniq][inv]
         labels = {
@@ -580,11 +531,7 @@ def _read_split(
         src = data["test"]
         n_total = src["images"].shape[0]
         # files written before test subsets existed store every test image, in order
-        idx = (
-            np.asarray(group["indices"][()], dtype=np.int64)
-            if "indices" in group
-            else np.arange(n_total)
-        )
+        idx = np.asarray(group["indices"][()], dtype=np.int64) if "indices" in group else np.arange(n_total)
         if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n_total:
             raise ValueError(f"test/indices must index data.h5 /test (N={n_total})")
         uniq, inv = np.unique(idx, return_inverse=True)
@@ -598,9 +545,7 @@ def _read_split(
             raise ValueError(f"outputs.h5 {split}/labels_{name} disagree with data.h5")
     x = images.reshape(images.shape[0], -1).astype(np.float64) / pixel_max
     if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"{split} inputs are outside [0, 1] after dividing by pixel_max={pixel_max}"
-        )
+        raise ValueError(f"{split} inputs are outside [0, 1] after dividing by pixel_max={pixel_max}")
     return x, labels
 
 
@@ -638,9 +583,7 @@ def _one_hot(y: np.ndarray, num_classes: int, n: int, what: str) -> np.ndarray:
     """(n, C) float64 one-hot matrix of integer labels, validated."""
     y = np.asarray(y)
     if y.shape != (n,) or (y.size and not np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(
-            f"{what} must be {n} integer labels, got shape {y.shape} dtype {y.dtype}"
-        )
+        raise ValueError(f"{what} must be {n} integer labels, got shape {y.shape} dtype {y.dtype}")
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"{what} outside [0, {num_classes})")
     onehot = np.zeros((n, num_classes))
@@ -659,22 +602,16 @@ def _check_deltas(deltas) -> np.ndarray:
     """Validated non-empty 1-D float64 array of positive widths."""
     vals = np.atleast_1d(np.asarray(deltas, dtype=np.float64))
     if vals.ndim != 1 or vals.size == 0:
-        raise ValueError(
-            f"deltas must be a non-empty 1-D sequence, got shape {vals.shape}"
-        )
+        raise ValueError(f"deltas must be a non-empty 1-D sequence, got shape {vals.shape}")
     for d in vals:
         _check_delta(d)
     return vals
 
 
-def _resolve_pair(
-    flt: FrequencyFilter, deltas, delta_rel
-) -> tuple[np.ndarray, np.ndarray]:
+def _resolve_pair(flt: FrequencyFilter, deltas, delta_rel) -> tuple[np.ndarray, np.ndarray]:
     """(absolute deltas, delta_rel column) from the frequency_table arguments."""
     if deltas is None and delta_rel is None:
-        raise ValueError(
-            "give deltas (absolute) and/or delta_rel (multiples of the median squared distance)"
-        )
+        raise ValueError("give deltas (absolute) and/or delta_rel (multiples of the median squared distance)")
     if deltas is None:
         rel = _check_deltas(delta_rel)
         return flt.resolve(rel, "median"), rel

@@ -201,10 +201,7 @@ def claim_gpu_slot(
                     time.monotonic() - start,
                 )
             return slot
-        paths = [
-            lock_path(directory, k)
-            for k in (keys if keys is not None else range(n_slots))
-        ]
+        paths = [lock_path(directory, k) for k in (keys if keys is not None else range(n_slots))]
         elapsed = time.monotonic() - start
         if timeout is not None and elapsed >= timeout:
             raise GpuSlotTimeout(
@@ -257,9 +254,7 @@ def _device_uuids(n_devices: int) -> list[str] | None:
     if n_devices < 1 or not torch.cuda.is_available():
         return None
     try:
-        uuids = [
-            str(torch.cuda.get_device_properties(i).uuid) for i in range(n_devices)
-        ]
+        uuids = [str(torch.cuda.get_device_properties(i).uuid) for i in range(n_devices)]
     except (AttributeError, AssertionError, RuntimeError):
         return None
     if len(set(uuids)) != n_devices or not all(uuids):
@@ -286,9 +281,7 @@ def claim_cuda_device(
         return device, None
     n_devices = visible_cuda_devices()
     if n_devices < 1:
-        raise RuntimeError(
-            "device 'cuda' requested but no CUDA device is visible on this node"
-        )
+        raise RuntimeError("device 'cuda' requested but no CUDA device is visible on this node")
     slot = claim_gpu_slot(
         n_devices,
         lock_dir,

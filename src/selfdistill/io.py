@@ -27,9 +27,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def setup_logging(
-    log_path: str | os.PathLike | None = None, level: int = logging.INFO
-) -> logging.Logger:
+def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
     """Send the package's log records to ``log_path`` (the rule's ``log:``), or to stderr without one."""
     logger = logging.getLogger("selfdistill")
     logger.setLevel(level)

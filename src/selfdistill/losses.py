@@ -23,9 +23,7 @@ def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, N
     return F.cross_entropy(logits.float(), labels), None
 
 
-def self_distill_loss(
-    logits: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def self_distill_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``self_distill``, the original repo's loss.
 
     λ = fraction of the batch whose argmax(z) equals y; t = (1−λ)·onehot(y) + λ·onehot(argmax z), detached;
@@ -36,17 +34,13 @@ def self_distill_loss(
     with torch.no_grad():
         pred = logits.argmax(dim=1)
         lam = (pred == labels).float().mean()
-        targets = (1 - lam) * F.one_hot(labels, num_classes).float() + lam * F.one_hot(
-            pred, num_classes
-        ).float()
+        targets = (1 - lam) * F.one_hot(labels, num_classes).float() + lam * F.one_hot(pred, num_classes).float()
     log_p = F.log_softmax(logits, dim=1)
     kl = (torch.xlogy(targets, targets) - targets * log_p).sum(dim=1).mean()
     return kl, lam
 
 
-def bootstrap_soft_loss(
-    logits: torch.Tensor, labels: torch.Tensor, beta: float = 0.95
-) -> tuple[torch.Tensor, float]:
+def bootstrap_soft_loss(logits: torch.Tensor, labels: torch.Tensor, beta: float = 0.95) -> tuple[torch.Tensor, float]:
     """``bootstrap_soft`` (Reed et al. 2014): t = β·onehot(y) + (1−β)·p, p detached; cross-entropy with t."""
     num_classes = logits.shape[1]
     with torch.no_grad():
@@ -55,17 +49,12 @@ def bootstrap_soft_loss(
     return soft_cross_entropy(logits, targets), 1 - beta
 
 
-def bootstrap_hard_loss(
-    logits: torch.Tensor, labels: torch.Tensor, beta: float = 0.8
-) -> tuple[torch.Tensor, float]:
+def bootstrap_hard_loss(logits: torch.Tensor, labels: torch.Tensor, beta: float = 0.8) -> tuple[torch.Tensor, float]:
     """``bootstrap_hard`` (Reed et al. 2014): t = β·onehot(y) + (1−β)·onehot(argmax z); cross-entropy with t."""
     num_classes = logits.shape[1]
     with torch.no_grad():
         pred = logits.argmax(dim=1)
-        targets = (
-            beta * F.one_hot(labels, num_classes).float()
-            + (1 - beta) * F.one_hot(pred, num_classes).float()
-        )
+        targets = beta * F.one_hot(labels, num_classes).float() + (1 - beta) * F.one_hot(pred, num_classes).float()
     return soft_cross_entropy(logits, targets), 1 - beta
 
 
@@ -83,8 +72,6 @@ def seq_alpha(epoch: int, value: float, warmup: int = 0, ramp: int = 0) -> float
     return float(value) * min(1.0, (epoch - warmup) / ramp)
 
 
-def update_soft_labels(
-    soft: torch.Tensor, probs: torch.Tensor, alpha: float
-) -> torch.Tensor:
+def update_soft_labels(soft: torch.Tensor, probs: torch.Tensor, alpha: float) -> torch.Tensor:
     """``self_distill_seq`` update after an epoch: ŷ ← (1−α)·ŷ + α·p (p: eval-mode prediction, un-augmented)."""
     return (1 - alpha) * soft + alpha * probs

@@ -60,9 +60,7 @@ FAST_CNN_OUTPUT_SCALE = 1 / 9
 class MLP(nn.Module):
     """Flatten → [Linear → ReLU] × depth → Linear."""
 
-    def __init__(
-        self, in_features: int, num_classes: int, width: int = 512, depth: int = 2
-    ):
+    def __init__(self, in_features: int, num_classes: int, width: int = 512, depth: int = 2):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         dim = in_features
@@ -95,9 +93,7 @@ class SmallCNN(nn.Module):
             nn.MaxPool2d(2),
             block(2 * width, 4 * width),
         )
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes)
-        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -211,9 +207,7 @@ class ShakeShakeResNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32):
         super().__init__()
-        self.stem = nn.Sequential(
-            _conv3x3(in_channels, self.STEM), nn.BatchNorm2d(self.STEM)
-        )
+        self.stem = nn.Sequential(_conv3x3(in_channels, self.STEM), nn.BatchNorm2d(self.STEM))
         stages, cin = [], self.STEM
         for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
             blocks = []
@@ -269,9 +263,7 @@ class PreActResNet18(nn.Module):
         stages, cin = [], width
         for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
             cout = mult * width
-            stages.append(
-                nn.Sequential(PreActBlock(cin, cout, stride), PreActBlock(cout, cout))
-            )
+            stages.append(nn.Sequential(PreActBlock(cin, cout, stride), PreActBlock(cout, cout)))
             cin = cout
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(
@@ -332,12 +324,8 @@ class FastCNN(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64):
         super().__init__()
-        stem = (
-            2 * in_channels * 2 * 2
-        )  # airbench: twice the 2×2 patch dimension (±whitening filters)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 2, padding=0, bias=True), nn.GELU()
-        )
+        stem = 2 * in_channels * 2 * 2  # airbench: twice the 2×2 patch dimension (±whitening filters)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 2, padding=0, bias=True), nn.GELU())
         self.groups = nn.Sequential(
             ConvGroup(stem, width),
             ConvGroup(width, 4 * width),
@@ -365,9 +353,7 @@ def build_model(
     """Build ``arch`` for inputs of shape (C, H, W); ``width=None`` takes the architecture's default."""
     channels, height, width_px = in_shape
     if arch not in ARCHITECTURES:
-        raise ValueError(
-            f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}"
-        )
+        raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
     width = DEFAULT_WIDTH[arch] if width is None else width
     if arch == "mlp":
         return MLP(channels * height * width_px, num_classes, width=width, depth=depth)
@@ -378,9 +364,7 @@ def build_model(
     if arch == "preact_resnet18":
         return PreActResNet18(channels, num_classes, width=width)
     if not FastCNN.min_size_ok(height, width_px):
-        raise ValueError(
-            f"fast_cnn needs inputs of at least 9×9 pixels, got {height}×{width_px}"
-        )
+        raise ValueError(f"fast_cnn needs inputs of at least 9×9 pixels, got {height}×{width_px}")
     return FastCNN(channels, num_classes, width=width)
 
 

@@ -39,9 +39,7 @@ def class_map_for(dataset: str, class_map: Mapping[int, int] | None) -> dict[int
     if class_map is not None:
         return dict(class_map)
     if dataset not in DEFAULT_CLASS_MAPS:
-        raise ValueError(
-            f"asymmetric noise on {dataset!r} needs noise.class_map (no default map for it)"
-        )
+        raise ValueError(f"asymmetric noise on {dataset!r} needs noise.class_map (no default map for it)")
     return dict(DEFAULT_CLASS_MAPS[dataset])
 
 
@@ -64,15 +62,11 @@ def corrupt_labels(
     """
     labels = np.asarray(labels, dtype=np.int64)
     if noise_type not in NOISE_TYPES:
-        raise ValueError(
-            f"unknown noise type {noise_type!r}; allowed: {', '.join(NOISE_TYPES)}"
-        )
+        raise ValueError(f"unknown noise type {noise_type!r}; allowed: {', '.join(NOISE_TYPES)}")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"noise rate must lie in [0, 1), got {rate}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]"
-        )
+        raise ValueError(f"labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
     noisy = labels.copy()
     if noise_type == "none":
         return noisy, np.zeros(labels.shape, dtype=bool)
@@ -81,19 +75,14 @@ def corrupt_labels(
             raise ValueError("asymmetric noise needs a non-empty class_map")
         for src, dst in class_map.items():
             if not (0 <= src < num_classes and 0 <= dst < num_classes) or src == dst:
-                raise ValueError(
-                    f"invalid class_map entry {src}→{dst} for {num_classes} classes"
-                )
+                raise ValueError(f"invalid class_map entry {src}→{dst} for {num_classes} classes")
         eligible = np.flatnonzero(np.isin(labels, list(class_map)))
     else:
         eligible = np.arange(labels.size)
     quotas = class_quotas(labels[eligible], rate, num_classes)
     chosen = np.sort(
         np.concatenate(
-            [
-                rng.choice(eligible[labels[eligible] == c], size=k, replace=False)
-                for c, k in enumerate(quotas)
-            ]
+            [rng.choice(eligible[labels[eligible] == c], size=k, replace=False) for c, k in enumerate(quotas)]
         )
     )
     n_flip = chosen.size
@@ -131,9 +120,7 @@ def class_quotas(labels: np.ndarray, rate: float, num_classes: int) -> np.ndarra
     return quotas
 
 
-def transition_matrix(
-    clean: np.ndarray, noisy: np.ndarray, num_classes: int
-) -> np.ndarray:
+def transition_matrix(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
     """Empirical T[i, j] = P(noisy = j | clean = i), rows of absent classes left at zero."""
     counts = np.zeros((num_classes, num_classes), dtype=np.float64)
     np.add.at(counts, (np.asarray(clean), np.asarray(noisy)), 1.0)
@@ -164,10 +151,7 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         (_reconstruct, "numpy._core.multiarray._reconstruct"),
         np.ndarray,
         np.dtype,
-        *(
-            type(np.dtype(t))
-            for t in ("int64", "int32", "uint8", "float32", "float64", "bool")
-        ),
+        *(type(np.dtype(t)) for t in ("int64", "int32", "uint8", "float32", "float64", "bool")),
     ]
     try:
         with torch.serialization.safe_globals(allowed):
@@ -175,21 +159,14 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (pickle.UnpicklingError, RuntimeError) as err:
         lines = str(err).splitlines()
         # torch's message is long; keep the line that names the refused global, if there is one
-        reason = next(
-            (ln.strip() for ln in lines if "GLOBAL" in ln), lines[0] if lines else ""
-        )
+        reason = next((ln.strip() for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")
         raise ValueError(
             f"label file {path} cannot be loaded without executing pickled code ({reason}); "
             f"export its arrays to .npz (numpy.savez) and point label_file at that"
         ) from None
     if not isinstance(content, Mapping):
-        raise TypeError(
-            f"label file {path} holds a {type(content).__name__}, expected a dict of label arrays"
-        )
-    return {
-        str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-        for k, v in content.items()
-    }
+        raise TypeError(f"label file {path} holds a {type(content).__name__}, expected a dict of label arrays")
+    return {str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in content.items()}
 
 
 def human_labels(
@@ -204,13 +181,9 @@ def human_labels(
     clean_labels = np.asarray(clean_labels, dtype=np.int64)
     for needed in (key, "clean_label"):
         if needed not in arrays:
-            raise ValueError(
-                f"label file {path} has no {needed!r}; it has {', '.join(sorted(arrays))}"
-            )
+            raise ValueError(f"label file {path} has no {needed!r}; it has {', '.join(sorted(arrays))}")
     reference = np.asarray(arrays["clean_label"]).reshape(-1)
-    if reference.shape != clean_labels.shape or not np.array_equal(
-        reference, clean_labels
-    ):
+    if reference.shape != clean_labels.shape or not np.array_equal(reference, clean_labels):
         detail = (
             f"{reference.size} labels for {clean_labels.size} training images"
             if reference.size != clean_labels.size
@@ -223,16 +196,8 @@ def human_labels(
         )
     noisy = np.asarray(arrays[key]).reshape(-1)
     if noisy.shape != clean_labels.shape:
-        raise ValueError(
-            f"label file {path}: {key} has {noisy.size} labels, expected {clean_labels.size}"
-        )
-    if (
-        not np.issubdtype(noisy.dtype, np.integer)
-        or noisy.min() < 0
-        or noisy.max() >= num_classes
-    ):
-        raise ValueError(
-            f"label file {path}: {key} must hold integer labels in [0, {num_classes})"
-        )
+        raise ValueError(f"label file {path}: {key} has {noisy.size} labels, expected {clean_labels.size}")
+    if not np.issubdtype(noisy.dtype, np.integer) or noisy.min() < 0 or noisy.max() >= num_classes:
+        raise ValueError(f"label file {path}: {key} must hold integer labels in [0, {num_classes})")
     noisy = noisy.astype(np.int64)
     return noisy, noisy != clean_labels

@@ -42,9 +42,7 @@ def _reached(state: Path) -> int:
     return len(names)
 
 
-def run(
-    name: str, n_slots: int, lock_dir: Path, state: Path, record: Path, gate: int
-) -> None:
+def run(name: str, n_slots: int, lock_dir: Path, state: Path, record: Path, gate: int) -> None:
     """Claim, hold until the gate opens plus a short random time, record, release."""
     state.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("selfdistill.gpu_slots")

@@ -39,15 +39,9 @@ rule benchmark:
         "../../envs/selfdistill.yaml"
     threads: 2
     resources:
-        gpu=lambda wc: (
-            1
-            if BENCHMARK_DEVICE.startswith("cuda") and wc.benchmark != "frequency"
-            else 0
-        ),
+        gpu=lambda wc: (1 if BENCHMARK_DEVICE.startswith("cuda") and wc.benchmark != "frequency" else 0),
         # cifar_epoch holds CIFAR-10 on the host like a training job
-        mem_mb=lambda wc: (
-            train_mem_mb("cifar10") if wc.benchmark in CIFAR_BENCHMARK_NAMES else 8000
-        ),
+        mem_mb=lambda wc: (train_mem_mb("cifar10") if wc.benchmark in CIFAR_BENCHMARK_NAMES else 8000),
     params:
         device=BENCHMARK_DEVICE,
         data_root=config.get("dataset_options", {}).get("data_root", DEFAULT_DATA_ROOT),

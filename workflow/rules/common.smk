@@ -27,9 +27,7 @@ CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 try:
     validate(config, "../schemas/config.schema.yaml")
 except WorkflowError:
-    raise WorkflowError(
-        explain_config_error(config, CONFIG_SCHEMA) or "invalid config"
-    ) from None
+    raise WorkflowError(explain_config_error(config, CONFIG_SCHEMA) or "invalid config") from None
 try:
     NOISES = noise_settings(config)
 except ValueError as err:
@@ -54,9 +52,7 @@ if DATA_PROBLEMS and workflow.is_main_process:
 
 
 onstart:
-    if DATA_PROBLEMS and any(
-        job.rule.name == "corrupt" for job in workflow.dag.needrun_jobs()
-    ):
+    if DATA_PROBLEMS and any(job.rule.name == "corrupt" for job in workflow.dag.needrun_jobs()):
         raise WorkflowError(DATA_PROBLEMS[0])
 
 
@@ -98,9 +94,7 @@ wildcard_constraints:
 def runs(wildcards):
     """Every (seed, mode) run of one dataset/noise setting, in config order."""
     return [
-        dict(dataset=wildcards.dataset, noise=wildcards.noise, seed=seed, mode=mode)
-        for seed in SEEDS
-        for mode in MODES
+        dict(dataset=wildcards.dataset, noise=wildcards.noise, seed=seed, mode=mode) for seed in SEEDS for mode in MODES
     ]
 
 

@@ -22,9 +22,7 @@ rule train:
         mem_mb=train_mem_mb(DATASET),
     params:
         model=config["model"],
-        train={
-            k: v for k, v in config["train"].items() if k not in ("device", "threads")
-        },
+        train={k: v for k, v in config["train"].items() if k not in ("device", "threads")},
         distill=lambda wc: distill_params(config["distill"], wc.mode),
         freq_subset=config["frequency"]["train_subset"],
         freq_test_subset=config["frequency"]["test_subset"],
