@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfdistill import datasets, losses, models, noise
+from selfdistill import datasets, models, noise
 from selfdistill.config import (
     DATASET_OPTIONS,
     dataset_option_problem,
@@ -20,6 +20,7 @@ from selfdistill.config import (
     human_label_problem,
     noise_settings,
 )
+from selfdistill.modes import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -203,7 +204,7 @@ def test_missing_noise_type(config):
             lambda c: c.update(modes=["ce", "distill"]),
             "modes[1]",
             "distill",
-            list(losses.MODES),
+            list(REGISTRY),
         ),
         (
             lambda c: c["noise"][0].update(type="gauss"),
@@ -238,7 +239,7 @@ def test_enum_errors(config, mutate, where, bad, allowed):
 def test_schema_enums_match_the_library(schema):
     """The schema's enums must list exactly what the library implements."""
     props = schema["properties"]
-    assert props["modes"]["items"]["enum"] == list(losses.MODES)
+    assert props["modes"]["items"]["enum"] == list(REGISTRY)
     assert props["noise"]["items"]["properties"]["type"]["enum"] == list(noise.NOISE_TYPES)
     assert props["dataset"]["enum"] == list(datasets.DATASETS)
     assert props["model"]["properties"]["arch"]["enum"] == list(models.ARCHITECTURES)

@@ -384,13 +384,3 @@ def test_update_soft_labels(alpha):
             expected = (1 - alpha) * s[i][k] + alpha * p[i][k]
             assert math.isclose(float(got[i, k]), expected, rel_tol=1e-6, abs_tol=1e-7)
         assert math.isclose(float(got[i].sum()), 1.0, rel_tol=1e-6)
-
-
-def test_modes():
-    assert L.MODES == (
-        "ce",
-        "self_distill",
-        "self_distill_seq",
-        "bootstrap_soft",
-        "bootstrap_hard",
-    )

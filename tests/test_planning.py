@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from selfdistill import config as cfg
-from selfdistill.hardware import planned_device
-from selfdistill.training import DistillSettings, TrainSettings
+from selfdistill.device import PLANNED_DEVICE_ENV, planned_device
+from selfdistill.modes import REGISTRY
+from selfdistill.training import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "selfdistill"
@@ -64,43 +65,84 @@ def test_every_script_is_mapped_to_a_rule():
     assert {p.name for p in (REPO / "workflow" / "scripts").glob("*.py")} == set(SCRIPT_RULE)
 
 
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
 def test_distill_params_keep_only_the_modes_keys():
+    keys = cfg.distill_keys(SCHEMA)
     distill = {
         "bootstrap_soft_beta": 0.9,
         "bootstrap_hard_beta": 0.7,
         "seq_alpha": 0.4,
         "seq_warmup": 2,
         "seq_ramp": 3,
+        "interp_agree_scale": 0.5,
     }
-    assert cfg.distill_params(distill, "ce") == {}
-    assert cfg.distill_params(distill, "self_distill") == {}
-    assert cfg.distill_params(distill, "self_distill_seq") == {
-        "seq_alpha": 0.4,
-        "seq_warmup": 2,
-        "seq_ramp": 3,
-    }
-    assert cfg.distill_params(distill, "bootstrap_soft") == {"bootstrap_soft_beta": 0.9}
-    assert cfg.distill_params(distill, "bootstrap_hard") == {"bootstrap_hard_beta": 0.7}
-    # every key the training code understands belongs to some mode
-    assert {k for keys in cfg.DISTILL_KEYS.values() for k in keys} == {
-        f.name for f in dataclasses.fields(DistillSettings)
-    }
+    assert cfg.distill_params(distill, "ce", keys) == {}
+    assert cfg.distill_params(distill, "self_distill", keys) == {}
+    assert cfg.distill_params(distill, "self_distill_seq", keys) == {"seq_alpha": 0.4, "seq_warmup": 2, "seq_ramp": 3}
+    assert cfg.distill_params(distill, "bootstrap_soft", keys) == {"bootstrap_soft_beta": 0.9}
+    assert cfg.distill_params(distill, "bootstrap_hard", keys) == {"bootstrap_hard_beta": 0.7}
+    assert cfg.distill_params(distill, "interp_agree", keys) == {"interp_agree_scale": 0.5}
 
 
-@pytest.mark.parametrize(("section", "settings"), [("train", TrainSettings), ("distill", DistillSettings)])
-def test_library_defaults_equal_schema_defaults(section, settings):
+def test_schema_distill_keys_are_the_mode_classes_parameters():
+    """The schema's x-mode annotations and each mode class's keyword parameters (and defaults) agree."""
+    keys = cfg.distill_keys(SCHEMA)
+    schema = yaml.safe_load(SCHEMA.read_text())
+    props = schema["properties"]["distill"]["properties"]
+    assert set(keys) == set(REGISTRY)
+    for name, cls in REGISTRY.items():
+        params = cls.parameters()
+        assert set(keys[name]) == set(params), name
+        for key, default in params.items():
+            assert props[key]["default"] == default, key
+
+
+def test_library_defaults_equal_schema_defaults():
     """A notebook user calling the library directly gets the same defaults as a pipeline user."""
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    props = schema["properties"][section]["properties"]
-    for field in dataclasses.fields(settings):
+    schema = yaml.safe_load(SCHEMA.read_text())
+    props = schema["properties"]["train"]["properties"]
+    for field in dataclasses.fields(TrainSettings):
         assert props[field.name]["default"] == field.default, field.name
+    # the schema's other train keys are the job-only ones that training never receives
+    assert set(props) - {f.name for f in dataclasses.fields(TrainSettings)} == set(cfg.JOB_ONLY_TRAIN_KEYS)
 
 
 def test_planned_device(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv(PLANNED_DEVICE_ENV, raising=False)
     assert planned_device("auto") == "cpu"
     assert planned_device("cpu") == "cpu"
     assert planned_device("cuda:1") == "cuda:1"
+
+
+def test_planned_device_is_inherited_by_job_processes(monkeypatch):
+    """A cluster job re-parsing the workflow keeps the planner's decision instead of probing its own node."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv(PLANNED_DEVICE_ENV, "cuda")
+    assert planned_device("auto", inherit=True) == "cuda"
+    assert planned_device("auto") == "cpu"  # the planner probes and records its own answer
+    assert planned_device("auto", inherit=True) == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [
+        # digits: ~1 s per epoch, the whole run in one job, one retry for a transient failure
+        ({"epochs": 60}, (7, 1)),
+        # 1800 epochs of Shake-Shake on a GPU (30 s/epoch estimate): 1355 min; in 4-hour jobs that is 6 jobs
+        ({"epochs": 1800, "runtime": 240}, (240, 6)),
+        ({"epochs": 100, "epoch_seconds": 60, "runtime": 30}, (30, 6)),
+    ],
+)
+def test_train_time_sizes_runtime_and_retries(train, expected):
+    dataset, arch = ("cifar10", "shake_shake_26_2x32d") if train["epochs"] == 1800 else ("digits", "mlp")
+    config = {"dataset": dataset, "model": {"arch": arch}, "train": train}
+    planned = cfg.train_time(config, "cuda")
+    assert (planned.runtime_min, planned.retries) == expected
+    # the retries are enough jobs to cover the whole estimate, plus one
+    assert planned.runtime_min * planned.retries >= planned.estimate_min
 
 
 def test_figures_have_plotters():

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from selfdistill.data import build_corrupted_dataset
+from selfdistill.device import check_device as resolve_device
 from selfdistill.io import setup_logging
 from selfdistill.models import build_model, count_parameters
 from selfdistill.training import (
     HISTORY_COLUMNS,
     DeviceImages,
     crop_flip,
-    resolve_device,
     train_run,
 )
 

@@ -45,7 +45,6 @@ import argparse
 import logging
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -58,11 +57,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import device as devices
 from .config import DEFAULT_DATA_ROOT, dataset_problem
 from .data import SPLIT_FIELDS, build_corrupted_dataset
 from .datasets import DatasetNotFoundError
+from .device import RunDevice, cpu_name
 from .frequency import frequency_table, median_sq_dist, pairwise_sq_dists
-from .gpu_slots import claim_cuda_device
 from .io import atomic_output, setup_logging
 from .losses import ce_loss
 from .models import ARCHITECTURES, build_model, count_parameters
@@ -70,7 +70,6 @@ from .training import (
     DeviceImages,
     channel_stats,
     make_batch,
-    resolve_device,
     train_run,
 )
 
@@ -114,30 +113,16 @@ IMAGE_SHAPE = (32, 32, 3)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def cpu_name() -> str:
-    """CPU model from /proc/cpuinfo (or the platform) and the number of cores this process may use."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def device_name(dev: torch.device) -> str:
+    """The GPU's name for a CUDA device, else the CPU's model and the cores this process may use."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model} ({cores} cores)"
+    return f"{cpu_name()} ({cores} cores)"
 
 
-def device_name(device: torch.device) -> str:
-    """The GPU's name for a CUDA device, else :func:`cpu_name`."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return cpu_name()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _sync(dev: torch.device) -> None:
+    RunDevice(dev).synchronize()
 
 
 def _cifar_dir(data_root) -> Path:
@@ -825,9 +810,8 @@ QUICK = {
 
 
 def _device(device: str, threads: int) -> torch.device:
-    """Resolve ``auto`` and set the CPU thread count."""
-    torch.set_num_threads(max(1, int(threads)))
-    return resolve_device(device)
+    """Check the device on this machine and configure it (CPU threads, cuDNN autotuning)."""
+    return devices.configure(devices.check_device(device), threads).torch_device
 
 
 def run_benchmark(
@@ -854,8 +838,8 @@ def run_benchmark(
     kwargs = {**(QUICK[name] if quick else {}), **options}
     if name == "frequency":
         return frequency_benchmark(out, threads=threads, data_root=data_root, **kwargs)
-    dev, slot = claim_cuda_device(str(resolve_device(device)), holder=f"benchmark {name}")
-    try:
+    with devices.acquire(device, threads, holder=f"benchmark {name}") as run_device:
+        dev = str(run_device.torch_device)
         if name == "input_pipeline":
             return input_pipeline_benchmark(out, device=dev, data_root=data_root, **kwargs)
         if name == "cifar_epoch":
@@ -865,9 +849,6 @@ def run_benchmark(
                 log.error("%s", err)  # missing files or failed md5s: one line in the log
                 raise
         return train_step_benchmark(out, device=dev, threads=threads, **kwargs)
-    finally:
-        if slot is not None:
-            slot.release()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .epochs import output_bytes_per_epoch, recorded_epochs
+
 DATASETS = ("digits", "cifar10", "cifar100")
 #: The ``dataset_options`` keys each dataset's loader takes (the config schema lists them all).
 DATASET_OPTIONS = {
@@ -61,46 +63,44 @@ SHORT_NAMES = {
 #: Every figure the pipeline builds per dataset/noise setting (file stem = name).
 FIGURES = ("accuracy", "loss", "memorization", "frequency_ratio", "frequency_error")
 
-#: The ``distill`` keys each mode reads; a job gets only its own, so changing e.g. ``seq_alpha`` reruns only
-#: the ``self_distill_seq`` runs.
-DISTILL_KEYS = {
-    "ce": (),
-    "self_distill": (),
-    "self_distill_seq": ("seq_alpha", "seq_warmup", "seq_ramp"),
-    "bootstrap_soft": ("bootstrap_soft_beta",),
-    "bootstrap_hard": ("bootstrap_hard_beta",),
-}
-
 #: The library modules each rule runs (its script's import closure within selfdistill). They are inputs of the
 #: rule, so editing the library reruns exactly the steps whose code changed.
 RULE_MODULES = {
-    "corrupt": ("__init__", "config", "data", "datasets", "io", "noise"),
+    "corrupt": ("__init__", "config", "data", "datasets", "epochs", "io", "noise"),
     "train": (
         "__init__",
+        "checkpoint",
         "config",
         "data",
         "datasets",
+        "device",
+        "epochs",
         "gpu_slots",
         "io",
         "losses",
         "models",
+        "modes",
         "noise",
         "training",
     ),
     "frequency": ("__init__", "frequency", "io"),
     "aggregate": ("__init__", "aggregate", "io"),
-    "figures": ("__init__", "aggregate", "config", "figures", "io"),
+    "figures": ("__init__", "aggregate", "config", "epochs", "figures", "io"),
     "benchmarks": (
         "__init__",
         "benchmarks",
+        "checkpoint",
         "config",
         "data",
         "datasets",
+        "device",
+        "epochs",
         "frequency",
         "gpu_slots",
         "io",
         "losses",
         "models",
+        "modes",
         "noise",
         "training",
     ),
@@ -183,21 +183,81 @@ def train_mem_mb(dataset: str) -> int:
     return 4000 if dataset == "digits" else 12000
 
 
+#: Rough seconds per epoch (training + evaluation) by dataset family, network and device, for planning job runtimes
+#: only; digits runs take well under a second. ``train.epoch_seconds`` overrides them.
+EPOCH_SECONDS = {
+    ("cifar", "shake_shake_26_2x32d", "cuda"): 30,
+    ("cifar", "preact_resnet18", "cuda"): 20,
+    ("cifar", "fast_cnn", "cuda"): 5,
+    ("cifar", "small_cnn", "cuda"): 5,
+    ("cifar", "mlp", "cuda"): 3,
+    ("cifar", "shake_shake_26_2x32d", "cpu"): 1200,
+    ("cifar", "preact_resnet18", "cpu"): 2400,
+    ("cifar", "fast_cnn", "cpu"): 600,
+    ("cifar", "small_cnn", "cpu"): 120,
+    ("cifar", "mlp", "cpu"): 30,
+}
+#: Settings of the ``train`` section that are not training hyper-parameters (they decide where and how long a job
+#: runs, not what it computes), so the train job does not receive them and changing them reruns nothing.
+JOB_ONLY_TRAIN_KEYS = ("device", "threads", "runtime", "epoch_seconds")
+
+
+@dataclass(frozen=True)
+class TrainTime:
+    """The train rule's per-job ``runtime`` (minutes) and ``retries``, planned from the study."""
+
+    estimate_min: float
+    runtime_min: int
+    retries: int
+
+
+def train_time(config: Mapping, device: str) -> TrainTime:
+    """Estimated minutes of one run (epochs × seconds per epoch, +50% and 5 minutes of margin); the runtime of one
+    job (``train.runtime``, else the whole estimate); and the retries a run needs to finish when each job may run
+    only ``runtime`` minutes and resumes from its checkpoint (plus one for a transient failure)."""
+    train = config["train"]
+    family = "digits" if config["dataset"] == "digits" else "cifar"
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    seconds = train.get("epoch_seconds") or EPOCH_SECONDS.get((family, config["model"]["arch"], device_type), 1.0)
+    estimate = train["epochs"] * seconds * 1.5 / 60 + 5
+    runtime = train.get("runtime") or math.ceil(estimate)
+    return TrainTime(estimate, runtime, math.ceil(estimate / runtime))
+
+
+def train_params(config: Mapping) -> dict:
+    """The ``train`` settings a training job receives (all but :data:`JOB_ONLY_TRAIN_KEYS`)."""
+    return {k: v for k, v in config["train"].items() if k not in JOB_ONLY_TRAIN_KEYS}
+
+
 def frequency_mem_mb(config: Mapping) -> int:
     """Memory (MB) a frequency job asks for, from the sizes it will hold: per split an n × n float64 distance
     matrix, one n × n kernel operator and its temporaries (3 n² × 8 bytes), and four n × m float64 blocks of the
-    stacked outputs (m = epochs × classes × sources + label columns); n is the larger split analysed."""
+    stacked outputs (m = stored epochs × classes × sources + label columns); n is the larger split analysed."""
     freq, dataset = config["frequency"], config["dataset"]
     n_images, n_classes = DATASET_SHAPES[dataset]
     n = max(freq["train_subset"], freq.get("test_subset") or n_images)
     n = min(n, n_images)
-    m = config["train"]["epochs"] * n_classes * len(freq["sources"]) + 2 * n_classes
+    n_test = min(freq.get("test_subset") or n_images, n_images)
+    per_epoch = output_bytes_per_epoch(min(freq["train_subset"], n_images), n_test, n_classes)
+    stored = len(recorded_epochs(config["train"]["epochs"], freq.get("record_epochs", "auto"), per_epoch))
+    m = stored * n_classes * len(freq["sources"]) + 2 * n_classes
     return 1000 + math.ceil((3 * n * n + 4 * n * m) * 8 / 1e6)
 
 
-def distill_params(distill: Mapping, mode: str) -> dict:
-    """The part of the config's ``distill`` section that ``mode`` uses."""
-    return {key: distill[key] for key in DISTILL_KEYS[mode] if key in distill}
+def distill_keys(schema_path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
+    """The ``distill`` keys each mode reads, from the schema's ``x-mode`` annotations (modes without any map to ())."""
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    keys: dict[str, tuple[str, ...]] = {mode: () for mode in schema["properties"]["modes"]["items"]["enum"]}
+    for key, prop in schema["properties"]["distill"]["properties"].items():
+        keys[prop["x-mode"]] += (key,)
+    return keys
+
+
+def distill_params(distill: Mapping, mode: str, keys: Mapping[str, tuple[str, ...]]) -> dict:
+    """The part of the config's ``distill`` section that ``mode`` uses (``keys``: :func:`distill_keys`), so a job
+    gets only its own parameters and changing e.g. ``seq_alpha`` reruns only the ``self_distill_seq`` runs."""
+    return {key: distill[key] for key in keys[mode] if key in distill}
 
 
 def library_files(rule: str) -> list[str]:

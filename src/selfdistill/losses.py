@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MODES = ("ce", "self_distill", "self_distill_seq", "bootstrap_soft", "bootstrap_hard")
-
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of −Σ_k t_k log softmax(z)_k for soft targets ``t`` (rows summing to 1)."""

@@ -1,4 +1,13 @@
-"""Pipeline step ``train``: one run = one corrupted dataset × mode × seed.
+"""Pipeline step ``train``: one run = one corrupted dataset × mode × seed, resumable at any instant.
+
+The loop, as a table of contents (:func:`train_run`):
+
+1. ``TrainingRun(...)``: data on the device, network, optimiser, schedule, random generators, the mode object.
+2. :func:`resume`: restore the last checkpoint of this very run, if there is one (see :mod:`selfdistill.checkpoint`).
+3. Per epoch: :func:`train_one_epoch` → :func:`evaluate` → ``mode.end_epoch`` → :func:`history_row` →
+   :func:`store_outputs` → :func:`track_best` → :func:`checkpoint`.
+4. :func:`write_results`: ``history.csv``, ``outputs.h5``, ``model.pt`` and ``model_early_stopped.pt``, each
+   atomically; then the checkpoint folder is deleted.
 
 The training images stay on the device as one uint8 tensor; each batch is (optionally) cropped and flipped for
 the whole batch at once and normalised on the device, so there is no per-image Python in the loop. The seed
@@ -7,21 +16,23 @@ are compared on identical starts and batch sequences. Every epoch the network is
 (un-augmented) training split, the noisy validation split and the clean test split, which gives the history
 row and the outputs that the frequency analysis reads later without retraining.
 
-Outputs: ``history.csv`` (one row per epoch, see ``HISTORY_COLUMNS``), ``outputs.h5`` (softmax outputs and
-logits per epoch on a fixed training subset and a fixed test subset, all of the test set by default) and
-``model.pt`` (final weights + metadata).
+SIGTERM and SIGUSR1 (a SLURM time limit's warning, a preemption) make the run finish its current step, write a
+checkpoint and stop with :class:`Preempted`; rerunning the job resumes exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-import socket
+import signal
+import threading
 import time
-from collections.abc import Mapping
-from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -29,20 +40,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import CheckpointFolder, fault_point, fingerprint
 from .data import read_corrupted
-from .gpu_slots import claim_cuda_device
+from .device import RunDevice, acquire, channels_last
+from .epochs import output_bytes_per_epoch, recorded_epochs
 from .io import atomic_output, setup_logging
-from .losses import (
-    MODES,
-    bootstrap_hard_loss,
-    bootstrap_soft_loss,
-    ce_loss,
-    self_distill_loss,
-    seq_alpha,
-    soft_cross_entropy,
-    update_soft_labels,
-)
 from .models import build_model, count_parameters
+from .modes import Mode, build_mode
 
 log = logging.getLogger(__name__)
 _STATS_BLOCK = 1 << 20  # pixels per block of channel_stats
@@ -62,6 +66,8 @@ HISTORY_COLUMNS = (
     "distill_weight",
     "epoch_seconds",
 )
+#: the signals that ask a run to checkpoint and stop (SLURM sends one before a time limit or a preemption)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 @dataclass(frozen=True)
@@ -80,29 +86,11 @@ class TrainSettings:
     crop_padding: int = 4
     eval_batch_size: int = 1024
     compile: bool = False  # torch.compile the network (worth it on CUDA for long runs)
+    checkpoint_every: int = 1  # epochs between checkpoints; 0 = never
 
 
-@dataclass(frozen=True)
-class DistillSettings:
-    """The config's ``distill`` section: bootstrap βs and the sequential self-distillation α schedule."""
-
-    bootstrap_soft_beta: float = 0.95
-    bootstrap_hard_beta: float = 0.8
-    seq_alpha: float = 0.3
-    seq_warmup: int = 5
-    seq_ramp: int = 0
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error, not a silent fallback."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {device!r} requested but no CUDA device is visible on node {socket.gethostname()} "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
-        )
-    return torch.device(device)
+class Preempted(RuntimeError):
+    """The run was asked to stop (SIGTERM/SIGUSR1) and has checkpointed; rerunning the job resumes it."""
 
 
 class DeviceImages:
@@ -116,9 +104,7 @@ class DeviceImages:
         mean: torch.Tensor,
         std: torch.Tensor,
     ):
-        self.data = torch.from_numpy(
-            np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-        ).to(device)
+        self.data = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
         self.scale = 1.0 / pixel_max
         self.mean = mean.to(device).view(1, -1, 1, 1)
         self.std = std.to(device).view(1, -1, 1, 1)
@@ -132,9 +118,7 @@ class DeviceImages:
         return out.mul_(self.scale).sub_(self.mean).div_(self.std)
 
 
-def channel_stats(
-    images: np.ndarray, pixel_max: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(images: np.ndarray, pixel_max: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of the training images on the [0, 1] scale (std floored to avoid /0).
 
     Two passes in float64 over blocks of ``_STATS_BLOCK`` pixels, so CIFAR's 46 million pixels never become one
@@ -144,20 +128,11 @@ def channel_stats(
     n = pixels.shape[0]
     blocks = [pixels[i : i + _STATS_BLOCK] for i in range(0, n, _STATS_BLOCK)]
     mean = sum(b.astype(np.float64).sum(axis=0) / pixel_max for b in blocks) / n
-    var = (
-        sum(
-            ((b.astype(np.float64) / pixel_max - mean) ** 2).sum(axis=0) for b in blocks
-        )
-        / n
-    )
-    return torch.tensor(mean, dtype=torch.float32), torch.tensor(
-        np.maximum(np.sqrt(var), 1e-3), dtype=torch.float32
-    )
+    var = sum(((b.astype(np.float64) / pixel_max - mean) ** 2).sum(axis=0) for b in blocks) / n
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(np.maximum(np.sqrt(var), 1e-3), dtype=torch.float32)
 
 
-def crop_flip(
-    batch: torch.Tensor, padding: int, generator: torch.Generator
-) -> torch.Tensor:
+def crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Random crop (zero padding ``padding``) and horizontal flip for a whole NCHW batch at once, on its device.
 
     Draws ``dy``, ``dx`` (crop offsets in the padded image) and ``flip`` per sample from ``generator``. A
@@ -203,9 +178,7 @@ def predict_logits(
     # start from an empty (0, C) block so that an empty split (val_fraction 0) gives (0, C) logits
     out = [torch.empty((0, num_classes), device=images.data.device)]
     for start in range(0, len(images), batch_size):
-        rows = torch.arange(
-            start, min(start + batch_size, len(images)), device=images.data.device
-        )
+        rows = torch.arange(start, min(start + batch_size, len(images)), device=images.data.device)
         with autocast():
             out.append(model(make_batch(images, rows)).float())
     return torch.cat(out)
@@ -225,10 +198,7 @@ def make_batch(
     xb = images.data.index_select(0, idx)
     if padding is not None:
         xb = crop_flip(xb, padding, generator)
-    xb = images.normalise(xb)
-    if xb.device.type == "cuda":
-        xb = xb.contiguous(memory_format=torch.channels_last)
-    return xb
+    return channels_last(images.normalise(xb))
 
 
 def _acc(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -239,11 +209,169 @@ def select_subset(n: int, size: int | None, seed: int) -> np.ndarray:
     """Fixed, sorted subset of rows for the frequency analysis (all rows if ``size`` is None or ≥ n)."""
     if size is None or size >= n:
         return np.arange(n)
-    return np.sort(
-        np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).choice(
-            n, size, replace=False
+    return np.sort(np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).choice(n, size, replace=False))
+
+
+def epoch_batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """An epoch's mini-batches of row indices in ``perm`` order; a last batch of one sample is dropped (BatchNorm
+    cannot train on a single sample)."""
+    chunks = list(perm.split(batch_size))
+    if len(chunks) > 1 and chunks[-1].numel() < 2:
+        chunks = chunks[:-1]
+    return chunks
+
+
+def cosine_factor(t: int, horizon: int) -> float:
+    """The cosine schedule's multiplier of the base lr after ``t`` scheduler steps of ``horizon``."""
+    return 0.5 * (1 + math.cos(math.pi * min(t, horizon) / horizon))
+
+
+def constant_factor(t: int) -> float:
+    return 1.0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The run's state
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What defines one run: everything here enters its checkpoint's fingerprint."""
+
+    mode: str
+    seed: int
+    model: Mapping
+    train: TrainSettings
+    distill: Mapping
+    freq_subset: int | None
+    freq_test_subset: int | None
+    record_epochs: Any
+
+    def identity(self, dev: RunDevice) -> dict:
+        """The fingerprinted parameters: all of the spec but the checkpoint interval, plus the device type."""
+        train = {k: v for k, v in asdict(self.train).items() if k != "checkpoint_every"}
+        return {**asdict(self), "train": train, "device": dev.type}
+
+
+@dataclass
+class Progress:
+    """Where a run stands: the epoch in progress, how many of its batches are done, and what the run has produced."""
+
+    epoch: int = 1
+    step: int = 0
+    #: the epoch's batch order and running loss sum, kept while the epoch is under way (for a mid-epoch checkpoint)
+    perm: torch.Tensor | None = None
+    loss_sum: torch.Tensor | None = None
+    #: lr of the last optimiser step (the history reports the lr of each epoch's last step)
+    lr: float = math.nan
+    rows: list[dict] = field(default_factory=list)
+    #: the best noisy-validation epoch so far: {"epoch", "val_acc", "state_dict"} (the early-stopped network)
+    best: dict | None = None
+
+
+class TrainingRun:
+    """One run in memory: data on the device, network, optimiser, schedule, generators, mode and progress."""
+
+    def __init__(self, data_path: str | os.PathLike, spec: RunSpec, dev: RunDevice, run_name: str):
+        self.spec, self.cfg, self.dev, self.run_name = spec, spec.train, dev, run_name
+        self._load_data(data_path)
+        self._build_network()
+        self._build_optimiser()
+        self.order_gen = torch.Generator().manual_seed(spec.seed)
+        self.aug_gen = torch.Generator(device=dev.torch_device).manual_seed(spec.seed + 1)
+        self.mode: Mode = build_mode(spec.mode, self.y_train, self.num_classes, dict(spec.distill))
+        per_epoch = output_bytes_per_epoch(self.subset.size, self.test_subset.size, self.num_classes)
+        self.stored_epochs = recorded_epochs(self.cfg.epochs, spec.record_epochs, per_epoch)
+        self.progress = Progress()
+
+    def _load_data(self, data_path) -> None:
+        """Images on the device (uint8), labels, the noisy mask and the fixed subsets whose outputs are stored."""
+        dev = self.dev.torch_device
+        self.splits, attrs = read_corrupted(data_path)
+        self.num_classes, pixel_max = int(attrs["num_classes"]), float(attrs["pixel_max"])
+        mean, std = channel_stats(self.splits["train"].images, pixel_max)
+        self.images = {name: DeviceImages(s.images, dev, pixel_max, mean, std) for name, s in self.splits.items()}
+        self.labels = {
+            name: (torch.from_numpy(s.labels_noisy).to(dev), torch.from_numpy(s.labels_clean).to(dev))
+            for name, s in self.splits.items()
+        }
+        self.noisy_mask = torch.from_numpy(self.splits["train"].is_noisy).to(dev)
+        self.y_train = self.labels["train"][0]
+        self.n_train = len(self.images["train"])
+        # training rows drawn with the run's seed (the training split depends on it); test rows with seed 0, so
+        # every run stores the same test images
+        self.subset = select_subset(self.n_train, self.spec.freq_subset, self.spec.seed)
+        self.test_subset = select_subset(len(self.images["test"]), self.spec.freq_test_subset, 0)
+        self.subset_t = torch.from_numpy(self.subset).to(dev)
+        self.test_subset_t = torch.from_numpy(self.test_subset).to(dev)
+
+    def _build_network(self) -> None:
+        """The seeded network; ``forward`` is what the loop calls (compiled on CUDA if asked), ``net`` what is saved."""
+        torch.manual_seed(self.spec.seed)
+        model = self.spec.model
+        shape = tuple(self.images["train"].data.shape[1:])
+        net = build_model(model["arch"], shape, self.num_classes, model.get("width"), model.get("depth", 2))
+        self.net = channels_last(net.to(self.dev.torch_device))
+        if self.cfg.compile and not self.dev.is_cuda:
+            log.info("train.compile applies to CUDA runs only; running %s eagerly", self.dev.torch_device)
+        self.forward = torch.compile(self.net) if self.cfg.compile and self.dev.is_cuda else self.net
+
+    def _build_optimiser(self) -> None:
+        """SGD and its lr schedule (cosine over all steps or epochs, or constant)."""
+        cfg = self.cfg
+        self.optimiser = torch.optim.SGD(
+            self.net.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov,
         )
-    )
+        horizon = cfg.epochs * (math.ceil(self.n_train / cfg.batch_size) if cfg.schedule_unit == "step" else 1)
+        factor = (lambda t: cosine_factor(t, horizon)) if cfg.schedule == "cosine" else constant_factor
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, factor)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run, as tensors and plain values (loadable with weights_only)."""
+        p = self.progress
+        cuda_rng = torch.cuda.get_rng_state(self.dev.torch_device) if self.dev.is_cuda else None
+        return {
+            "network": self.net.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "torch_cpu": torch.get_rng_state(),
+                "torch_cuda": cuda_rng,
+                "order": self.order_gen.get_state(),
+                "augment": self.aug_gen.get_state(),
+            },
+            "mode": self.mode.state_dict(),
+            "progress": {k: getattr(p, k) for k in ("epoch", "step", "perm", "loss_sum", "lr", "rows", "best")},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (tensors move to this run's device)."""
+        dev = self.dev.torch_device
+        self.net.load_state_dict(state["network"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch_cpu"])
+        if self.dev.is_cuda:
+            torch.cuda.set_rng_state(rng["torch_cuda"], dev)
+        self.order_gen.set_state(rng["order"])
+        self.aug_gen.set_state(rng["augment"])
+        self.mode.load_state_dict(state["mode"])
+        saved = dict(state["progress"])
+        for key in ("perm", "loss_sum"):
+            if saved[key] is not None:
+                saved[key] = saved[key].to(dev)
+        self.progress = Progress(**saved)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The loop
+# ------------------------------------------------------------------------------------------------------------------
 
 
 def train_run(
@@ -257,321 +385,337 @@ def train_run(
     model: Mapping,
     train: Mapping,
     distill: Mapping | None = None,
-    freq_subset: int = 1000,
+    freq_subset: int | None = 1000,
     freq_test_subset: int | None = None,
+    record_epochs: Any = "all",
+    out_early_stopped: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
     device: str = "auto",
     threads: int = 1,
     run_name: str | None = None,
     log_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Pipeline step: train one run and write its history, per-epoch outputs and final weights.
+    """Pipeline step: train one run, resuming from its checkpoint, and write its history, outputs and weights.
 
-    ``freq_subset`` training rows (drawn with ``seed``, since the training split depends on it) and
-    ``freq_test_subset`` test rows (None: all; drawn with seed 0, so every run stores the same test images) get
-    their outputs stored every epoch; the history's metrics always use the full splits.
+    ``freq_subset`` training rows and ``freq_test_subset`` test rows (None: all) get their outputs stored on the
+    epochs ``record_epochs`` selects (:mod:`selfdistill.epochs`); the history's metrics always use the full splits.
+    ``checkpoint_dir`` (default: ``checkpoint/`` beside ``out_history``) holds the run's progress until it is
+    complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives.
     """
     if log_path is not None:
         setup_logging(log_path)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
-    cfg = TrainSettings(**train)
-    dis = DistillSettings(**(distill or {}))
-    run_name = run_name or f"{data_path}:{mode}:seed{seed}"
-    # a bare "cuda" claims a free GPU slot (several GPUs, several jobs: see gpu_slots); held until we return
-    device_name, gpu_slot = claim_cuda_device(
-        str(resolve_device(device)), holder=run_name
-    )
-    try:
-        return _train(
-            data_path,
-            out_history,
-            out_outputs,
-            out_model,
-            mode=mode,
-            seed=seed,
-            model=model,
-            cfg=cfg,
-            dis=dis,
-            freq_subset=freq_subset,
-            freq_test_subset=freq_test_subset,
-            dev=torch.device(device_name),
-            threads=threads,
-            run_name=run_name,
-        )
-    finally:
-        if gpu_slot is not None:
-            gpu_slot.release()
-
-
-def _train(
-    data_path,
-    out_history,
-    out_outputs,
-    out_model,
-    *,
-    mode: str,
-    seed: int,
-    model: Mapping,
-    cfg: TrainSettings,
-    dis: DistillSettings,
-    freq_subset: int,
-    freq_test_subset: int | None,
-    dev: torch.device,
-    threads: int,
-    run_name: str,
-) -> pd.DataFrame:
-    """The body of :func:`train_run` on a resolved (and, for CUDA, claimed) device."""
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if dev.type == "cpu":
-        torch.set_num_threads(max(1, int(threads)))
-    else:
-        torch.backends.cudnn.benchmark = True
-    # bf16 autocast where the GPU computes in bf16 natively (Ampere and later); float32 elsewhere (V100/T4 would
-    # emulate bf16 slowly, and fp16 would need loss scaling)
-    bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported(
-        including_emulation=False
-    )
-    if dev.type == "cuda" and not bf16:
-        log.info("this GPU has no native bf16: training in float32")
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
-    )
-
-    splits, attrs = read_corrupted(data_path)
-    num_classes, pixel_max = int(attrs["num_classes"]), float(attrs["pixel_max"])
-    mean, std = channel_stats(splits["train"].images, pixel_max)
-    images = {
-        name: DeviceImages(s.images, dev, pixel_max, mean, std)
-        for name, s in splits.items()
-    }
-    labels = {
-        name: (
-            torch.from_numpy(s.labels_noisy).to(dev),
-            torch.from_numpy(s.labels_clean).to(dev),
-        )
-        for name, s in splits.items()
-    }
-    noisy_mask = torch.from_numpy(splits["train"].is_noisy).to(dev)
-    y_train, _ = labels["train"]
-    n_train = len(images["train"])
-    subset = select_subset(n_train, freq_subset, seed)
-    subset_t = torch.from_numpy(subset).to(dev)
-    test_subset = select_subset(len(images["test"]), freq_test_subset, 0)
-    test_subset_t = torch.from_numpy(test_subset).to(dev)
-
-    torch.manual_seed(seed)
-    net = build_model(
-        model["arch"],
-        tuple(images["train"].data.shape[1:]),
-        num_classes,
-        model.get("width"),
-        model.get("depth", 2),
-    ).to(dev)
-    if dev.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    # `forward` is what the loop calls; `net` keeps the plain module for saving its state_dict
-    if cfg.compile and dev.type != "cuda":
-        log.info("train.compile applies to CUDA runs only; running %s eagerly", dev)
-    forward = torch.compile(net) if cfg.compile and dev.type == "cuda" else net
-    log.info(
-        "run %s: %s on %s, %d parameters, %d train / %d val / %d test, mode %s",
-        run_name,
-        model["arch"],
-        dev,
-        count_parameters(net),
-        n_train,
-        len(images["val"]),
-        len(images["test"]),
+    spec = RunSpec(
         mode,
+        seed,
+        dict(model),
+        TrainSettings(**train),
+        dict(distill or {}),
+        freq_subset,
+        freq_test_subset,
+        record_epochs,
     )
-    optimiser = torch.optim.SGD(
-        net.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        nesterov=cfg.nesterov,
-    )
-    batches_per_epoch = math.ceil(n_train / cfg.batch_size)
-    horizon = cfg.epochs * (batches_per_epoch if cfg.schedule_unit == "step" else 1)
-    if cfg.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimiser,
-            lambda t: 0.5 * (1 + math.cos(math.pi * min(t, horizon) / horizon)),
-        )
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: 1.0)
-    order_gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator(device=dev).manual_seed(seed + 1)
-    soft = (
-        F.one_hot(y_train, num_classes).float() if mode == "self_distill_seq" else None
-    )
-
-    def objective(logits, yb, idx):
-        if mode == "ce":
-            return ce_loss(logits, yb)
-        if mode == "self_distill":
-            return self_distill_loss(logits, yb)
-        if mode == "self_distill_seq":
-            return soft_cross_entropy(logits, soft[idx]), None
-        if mode == "bootstrap_soft":
-            return bootstrap_soft_loss(logits, yb, dis.bootstrap_soft_beta)
-        return bootstrap_hard_loss(logits, yb, dis.bootstrap_hard_beta)
-
-    rows = []
-    with ExitStack() as stack:
-        tmp_outputs = stack.enter_context(atomic_output(out_outputs))
-        h5 = stack.enter_context(h5py.File(tmp_outputs, "w"))
-        sinks = _create_output_datasets(
-            h5, splits, subset, test_subset, num_classes, cfg.epochs
-        )
-        for epoch in range(1, cfg.epochs + 1):
-            start = time.perf_counter()
-            forward.train()
-            perm = torch.randperm(n_train, generator=order_gen).to(dev)
-            chunks = list(perm.split(cfg.batch_size))
-            if (
-                len(chunks) > 1 and chunks[-1].numel() < 2
-            ):  # BatchNorm cannot train on a single sample
-                chunks = chunks[:-1]
-            loss_sum = torch.zeros((), device=dev)
-            weight_sum, weight_count = torch.zeros((), device=dev), 0
-            for idx in chunks:
-                padding = cfg.crop_padding if cfg.augment == "crop_flip" else None
-                xb = make_batch(images["train"], idx, padding, aug_gen)
-                with autocast():
-                    logits = forward(xb)
-                loss, weight = objective(logits, y_train[idx], idx)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                # the history reports the lr of the epoch's last step
-                lr = optimiser.param_groups[0]["lr"]
-                optimiser.step()
-                if cfg.schedule_unit == "step":
-                    scheduler.step()
-                loss_sum += loss.detach() * idx.numel()
-                if isinstance(weight, torch.Tensor):
-                    weight_sum += weight
-                    weight_count += 1
-            if cfg.schedule_unit == "epoch":
-                scheduler.step()
-            train_loss = float(loss_sum) / sum(c.numel() for c in chunks)
-            if not math.isfinite(train_loss):
-                message = f"non-finite training loss in run {run_name} at epoch {epoch}"
-                log.error(message)
-                raise FloatingPointError(message)
-
-            logits = {
-                name: predict_logits(
-                    forward, images[name], cfg.eval_batch_size, autocast, num_classes
-                )
-                for name in ("train", "val", "test")
-            }
-            pred = {name: z.argmax(dim=1) for name, z in logits.items()}
-            alpha = None
-            if mode == "self_distill_seq":
-                alpha = seq_alpha(epoch, dis.seq_alpha, dis.seq_warmup, dis.seq_ramp)
-                soft = update_soft_labels(
-                    soft, F.softmax(logits["train"], dim=1), alpha
-                )
-            distill_weight = {
-                "ce": None,
-                "self_distill": float(weight_sum) / max(weight_count, 1),
-                "self_distill_seq": alpha,
-                "bootstrap_soft": 1 - dis.bootstrap_soft_beta,
-                "bootstrap_hard": 1 - dis.bootstrap_hard_beta,
-            }[mode]
-            row = {
-                "epoch": epoch,
-                "lr": lr,
-                "train_loss": train_loss,
-                "train_acc_noisy": _acc(pred["train"], labels["train"][0]),
-                "train_acc_clean": _acc(pred["train"], labels["train"][1]),
-                "memorized": _acc(
-                    pred["train"][noisy_mask], labels["train"][0][noisy_mask]
-                ),
-                "corrected": _acc(
-                    pred["train"][noisy_mask], labels["train"][1][noisy_mask]
-                ),
-                "val_loss": float(F.cross_entropy(logits["val"], labels["val"][0]))
-                if len(images["val"])
-                else math.nan,
-                "val_acc": _acc(pred["val"], labels["val"][0]),
-                "test_loss": float(F.cross_entropy(logits["test"], labels["test"][1])),
-                "test_acc": _acc(pred["test"], labels["test"][1]),
-                "distill_weight": distill_weight,
-            }
-            for name, z in (
-                ("train_subset", logits["train"][subset_t]),
-                ("test", logits["test"][test_subset_t]),
-            ):
-                sinks[name]["logits"][epoch - 1] = z.cpu().numpy()
-                sinks[name]["probs"][epoch - 1] = F.softmax(z, dim=1).cpu().numpy()
-            row["epoch_seconds"] = time.perf_counter() - start
-            rows.append(row)
-            log.info(
-                "epoch %d/%d lr %.4g loss %.4f train(noisy) %.3f memorised %.3f corrected %.3f val %.3f test %.3f (%.2fs)",
-                epoch,
-                cfg.epochs,
-                lr,
-                train_loss,
-                row["train_acc_noisy"],
-                row["memorized"],
-                row["corrected"],
-                row["val_acc"],
-                row["test_acc"],
-                row["epoch_seconds"],
-            )
-        h5.attrs.update(
-            {"run": run_name, "mode": mode, "seed": seed, "epochs": cfg.epochs}
-        )
-
-    history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
-    with atomic_output(out_history) as tmp:
-        history.to_csv(tmp, index=False)
-    with atomic_output(out_model) as tmp:
-        torch.save(
-            {
-                "state_dict": net.state_dict(),
-                "model": dict(model),
-                "mode": mode,
-                "seed": seed,
-                "num_classes": num_classes,
-                "epochs": cfg.epochs,
-                "run": run_name,
-            },
-            tmp,
-        )
+    run_name = run_name or f"{data_path}:{mode}:seed{seed}"
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out_history).parent / "checkpoint"
+    with acquire(device, threads, holder=run_name) as dev, stop_on_signals() as stop:
+        run = TrainingRun(data_path, spec, dev, run_name)
+        folder = CheckpointFolder(checkpoint_dir, fingerprint(data_path, spec.identity(dev)))
+        log_start(run)
+        resume(run, folder)
+        while run.progress.epoch <= spec.train.epochs:
+            run_epoch(run, folder, stop)
+        history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped)
+    folder.clear()
     return history
 
 
-def _create_output_datasets(
-    h5: h5py.File,
-    splits,
-    subset: np.ndarray,
-    test_subset: np.ndarray,
-    num_classes: int,
-    epochs: int,
-) -> dict:
-    """Lay out outputs.h5: /epochs, /train_subset/{indices,labels_*,probs,logits},
-    /test/{indices,labels_clean,probs,logits} (``indices`` are rows of data.h5's split).
+def log_start(run: TrainingRun) -> None:
+    log.info(
+        "run %s: %s on %s, %d parameters, %d train / %d val / %d test, mode %s, outputs stored on %d of %d epochs",
+        run.run_name,
+        run.spec.model["arch"],
+        run.dev.torch_device,
+        count_parameters(run.net),
+        run.n_train,
+        len(run.images["val"]),
+        len(run.images["test"]),
+        run.spec.mode,
+        len(run.stored_epochs),
+        run.cfg.epochs,
+    )
 
-    Arrays are (epochs, n, C) float32, chunked one epoch at a time so each epoch is written as it finishes.
-    """
-    h5.create_dataset("epochs", data=np.arange(1, epochs + 1, dtype=np.int64))
+
+def resume(run: TrainingRun, folder: CheckpointFolder) -> None:
+    """Restore the run from its checkpoint when there is a valid one for this very run (else start at epoch 1)."""
+    state = folder.load()
+    if state is None:
+        return
+    epoch = int(state["progress"]["epoch"])
+    missing = folder.missing_epochs(e for e in run.stored_epochs if e < epoch)
+    if missing:
+        log.warning(
+            "ignoring checkpoint in %s: stored outputs of epoch %d are missing; starting from epoch 1",
+            folder.folder,
+            missing[0],
+        )
+        folder.clear()
+        return
+    run.load_state_dict(state)
+    p = run.progress
+    where = f"epoch {p.epoch} of {run.cfg.epochs}" + (f", step {p.step}" if p.step else "")
+    log.info("resumed from checkpoint at %s (%d epochs done)", where, len(p.rows))
+
+
+def run_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest) -> None:
+    """One epoch: train, evaluate, the mode's end-of-epoch update, history row, stored outputs, best, checkpoint."""
+    p, epoch = run.progress, run.progress.epoch
+    start = time.perf_counter()
+    train_loss = train_one_epoch(run, folder, stop)
+    logits = evaluate(run)
+    run.mode.end_epoch(epoch, F.softmax(logits["train"], dim=1))
+    row = history_row(run, epoch, logits, train_loss)
+    store_outputs(run, folder, epoch, logits)
+    row["epoch_seconds"] = time.perf_counter() - start
+    p.rows.append(row)
+    track_best(run, row)
+    p.epoch, p.step, p.perm, p.loss_sum = epoch + 1, 0, None, None
+    log_epoch(row, run.cfg.epochs)
+    every = run.cfg.checkpoint_every
+    if every and (epoch % every == 0 or stop.requested) and epoch < run.cfg.epochs:
+        checkpoint(run, folder)
+    if stop.requested and epoch < run.cfg.epochs:
+        preempt(run, stop, checkpointed=bool(every))
+
+
+def train_one_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest) -> float:
+    """Train the rest of the current epoch (all of it, unless resumed mid-epoch); its mean training loss."""
+    p, cfg = run.progress, run.cfg
+    if p.step == 0:
+        run.mode.start_epoch()
+        p.perm = torch.randperm(run.n_train, generator=run.order_gen).to(run.dev.torch_device)
+        p.loss_sum = torch.zeros((), device=run.dev.torch_device)
+    chunks = epoch_batches(p.perm, cfg.batch_size)
+    run.forward.train()
+    for idx in chunks[p.step :]:
+        loss, p.lr = train_step(run, idx)
+        p.loss_sum += loss * idx.numel()
+        p.step += 1
+        if p.step == len(chunks) // 2:
+            fault_point("mid_epoch", p.epoch)
+        if stop.requested and p.step < len(chunks):
+            if cfg.checkpoint_every:
+                checkpoint(run, folder)
+            preempt(run, stop, checkpointed=bool(cfg.checkpoint_every))
+    if cfg.schedule_unit == "epoch":
+        run.scheduler.step()
+    train_loss = float(p.loss_sum) / sum(c.numel() for c in chunks)
+    if not math.isfinite(train_loss):
+        message = f"non-finite training loss in run {run.run_name} at epoch {p.epoch}"
+        log.error(message)
+        raise FloatingPointError(message)
+    return train_loss
+
+
+def train_step(run: TrainingRun, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """One optimiser step on the training rows ``idx``; the batch's (detached) loss and the lr it used."""
+    cfg = run.cfg
+    padding = cfg.crop_padding if cfg.augment == "crop_flip" else None
+    xb = make_batch(run.images["train"], idx, padding, run.aug_gen)
+    with run.dev.autocast():
+        logits = run.forward(xb)
+    loss = run.mode.loss(logits, run.y_train[idx], idx)
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    lr = run.optimiser.param_groups[0]["lr"]
+    run.optimiser.step()
+    if cfg.schedule_unit == "step":
+        run.scheduler.step()
+    return loss.detach(), lr
+
+
+def evaluate(run: TrainingRun) -> dict[str, torch.Tensor]:
+    """Eval-mode float32 logits of the full (un-augmented) training, validation and test splits."""
+    return {
+        name: predict_logits(run.forward, run.images[name], run.cfg.eval_batch_size, run.dev.autocast, run.num_classes)
+        for name in ("train", "val", "test")
+    }
+
+
+def history_row(run: TrainingRun, epoch: int, logits: Mapping[str, torch.Tensor], train_loss: float) -> dict:
+    """The epoch's history row (all but its timing): accuracies, memorisation, losses and the distillation weight."""
+    pred = {name: z.argmax(dim=1) for name, z in logits.items()}
+    (y_noisy, y_clean), noisy = run.labels["train"], run.noisy_mask
+    has_val = len(run.images["val"]) > 0
+    return {
+        "epoch": epoch,
+        "lr": run.progress.lr,
+        "train_loss": train_loss,
+        "train_acc_noisy": _acc(pred["train"], y_noisy),
+        "train_acc_clean": _acc(pred["train"], y_clean),
+        "memorized": _acc(pred["train"][noisy], y_noisy[noisy]),
+        "corrected": _acc(pred["train"][noisy], y_clean[noisy]),
+        "val_loss": float(F.cross_entropy(logits["val"], run.labels["val"][0])) if has_val else math.nan,
+        "val_acc": _acc(pred["val"], run.labels["val"][0]),
+        "test_loss": float(F.cross_entropy(logits["test"], run.labels["test"][1])),
+        "test_acc": _acc(pred["test"], run.labels["test"][1]),
+        "distill_weight": run.mode.distill_weight(),
+    }
+
+
+def store_outputs(run: TrainingRun, folder: CheckpointFolder, epoch: int, logits: Mapping[str, torch.Tensor]) -> None:
+    """Keep the fixed subsets' logits and softmax outputs of a recorded epoch (one file per epoch until the end)."""
+    if epoch not in run.stored_epochs:
+        return
+    arrays = {}
+    for name, z in (("train_subset", logits["train"][run.subset_t]), ("test", logits["test"][run.test_subset_t])):
+        arrays[f"{name}/logits"] = z.cpu().numpy()
+        arrays[f"{name}/probs"] = F.softmax(z, dim=1).cpu().numpy()
+    folder.save_epoch(epoch, arrays)
+
+
+def track_best(run: TrainingRun, row: Mapping) -> None:
+    """Keep a CPU copy of the weights of the best noisy-validation epoch (the first one on ties)."""
+    best = run.progress.best
+    if math.isnan(row["val_acc"]) or (best is not None and row["val_acc"] <= best["val_acc"]):
+        return
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in run.net.state_dict().items()}
+    run.progress.best = {"epoch": row["epoch"], "val_acc": row["val_acc"], "state_dict": weights}
+
+
+def checkpoint(run: TrainingRun, folder: CheckpointFolder) -> None:
+    """Write the run's state atomically into its checkpoint folder."""
+    folder.save(run.state_dict(), epoch=run.progress.epoch)
+
+
+def preempt(run: TrainingRun, stop: StopRequest, *, checkpointed: bool) -> None:
+    """Stop after a SIGTERM/SIGUSR1: log where the run stands and raise :class:`Preempted`."""
+    p, n = run.progress, run.cfg.epochs
+    at = f"epoch {p.epoch} of {n} (step {p.step})" if p.step else f"epoch {p.epoch - 1} of {n}"
+    if checkpointed:
+        message = f"{stop.name}: checkpointed at {at}; rerun to resume"
+    else:
+        message = f"{stop.name}: stopped at {at} without a checkpoint (train.checkpoint_every is 0)"
+    log.warning(message)
+    raise Preempted(message)
+
+
+def log_epoch(row: Mapping, epochs: int) -> None:
+    log.info(
+        "epoch %d/%d lr %.4g loss %.4f train(noisy) %.3f memorised %.3f corrected %.3f val %.3f test %.3f (%.2fs)",
+        row["epoch"],
+        epochs,
+        row["lr"],
+        row["train_loss"],
+        row["train_acc_noisy"],
+        row["memorized"],
+        row["corrected"],
+        row["val_acc"],
+        row["test_acc"],
+        row["epoch_seconds"],
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Signals and results
+# ------------------------------------------------------------------------------------------------------------------
+
+
+class StopRequest:
+    """Set by SIGTERM/SIGUSR1 while a run trains; the loop checks it after every optimiser step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "stop"
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Turn SIGTERM and SIGUSR1 into a :class:`StopRequest` for the block (handlers can only be set in the main
+    thread; elsewhere the request is never set), restoring the previous handlers after it."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum, frame):
+        stop.signum = signum
+
+    previous = {sig: signal.signal(sig, request) for sig in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def write_results(
+    run: TrainingRun, folder: CheckpointFolder, out_history, out_outputs, out_model, out_early
+) -> pd.DataFrame:
+    """Write history.csv, outputs.h5 (from the stored epochs), model.pt and the early-stopped weights, atomically."""
+    history = pd.DataFrame(run.progress.rows, columns=list(HISTORY_COLUMNS))
+    with atomic_output(out_history) as tmp:
+        history.to_csv(tmp, index=False)
+    with atomic_output(out_outputs) as tmp, h5py.File(tmp, "w") as h5:
+        _write_outputs(h5, run, folder)
+    last = run.progress.rows[-1]
+    _save_model(out_model, run, run.net.state_dict(), last, "final weights after the last epoch")
+    if out_early is not None:
+        best = run.progress.best
+        if best is None:
+            _save_model(out_early, run, None, None, "no validation split (val_fraction 0): no early-stopped network")
+        else:
+            row = run.progress.rows[best["epoch"] - 1]
+            _save_model(out_early, run, best["state_dict"], row, "weights of the best noisy-validation epoch")
+    return history
+
+
+def _save_model(path, run: TrainingRun, weights, row: Mapping | None, what: str) -> None:
+    """A weights file that says what it is: the run, its hyper-parameters, the epoch and that epoch's metrics."""
+    spec = run.spec
+    payload = {
+        "state_dict": weights,
+        "what": what,
+        "epoch": None if row is None else int(row["epoch"]),
+        "metrics": None if row is None else {k: v for k, v in row.items() if k != "epoch"},
+        "run": run.run_name,
+        "mode": spec.mode,
+        "seed": spec.seed,
+        "model": dict(spec.model),
+        "train": asdict(spec.train),
+        "distill": dict(spec.distill),
+        "num_classes": run.num_classes,
+        "epochs": run.cfg.epochs,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _write_outputs(h5: h5py.File, run: TrainingRun, folder: CheckpointFolder) -> None:
+    """Lay out outputs.h5: /epochs (the stored epochs), /train_subset/{indices,labels_*,probs,logits},
+    /test/{indices,labels_clean,probs,logits} (``indices`` are rows of data.h5's split); arrays are
+    (stored epochs, n, C) float32, chunked one epoch at a time."""
+    epochs = run.stored_epochs
+    h5.create_dataset("epochs", data=np.asarray(epochs, dtype=np.int64))
     sinks = {}
-    for name, split in (("train_subset", splits["train"]), ("test", splits["test"])):
+    for name, split, rows in (
+        ("train_subset", run.splits["train"], run.subset),
+        ("test", run.splits["test"], run.test_subset),
+    ):
         group = h5.create_group(name)
-        rows = subset if name == "train_subset" else test_subset
         group.create_dataset("indices", data=rows.astype(np.int64))
         if name == "train_subset":
             group.create_dataset("labels_noisy", data=split.labels_noisy[rows])
         group.create_dataset("labels_clean", data=split.labels_clean[rows])
-        shape = (epochs, rows.size, num_classes)
-        sinks[name] = {
-            key: group.create_dataset(
-                key, shape=shape, dtype=np.float32, chunks=(1, *shape[1:])
-            )
-            for key in ("probs", "logits")
-        }
-    return sinks
+        shape = (len(epochs), rows.size, run.num_classes)
+        for key in ("probs", "logits"):
+            sinks[f"{name}/{key}"] = group.create_dataset(key, shape=shape, dtype=np.float32, chunks=(1, *shape[1:]))
+    for i, epoch in enumerate(epochs):
+        for key, values in folder.load_epoch(epoch).items():
+            sinks[key][i] = values
+    h5.attrs.update({"run": run.run_name, "mode": run.spec.mode, "seed": run.spec.seed, "epochs": run.cfg.epochs})

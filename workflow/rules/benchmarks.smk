@@ -14,7 +14,7 @@ BENCHMARK_NAMES = ["input_pipeline", "train_step", "frequency"]
 # built only when named (needs the real CIFAR-10 files)
 CIFAR_BENCHMARK_NAMES = ["cifar_epoch"]
 # whatever device is present: CUDA when this machine has one (the job then holds a `gpu` slot), else CPU
-BENCHMARK_DEVICE = resolved_device("auto")
+BENCHMARK_DEVICE = planned_device("auto", inherit=not workflow.is_main_process)
 
 
 rule benchmarks:

@@ -12,6 +12,7 @@ from selfdistill.config import (
     NoiseSpec,
     dataset_option_problem,
     dataset_problem,
+    distill_keys,
     distill_params,
     explain_config_error,
     frequency_mem_mb,
@@ -19,8 +20,10 @@ from selfdistill.config import (
     library_files,
     noise_settings,
     train_mem_mb,
+    train_params,
+    train_time,
 )
-from selfdistill.hardware import planned_device
+from selfdistill.device import planned_device
 
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
@@ -58,29 +61,14 @@ onstart:
 
 SEEDS = config["seeds"]
 MODES = config["modes"]
-PLANNED_DEVICES_ENV = "SELFDISTILL_PLANNED_DEVICES"
-
-
-def resolved_device(setting):
-    """`auto` resolved once, by the Snakemake process that plans the run, as `cuda` or `cpu`.
-
-    Cluster jobs parse this workflow again on their compute node; they inherit the planner's decision through the
-    environment (the executor passes it on) instead of probing the node they landed on, so a job's `gpu` resource
-    and the device it is told to use always agree with the plan.
-    """
-    if setting != "auto":
-        return setting
-    inherited = os.environ.get(PLANNED_DEVICES_ENV)
-    if inherited and not workflow.is_main_process:
-        return inherited
-    device = planned_device(setting)
-    os.environ.update({PLANNED_DEVICES_ENV: device})
-    return device
+DISTILL_KEYS = distill_keys(CONFIG_SCHEMA)
 
 
 # the job gets the concrete device and holds a `gpu` slot exactly when it uses one
-TRAIN_DEVICE = resolved_device(config["train"]["device"])
+# (`auto` is resolved once by the planning process; cluster jobs re-parsing this file inherit its answer)
+TRAIN_DEVICE = planned_device(config["train"]["device"], inherit=not workflow.is_main_process)
 TRAIN_GPU = 1 if TRAIN_DEVICE.startswith("cuda") else 0
+TRAIN_TIME = train_time(config, TRAIN_DEVICE)
 RUN = "results/{dataset}/{noise}/seed{seed}/{mode}"
 
 

@@ -1,31 +1,39 @@
 rule train:
-    """Train one run (dataset x noise x seed x mode); history, per-epoch outputs and final weights."""
+    """Train one run (dataset x noise x seed x mode): history, stored outputs, final and early-stopped weights.
+
+    Progress lives in {mode}/checkpoint/ (not an output: Snakemake deletes outputs before rerunning a job), so a
+    killed, preempted or timed-out job resumes where it stopped when it is rerun.
+    """
     input:
         data="results/{dataset}/{noise}/seed{seed}/data.h5",
         code=library_files("train"),
     output:
-        history="results/{dataset}/{noise}/seed{seed}/{mode}/history.csv",
-        outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",
-        model="results/{dataset}/{noise}/seed{seed}/{mode}/model.pt",
+        history=f"{RUN}/history.csv",
+        outputs=f"{RUN}/outputs.h5",
+        model=f"{RUN}/model.pt",
+        early_stopped=f"{RUN}/model_early_stopped.pt",
     log:
         "results/{dataset}/{noise}/logs/seed{seed}/train_{mode}.log",
     benchmark:
         "results/{dataset}/{noise}/benchmarks/seed{seed}/train_{mode}.tsv"
-    # one more attempt for a failed run (a preempted or crashed node, a transient CUDA error); a deterministic
-    # error such as a NaN loss fails again, quickly
-    retries: 1
+    # a preempted, timed-out or crashed attempt resumes from its checkpoint: enough attempts to finish a run that
+    # is longer than one job's runtime, plus one for a transient failure
+    retries: TRAIN_TIME.retries
     conda:
         "../../envs/selfdistill.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=TRAIN_GPU,
         mem_mb=train_mem_mb(DATASET),
+        runtime=TRAIN_TIME.runtime_min,
     params:
         model=config["model"],
-        train={k: v for k, v in config["train"].items() if k not in ("device", "threads")},
-        distill=lambda wc: distill_params(config["distill"], wc.mode),
+        train=train_params(config),
+        distill=lambda wc: distill_params(config["distill"], wc.mode, DISTILL_KEYS),
         freq_subset=config["frequency"]["train_subset"],
         freq_test_subset=config["frequency"]["test_subset"],
+        record_epochs=config["frequency"]["record_epochs"],
+        checkpoint=f"{RUN}/checkpoint",
         device=TRAIN_DEVICE,
     script:
         "../scripts/train.py"

@@ -1,0 +1,308 @@
+"""Training modes: one class per mode, and the registry that maps the config's mode names to them.
+
+A mode is everything that differs between the ways of training on noisy labels: the loss of a mini-batch, what
+happens at the end of an epoch, the share of the target taken from the network itself (the history's
+``distill_weight``), and the state that must survive a restart. The training loop knows nothing else about modes.
+
+To add a mode: write a subclass of :class:`Mode` here with ``name = "my_mode"`` (its keyword arguments are its
+parameters, with the defaults the schema states), add the name to ``modes`` in
+``workflow/schemas/config.schema.yaml`` and its parameters to the schema's ``distill`` section (each with
+``x-mode: my_mode``, so that only its own runs rerun when they change), and test its loss against a float64
+reference in ``tests/test_modes.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .losses import (
+    bootstrap_hard_loss,
+    bootstrap_soft_loss,
+    ce_loss,
+    self_distill_loss,
+    seq_alpha,
+    soft_cross_entropy,
+    update_soft_labels,
+)
+
+#: name → class, filled by :class:`Mode` subclasses as they are defined
+REGISTRY: dict[str, type[Mode]] = {}
+
+
+class Mode:
+    """Base class: plain behaviour for every hook, so a mode overrides only what it changes.
+
+    ``labels`` are the noisy training labels of the whole training split (row ``i`` = the sample the loop calls
+    ``idx = i``); ``num_classes`` the number of classes.
+    """
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # helper bases without a name of their own (``_BatchMeanWeight``) are not modes
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    def __init__(self, labels: torch.Tensor, num_classes: int):
+        self.labels = labels
+        self.num_classes = num_classes
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """The mode's parameters (the config's ``distill`` keys it reads) and their defaults."""
+        signature = inspect.signature(cls.__init__)
+        return {
+            p.name: p.default
+            for p in signature.parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+        }
+
+    def start_epoch(self) -> None:
+        """Called before an epoch's first batch (reset per-epoch accumulators)."""
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The mini-batch loss from the network's ``logits``, the batch's noisy ``labels`` and its row ``idx``."""
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int, train_probs: torch.Tensor) -> None:
+        """Called after epoch ``epoch`` (1-based) with eval-mode softmax outputs of the un-augmented training split."""
+
+    def distill_weight(self) -> float | None:
+        """The epoch's share of the target taken from the network itself (λ, α or 1−β); ``None`` for plain CE."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the rest of the run (tensors and plain numbers only: loaded with weights_only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+
+
+def build_mode(name: str, labels: torch.Tensor, num_classes: int, params: dict | None = None) -> Mode:
+    """The mode ``name`` for a run, with its parameters from the config's ``distill`` section (others ignored)."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown mode {name!r}; allowed: {', '.join(REGISTRY)}")
+    cls = REGISTRY[name]
+    own = {key: value for key, value in (params or {}).items() if key in cls.parameters()}
+    return cls(labels, num_classes, **own)
+
+
+class _BatchMeanWeight(Mode):
+    """A mode whose weight is a per-batch tensor (λ): the history reports its mean over the epoch's batches."""
+
+    def __init__(self, labels, num_classes):
+        super().__init__(labels, num_classes)
+        self.start_epoch()
+
+    def start_epoch(self) -> None:
+        self._weight_sum = torch.zeros((), device=self.labels.device)
+        self._weight_count = 0
+
+    def _record(self, weight: torch.Tensor) -> None:
+        self._weight_sum += weight
+        self._weight_count += 1
+
+    def distill_weight(self) -> float:
+        return float(self._weight_sum) / max(self._weight_count, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weight_sum": self._weight_sum, "weight_count": self._weight_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._weight_sum = state["weight_sum"].to(self.labels.device)
+        self._weight_count = int(state["weight_count"])
+
+
+class CrossEntropy(Mode):
+    """``ce``: cross-entropy with the noisy one-hot labels."""
+
+    name = "ce"
+
+    def loss(self, logits, labels, idx):
+        return ce_loss(logits, labels)[0]
+
+
+class SelfDistill(_BatchMeanWeight):
+    """``self_distill``, the original repository's loss: λ = the batch's agreement between argmax and label;
+    t = (1−λ)·onehot(y) + λ·onehot(argmax z), detached; loss KL(t ‖ p)."""
+
+    name = "self_distill"
+
+    def loss(self, logits, labels, idx):
+        loss, lam = self_distill_loss(logits, labels)
+        self._record(lam)
+        return loss
+
+
+class SequentialSelfDistill(Mode):
+    """``self_distill_seq`` (after Dong et al. 2019): each sample keeps a soft label ŷ, initialised to its noisy
+    one-hot label and moved after every epoch towards the eval-mode prediction, ŷ ← (1−α_e)·ŷ + α_e·p; training
+    minimises the cross-entropy with ŷ. α_e: 0 for ``seq_warmup`` epochs, then a ramp over ``seq_ramp`` epochs to
+    ``seq_alpha``."""
+
+    name = "self_distill_seq"
+
+    def __init__(self, labels, num_classes, *, seq_alpha: float = 0.3, seq_warmup: int = 5, seq_ramp: int = 0):
+        super().__init__(labels, num_classes)
+        self.alpha, self.warmup, self.ramp = seq_alpha, seq_warmup, seq_ramp
+        self.soft = F.one_hot(labels, num_classes).float()
+        self._alpha_e = None
+
+    def loss(self, logits, labels, idx):
+        return soft_cross_entropy(logits, self.soft[idx])
+
+    def end_epoch(self, epoch, train_probs):
+        self._alpha_e = seq_alpha(epoch, self.alpha, self.warmup, self.ramp)
+        self.soft = update_soft_labels(self.soft, train_probs, self._alpha_e)
+
+    def distill_weight(self):
+        return self._alpha_e
+
+    def state_dict(self):
+        return {"soft": self.soft, "alpha": self._alpha_e}
+
+    def load_state_dict(self, state):
+        self.soft = state["soft"].to(self.labels.device)
+        self._alpha_e = state["alpha"]
+
+
+class BootstrapSoft(Mode):
+    """``bootstrap_soft`` (Reed et al. 2014): t = β·onehot(y) + (1−β)·p, p detached; cross-entropy with t."""
+
+    name = "bootstrap_soft"
+
+    def __init__(self, labels, num_classes, *, bootstrap_soft_beta: float = 0.95):
+        super().__init__(labels, num_classes)
+        self.beta = bootstrap_soft_beta
+
+    def loss(self, logits, labels, idx):
+        return bootstrap_soft_loss(logits, labels, self.beta)[0]
+
+    def distill_weight(self):
+        return 1 - self.beta
+
+
+class BootstrapHard(Mode):
+    """``bootstrap_hard`` (Reed et al. 2014): t = β·onehot(y) + (1−β)·onehot(argmax z); cross-entropy with t."""
+
+    name = "bootstrap_hard"
+
+    def __init__(self, labels, num_classes, *, bootstrap_hard_beta: float = 0.8):
+        super().__init__(labels, num_classes)
+        self.beta = bootstrap_hard_beta
+
+    def loss(self, logits, labels, idx):
+        return bootstrap_hard_loss(logits, labels, self.beta)[0]
+
+    def distill_weight(self):
+        return 1 - self.beta
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The four other interpolation losses of the original repository's loss file, which it never trained with. Like
+# ``self_distill`` they minimise KL(t ‖ p) = Σ t log t − Σ t log p with a detached target
+# t = (1−λ)·onehot(y) + λ·q; they differ in the teacher q and in how λ is chosen.
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def interpolation_kl(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, lam) -> torch.Tensor:
+    """Mean over the batch of KL(t ‖ softmax(z)) for t = (1−λ)·onehot(y) + λ·teacher (teacher rows sum to 1)."""
+    logits = logits.float()
+    with torch.no_grad():
+        targets = (1 - lam) * F.one_hot(labels, logits.shape[1]).float() + lam * teacher.float()
+    log_p = F.log_softmax(logits, dim=1)
+    return (torch.xlogy(targets, targets) - targets * log_p).sum(dim=1).mean()
+
+
+class InterpolateSoft(Mode):
+    """``interp_soft``: fixed λ (0.2) towards the network's own softmax prediction, q = p (detached)."""
+
+    name = "interp_soft"
+
+    def __init__(self, labels, num_classes, *, interp_soft_lambda: float = 0.2):
+        super().__init__(labels, num_classes)
+        self.lam = interp_soft_lambda
+
+    def loss(self, logits, labels, idx):
+        return interpolation_kl(logits, labels, F.softmax(logits.detach().float(), dim=1), self.lam)
+
+    def distill_weight(self):
+        return self.lam
+
+
+class InterpolateStored(Mode):
+    """``interp_stored``: fixed λ (0.1) towards a stored earlier prediction: q_i is the softmax output the network
+    gave sample ``i`` the last time it trained on it (its one-hot noisy label before the first time)."""
+
+    name = "interp_stored"
+
+    def __init__(self, labels, num_classes, *, interp_stored_lambda: float = 0.1):
+        super().__init__(labels, num_classes)
+        self.lam = interp_stored_lambda
+        self.stored = F.one_hot(labels, num_classes).float()
+
+    def loss(self, logits, labels, idx):
+        loss = interpolation_kl(logits, labels, self.stored[idx], self.lam)
+        self.stored[idx] = F.softmax(logits.detach().float(), dim=1)
+        return loss
+
+    def distill_weight(self):
+        return self.lam
+
+    def state_dict(self):
+        return {"stored": self.stored}
+
+    def load_state_dict(self, state):
+        self.stored = state["stored"].to(self.labels.device)
+
+
+class InterpolateHard(Mode):
+    """``interp_hard``: fixed λ (0.1) towards the network's hard prediction, q = onehot(argmax z)."""
+
+    name = "interp_hard"
+
+    def __init__(self, labels, num_classes, *, interp_hard_lambda: float = 0.1):
+        super().__init__(labels, num_classes)
+        self.lam = interp_hard_lambda
+
+    def loss(self, logits, labels, idx):
+        teacher = F.one_hot(logits.detach().argmax(dim=1), self.num_classes)
+        return interpolation_kl(logits, labels, teacher, self.lam)
+
+    def distill_weight(self):
+        return self.lam
+
+
+class InterpolateAgreement(_BatchMeanWeight):
+    """``interp_agree``: λ = scale (0.9) × the batch's agreement between argmax z and y, towards the hard prediction
+    (``interp_agree_temperature: null``) or the temperature-softened prediction softmax(z / T)."""
+
+    name = "interp_agree"
+
+    def __init__(
+        self,
+        labels,
+        num_classes,
+        *,
+        interp_agree_scale: float = 0.9,
+        interp_agree_temperature: float | None = None,
+    ):
+        super().__init__(labels, num_classes)
+        self.scale, self.temperature = interp_agree_scale, interp_agree_temperature
+
+    def loss(self, logits, labels, idx):
+        z = logits.detach().float()
+        pred = z.argmax(dim=1)
+        lam = self.scale * (pred == labels).float().mean()
+        if self.temperature is None:
+            teacher = F.one_hot(pred, self.num_classes)
+        else:
+            teacher = F.softmax(z / self.temperature, dim=1)
+        self._record(lam)
+        return interpolation_kl(logits, labels, teacher, lam)
