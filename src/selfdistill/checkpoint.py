@@ -12,8 +12,9 @@ Loading uses ``torch.load(weights_only=True)`` (tensors and plain containers onl
 that cannot be read, lacks a key or carries another fingerprint is reported in one log line and ignored: the run
 starts from epoch 1 instead of resuming from wrong state.
 
-Fault injection for tests: the environment variable ``SELFDISTILL_FAULT=<point>:<epoch>`` kills the process with
-SIGKILL at that point of that epoch (points: :data:`FAULT_POINTS`), as a power cut or ``kill -9`` would.
+Fault injection for tests: the environment variable ``SELFDISTILL_FAULT=<point>:<epoch>[:<signal>]`` sends this
+process a signal (default KILL, as a power cut or ``kill -9`` would) at that point of that epoch (points:
+:data:`FAULT_POINTS`); e.g. ``mid_epoch:2:USR1`` is a SLURM warning arriving half-way through epoch 2.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ FAULT_POINTS = ("mid_epoch", "before_rename", "after_checkpoint")
 
 
 def fault_point(point: str, epoch: int) -> None:
-    """Kill this process with SIGKILL if ``SELFDISTILL_FAULT`` names this point and epoch (a test hook)."""
-    wanted = os.environ.get(FAULT_ENV)
-    if wanted and wanted == f"{point}:{epoch}":
-        log.warning("fault injection: SIGKILL at %s of epoch %d", point, epoch)
+    """Signal this process if ``SELFDISTILL_FAULT`` names this point and epoch (a test hook; see the module doc)."""
+    wanted = os.environ.get(FAULT_ENV, "").split(":")
+    if wanted[:2] != [point, str(epoch)]:
+        return
+    signum = signal.Signals[f"SIG{wanted[2] if len(wanted) > 2 else 'KILL'}"]
+    log.warning("fault injection: %s at %s of epoch %d", signum.name, point, epoch)
+    if signum == signal.SIGKILL:
         logging.shutdown()
-        os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signum)
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:

@@ -421,8 +421,13 @@ def train_run(
         folder = CheckpointFolder(checkpoint_dir, fingerprint(data_path, spec.identity(dev)))
         log_start(run)
         resume(run, folder)
-        while run.progress.epoch <= spec.train.epochs:
-            run_epoch(run, folder, stop)
+        try:
+            while run.progress.epoch <= spec.train.epochs:
+                run_epoch(run, folder, stop)
+        except FloatingPointError:
+            # a diverged run cannot be resumed into anything useful: leave nothing behind
+            folder.clear()
+            raise
         history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped)
     folder.clear()
     return history
@@ -582,8 +587,9 @@ def track_best(run: TrainingRun, row: Mapping) -> None:
 
 
 def checkpoint(run: TrainingRun, folder: CheckpointFolder) -> None:
-    """Write the run's state atomically into its checkpoint folder."""
-    folder.save(run.state_dict(), epoch=run.progress.epoch)
+    """Write the run's state atomically into its checkpoint folder (``epoch``: the one in progress or just done)."""
+    p = run.progress
+    folder.save(run.state_dict(), epoch=p.epoch if p.step else p.epoch - 1)
 
 
 def preempt(run: TrainingRun, stop: StopRequest, *, checkpointed: bool) -> None:
