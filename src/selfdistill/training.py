@@ -483,10 +483,12 @@ def run_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest) -> 
     p.rows.append(row)
     track_best(run, row)
     p.epoch, p.step, p.perm, p.loss_sum = epoch + 1, 0, None, None
-    log_epoch(row, run.cfg.epochs)
     every = run.cfg.checkpoint_every
+    saved = None
     if every and (epoch % every == 0 or stop.requested) and epoch < run.cfg.epochs:
-        checkpoint(run, folder)
+        saved = checkpoint(run, folder)
+    # logged after the checkpoint: an epoch in the log is an epoch that a rerun will not redo
+    log_epoch(row, run.cfg.epochs, saved)
     if stop.requested and epoch < run.cfg.epochs:
         preempt(run, stop, checkpointed=bool(every))
 
@@ -586,10 +588,13 @@ def track_best(run: TrainingRun, row: Mapping) -> None:
     run.progress.best = {"epoch": row["epoch"], "val_acc": row["val_acc"], "state_dict": weights}
 
 
-def checkpoint(run: TrainingRun, folder: CheckpointFolder) -> None:
-    """Write the run's state atomically into its checkpoint folder (``epoch``: the one in progress or just done)."""
+def checkpoint(run: TrainingRun, folder: CheckpointFolder) -> float:
+    """Write the run's state atomically into its checkpoint folder; the seconds it took."""
+    start = time.perf_counter()
     p = run.progress
+    # fault injection names the epoch in progress, or the one just finished
     folder.save(run.state_dict(), epoch=p.epoch if p.step else p.epoch - 1)
+    return time.perf_counter() - start
 
 
 def preempt(run: TrainingRun, stop: StopRequest, *, checkpointed: bool) -> None:
@@ -604,9 +609,10 @@ def preempt(run: TrainingRun, stop: StopRequest, *, checkpointed: bool) -> None:
     raise Preempted(message)
 
 
-def log_epoch(row: Mapping, epochs: int) -> None:
+def log_epoch(row: Mapping, epochs: int, checkpoint_seconds: float | None) -> None:
+    """One line per epoch; the checkpoint's cost, when one was written, closes it."""
     log.info(
-        "epoch %d/%d lr %.4g loss %.4f train(noisy) %.3f memorised %.3f corrected %.3f val %.3f test %.3f (%.2fs)",
+        "epoch %d/%d lr %.4g loss %.4f train(noisy) %.3f memorised %.3f corrected %.3f val %.3f test %.3f (%.2fs%s)",
         row["epoch"],
         epochs,
         row["lr"],
@@ -617,6 +623,7 @@ def log_epoch(row: Mapping, epochs: int) -> None:
         row["val_acc"],
         row["test_acc"],
         row["epoch_seconds"],
+        "" if checkpoint_seconds is None else f", checkpoint {checkpoint_seconds:.3f}s",
     )
 
 
