@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -61,6 +62,12 @@ def run(data, out: Path, mode="ce", fault=None, train=None, wait=True, **extra):
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def attempts(out: Path) -> tuple[str, str]:
+    """The train log of ``out`` split into what earlier attempts wrote and what the last one wrote."""
+    earlier, _, last = (out / "train.log").read_text().rpartition("----- new attempt")
+    return earlier, last
 
 
 def run_here(data, out: Path, mode="ce", train=None, **extra) -> pd.DataFrame:
@@ -125,7 +132,9 @@ def test_kill_in_the_middle_of_an_epoch_resumes_exactly(digits_pair40, reference
     assert not (tmp_path / "history.csv").exists()
     resumed = run(digits_pair40, tmp_path, mode)
     assert resumed.returncode == 0, resumed.stderr
-    log = (tmp_path / "train.log").read_text()
+    earlier, log = attempts(tmp_path)
+    # the killed attempt's lines are kept above the new attempt's
+    assert "fault injection: SIGKILL at mid_epoch of epoch 3" in earlier and "epoch 2/4" in earlier
     # the first two epochs come from the checkpoint: at most the killed epoch's work is redone
     assert "resumed from checkpoint at epoch 3 of 4 (2 epochs done)" in log
     assert "epoch 1/4" not in log
@@ -186,18 +195,19 @@ def test_sigterm_from_outside_stops_within_seconds(digits_pair40, tmp_path):
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda p: p.write_bytes(os.urandom(4096)),
+        lambda p: p.write_bytes(random.Random(0).randbytes(4096)),
+        lambda p: p.write_bytes(b"\x80\x02" + random.Random(1).randbytes(4096)),
         lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
         lambda p: p.write_bytes(b""),
     ],
-    ids=["garbage", "truncated", "empty"],
+    ids=["garbage", "garbage_pickle", "truncated", "empty"],
 )
 def test_corrupt_checkpoint_is_logged_and_ignored(digits_pair40, reference, tmp_path, damage):
     assert run(digits_pair40, tmp_path, "self_distill_seq", fault="mid_epoch:3").returncode == -signal.SIGKILL
     damage(tmp_path / "checkpoint" / STATE_FILE)
     resumed = run(digits_pair40, tmp_path, "self_distill_seq")
     assert resumed.returncode == 0, resumed.stderr
-    log = (tmp_path / "train.log").read_text()
+    _, log = attempts(tmp_path)
     lines = [line for line in log.splitlines() if "ignoring unreadable checkpoint" in line]
     assert len(lines) == 1 and "starting from epoch 1" in lines[0]
     assert "epoch 1/4" in log
@@ -244,7 +254,7 @@ def test_checkpoint_every_zero_writes_no_state(digits_pair40, reference, tmp_pat
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "checkpoint" / STATE_FILE).exists()
     assert run(digits_pair40, tmp_path, "ce", train={"checkpoint_every": 0}).returncode == 0
-    assert "epoch 1/4" in (tmp_path / "train.log").read_text()
+    assert "epoch 1/4" in attempts(tmp_path)[1]
     assert_same_run(reference / "ce", tmp_path)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,40 @@ def test_second_run_has_nothing_to_do(slurm_run):
     workdir, _ = slurm_run
     result = submit(workdir, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_signalled_training_checkpoints_and_resumes_in_a_new_job(slurm_cluster, tmp_path):
+    """A train job signalled as profiles/slurm's `--signal=TERM@120` does before its time limit checkpoints and fails;
+    the rule's retries submit a new SLURM job, which resumes and finishes. `scancel --signal=TERM` (without --full)
+    signals the same processes at a chosen moment: a real 1-minute limit warns anywhere 0-30 s into the job, too
+    racy for CI."""
+    epochs, run = 1000, SETTING / "seed0" / "ce"
+    log = tmp_path / SETTING / "logs" / "seed0" / "train_ce.log"
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump({"train": {"epochs": epochs}}))
+    cmd = ["snakemake", str(run / "model.pt"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
+    cmd += ["--configfile", str(SMOKE), str(tmp_path / "long.yaml")]
+    cmd += ["--profile", str(REPO / "profiles" / "slurm"), "--profile", str(CLUSTER / "profile")]
+    with (tmp_path / "snakemake.out").open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not (log.is_file() and f"epoch 5/{epochs} " in log.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the train log never reached epoch 5"
+            time.sleep(0.2)
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True).stdout
+        job = next(
+            ln.split()[0] for ln in queue.splitlines() if ln.endswith(" rule_train_wildcards_digits_pair40_0_ce")
+        )
+        subprocess.run(["scancel", "--signal=TERM", job], check=True)
+        assert proc.wait(timeout=600) == 0, (tmp_path / "snakemake.out").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+    output = (tmp_path / "snakemake.out").read_text()
+    # two SLURM jobs for the run: the signalled one and the one that resumed
+    train_jobs = [job for job, path in SUBMITTED.findall(output) if "/rule_train/" in path]
+    assert len(train_jobs) == 2, output
+    earlier, _, last = log.read_text().rpartition("----- new attempt")
+    assert "SIGTERM: checkpointed at epoch" in earlier, earlier
+    assert "resumed from checkpoint at epoch" in last and f"epoch {epochs}/{epochs} " in last, last
+    assert len((tmp_path / run / "history.csv").read_text().splitlines()) == epochs + 1

@@ -7,6 +7,8 @@ Snakemake deletes a job's outputs before it reruns the job) holds:
   fingerprint of what defines the run. Written to a temporary name, fsynced, renamed, and the folder fsynced, so a
   crash at any instant leaves either the previous checkpoint or the new one, never half of one.
 - ``epoch_XXXXX.npz``: the stored outputs of each recorded epoch so far, one small atomic file per epoch.
+- ``attempts.log``: every attempt's log lines (Snakemake deletes the rule's log before a rerun; the new attempt's
+  log starts with these).
 
 Loading uses ``torch.load(weights_only=True)`` (tensors and plain containers only: no pickled code runs). A file
 that cannot be read, lacks a key or carries another fingerprint is reported in one log line and ignored: the run
@@ -23,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import shutil
 import signal
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ import torch
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
+ATTEMPTS_FILE = "attempts.log"
 FAULT_ENV = "SELFDISTILL_FAULT"
 #: where a test may kill the process: half-way through an epoch's batches, after a checkpoint's temporary file is
 #: complete but before its rename, and right after the rename
@@ -142,17 +144,9 @@ class CheckpointFolder:
             state = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or "fingerprint" not in state:
                 raise ValueError("not a selfdistill checkpoint")
-        # any unreadable file: garbage bytes, a truncated zip, a foreign or malicious pickle, missing records
-        except (
-            OSError,
-            RuntimeError,
-            ValueError,
-            EOFError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            pickle.UnpicklingError,
-        ) as err:
+        # weights_only guarantees that no code runs, but an unpickler fed random bytes can fail with nearly any
+        # exception (IndexError, UnicodeDecodeError, ...): every one means "not a checkpoint", never a crash
+        except Exception as err:  # noqa: BLE001
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             log.warning("ignoring unreadable checkpoint %s (%s); starting from epoch 1", path, reason[:200])
             self.clear()
@@ -168,7 +162,17 @@ class CheckpointFolder:
         return state
 
     def clear(self) -> None:
-        """Remove the folder and everything in it."""
+        """Forget the run's progress: remove everything but the attempts' log."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != ATTEMPTS_FILE:
+                path.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Remove the folder and everything in it (the run is complete, or can never be resumed)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------ stored epochs

@@ -14,7 +14,6 @@ Pure Python (no numpy), so the Snakefile can size the frequency jobs with it che
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 #: ``auto`` keeps a run's stored outputs below this many bytes (float32 probs + logits of both subsets)
@@ -22,16 +21,18 @@ AUTO_BUDGET_BYTES = 200 * 10**6
 
 
 def log_spaced(epochs: int, n: int) -> list[int]:
-    """About ``n`` distinct epochs in 1..``epochs``, log-spaced, always with 1 and ``epochs`` (all if n ≥ epochs)."""
+    """``n`` distinct epochs in 1..``epochs``, log-spaced, always with 1 and ``epochs`` (all if n ≥ epochs).
+
+    Each next epoch is the previous one times the constant ratio that would reach ``epochs`` in the picks left,
+    rounded, at least one more than the previous, and never so large that the picks left would not fit: O(n).
+    """
     if n >= epochs:
         return list(range(1, epochs + 1))
-    n = max(n, 2)
-    count = n
-    while True:
-        picks = {round(math.exp(math.log(epochs) * i / (count - 1))) for i in range(count)} | {1, epochs}
-        if len(picks) >= n or count > 4 * epochs:
-            return sorted(picks)
-        count += 1
+    picks = [1]
+    for left in range(max(n, 2) - 1, 0, -1):
+        ratio = (epochs / picks[-1]) ** (1 / left)
+        picks.append(min(max(picks[-1] + 1, round(picks[-1] * ratio)), epochs - left + 1))
+    return picks
 
 
 def recorded_epochs(epochs: int, setting: str | Mapping = "auto", bytes_per_epoch: int = 0) -> list[int]:

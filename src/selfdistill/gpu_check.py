@@ -177,7 +177,7 @@ def checkpoint_seconds(arch: str, data: Path, work: Path, dev: RunDevice, repeat
         start = time.perf_counter()
         folder.save(run.state_dict(), epoch=1)
         times.append(time.perf_counter() - start)
-    folder.clear()
+    folder.remove()
     return float(np.median(times))
 
 

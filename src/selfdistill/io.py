@@ -27,8 +27,18 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
-    """Send the package's log records to ``log_path`` (the rule's ``log:``), or to stderr without one."""
+def setup_logging(
+    log_path: str | os.PathLike | None = None,
+    level: int = logging.INFO,
+    *,
+    earlier: str | os.PathLike | None = None,
+) -> logging.Logger:
+    """Send the package's log records to ``log_path`` (the rule's ``log:``), or to stderr without one.
+
+    ``earlier``: a file that collects the lines of every attempt of a job that may be rerun (Snakemake deletes a
+    job's log before rerunning it). Its lines so far open ``log_path``, followed by a separator, and this attempt's
+    lines are added to both, so the last attempt's log tells where and why the earlier ones stopped.
+    """
     logger = logging.getLogger("selfdistill")
     logger.setLevel(level)
     for handler in list(logger.handlers):
@@ -39,7 +49,16 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
         handlers: list[logging.Handler] = [logging.StreamHandler()]
     else:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers = [logging.FileHandler(log_path, mode="w")]
+        before = Path(earlier).read_text() if earlier is not None and Path(earlier).is_file() else ""
+        with open(log_path, "w") as fh:
+            if before:
+                fh.write(
+                    f"{before}----- new attempt (pid {os.getpid()}); the lines above are from earlier ones -----\n"
+                )
+        handlers = [logging.FileHandler(log_path, mode="a")]
+        if earlier is not None:
+            Path(earlier).parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(earlier, mode="a"))
     for handler in handlers:
         handler.setFormatter(fmt)
         logger.addHandler(handler)

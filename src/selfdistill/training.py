@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointFolder, fault_point, fingerprint
+from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, fault_point, fingerprint
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
@@ -402,8 +402,10 @@ def train_run(
     ``checkpoint_dir`` (default: ``checkpoint/`` beside ``out_history``) holds the run's progress until it is
     complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives.
     """
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out_history).parent / "checkpoint"
     if log_path is not None:
-        setup_logging(log_path)
+        # the log of an attempt that resumes starts with the earlier attempts' lines (where and why they stopped)
+        setup_logging(log_path, earlier=checkpoint_dir / ATTEMPTS_FILE)
     spec = RunSpec(
         mode,
         seed,
@@ -415,7 +417,6 @@ def train_run(
         record_epochs,
     )
     run_name = run_name or f"{data_path}:{mode}:seed{seed}"
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out_history).parent / "checkpoint"
     with acquire(device, threads, holder=run_name) as dev, stop_on_signals() as stop:
         run = TrainingRun(data_path, spec, dev, run_name)
         folder = CheckpointFolder(checkpoint_dir, fingerprint(data_path, spec.identity(dev)))
@@ -426,10 +427,10 @@ def train_run(
                 run_epoch(run, folder, stop)
         except FloatingPointError:
             # a diverged run cannot be resumed into anything useful: leave nothing behind
-            folder.clear()
+            folder.remove()
             raise
         history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped)
-    folder.clear()
+    folder.remove()
     return history
 
 

@@ -17,8 +17,9 @@ rule train:
     benchmark:
         "results/{dataset}/{noise}/benchmarks/seed{seed}/train_{mode}.tsv"
     # a preempted, timed-out or crashed attempt resumes from its checkpoint: enough attempts to finish a run that
-    # is longer than one job's runtime, plus one for a transient failure
-    retries: TRAIN_TIME.retries
+    # is longer than one job's runtime, plus one for a transient failure. Only the planning Snakemake retries: inside
+    # a cluster job a retry would start again just before the time limit ends the job.
+    retries: TRAIN_TIME.retries if workflow.is_main_process else 0
     conda:
         "../../envs/selfdistill.yaml"
     threads: config["train"]["threads"]
