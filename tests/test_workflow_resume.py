@@ -78,6 +78,7 @@ def test_kill_9_of_snakemake_and_jobs_then_unlock_and_rerun_resumes(tmp_path_fac
         done = int(match.group(2))
         # every epoch in the log was checkpointed before it was logged: at most the epoch in progress is lost
         assert done >= logged, (run, logged, done)
+        print(f"{run}: {logged} epochs logged before the kill, resumed with {done} done")
         assert not (killed_dir / run / "checkpoint").exists()
 
     snakemake(reference_dir, configfile=[SMOKE, longer])
