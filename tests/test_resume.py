@@ -214,6 +214,21 @@ def test_corrupt_checkpoint_is_logged_and_ignored(digits_pair40, reference, tmp_
     assert_same_run(reference / "self_distill_seq", tmp_path)
 
 
+@pytest.mark.parametrize("drop", ["network", "optimiser", "mode", "progress"])
+def test_checkpoint_with_the_right_fingerprint_but_missing_state_restarts(digits_pair40, reference, tmp_path, drop):
+    """A readable checkpoint of this very run that lacks part of the state is ignored, not half loaded."""
+    assert run(digits_pair40, tmp_path, "self_distill_seq", fault="mid_epoch:3").returncode == -signal.SIGKILL
+    path = tmp_path / "checkpoint" / STATE_FILE
+    state = torch.load(path, weights_only=True)
+    del state[drop]
+    torch.save(state, path)
+    resumed = run(digits_pair40, tmp_path, "self_distill_seq")
+    assert resumed.returncode == 0, resumed.stderr
+    _, log = attempts(tmp_path)
+    assert "its state does not fit this run" in log and "epoch 1/4" in log
+    assert_same_run(reference / "self_distill_seq", tmp_path)
+
+
 def test_a_pickled_payload_in_the_checkpoint_never_runs(digits_pair40, reference, tmp_path):
     assert run(digits_pair40, tmp_path, "ce", fault="mid_epoch:3").returncode == -signal.SIGKILL
     marker = tmp_path / "pwned"

@@ -421,7 +421,9 @@ def train_run(
         run = TrainingRun(data_path, spec, dev, run_name)
         folder = CheckpointFolder(checkpoint_dir, fingerprint(data_path, spec.identity(dev)))
         log_start(run)
-        resume(run, folder)
+        if not resume(run, folder):
+            # nothing to resume, or a state that did not fit: start from a freshly built run
+            run = TrainingRun(data_path, spec, dev, run_name) if run.progress is None else run
         try:
             while run.progress.epoch <= spec.train.epochs:
                 run_epoch(run, folder, stop)
@@ -450,12 +452,16 @@ def log_start(run: TrainingRun) -> None:
     )
 
 
-def resume(run: TrainingRun, folder: CheckpointFolder) -> None:
-    """Restore the run from its checkpoint when there is a valid one for this very run (else start at epoch 1)."""
+def resume(run: TrainingRun, folder: CheckpointFolder) -> bool:
+    """Restore the run from its checkpoint when there is a valid one for this very run; False if it starts at epoch 1.
+
+    A state that cannot be loaded into the run (a key or a tensor shape missing) leaves ``run.progress`` None: the
+    run may be half restored and must be rebuilt.
+    """
     state = folder.load()
     if state is None:
-        return
-    epoch = int(state["progress"]["epoch"])
+        return False
+    epoch = int(state["progress"]["epoch"]) if isinstance(state.get("progress"), Mapping) else 0
     missing = folder.missing_epochs(e for e in run.stored_epochs if e < epoch)
     if missing:
         log.warning(
@@ -464,11 +470,20 @@ def resume(run: TrainingRun, folder: CheckpointFolder) -> None:
             missing[0],
         )
         folder.clear()
-        return
-    run.load_state_dict(state)
+        return False
+    try:
+        run.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        log.warning(
+            "ignoring checkpoint in %s: its state does not fit this run (%r); starting from epoch 1", folder.folder, err
+        )
+        folder.clear()
+        run.progress = None
+        return False
     p = run.progress
     where = f"epoch {p.epoch} of {run.cfg.epochs}" + (f", step {p.step}" if p.step else "")
     log.info("resumed from checkpoint at %s (%d epochs done)", where, len(p.rows))
+    return True
 
 
 def run_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest) -> None:
