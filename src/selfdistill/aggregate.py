@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .io import atomic_output, setup_logging
+from .io import atomic_output, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
     return out
 
 
+@logged_step
 def aggregate_histories(
     history_paths: Sequence[str | os.PathLike],
     runs: Sequence[dict],
@@ -164,6 +165,7 @@ def aggregate_histories(
     return summary
 
 
+@logged_step
 def aggregate_frequency(
     frequency_paths: Sequence[str | os.PathLike],
     runs: Sequence[dict],

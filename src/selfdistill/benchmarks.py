@@ -63,7 +63,7 @@ from .data import SPLIT_FIELDS, build_corrupted_dataset
 from .datasets import DatasetNotFoundError
 from .device import RunDevice, cpu_name
 from .frequency import frequency_table, median_sq_dist, pairwise_sq_dists
-from .io import atomic_output, setup_logging
+from .io import atomic_output, logged_step, setup_logging
 from .losses import ce_loss
 from .models import ARCHITECTURES, build_model, count_parameters
 from .training import (
@@ -814,6 +814,7 @@ def _device(device: str, threads: int) -> torch.device:
     return devices.configure(devices.check_device(device), threads).torch_device
 
 
+@logged_step
 def run_benchmark(
     name: str,
     out=None,

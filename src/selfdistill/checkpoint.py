@@ -56,15 +56,6 @@ def fault_point(point: str, epoch: int) -> None:
     os.kill(os.getpid(), signum)
 
 
-def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file's bytes, read in 4 MB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def library_digest() -> str:
     """SHA-256 over the library's source files: a checkpoint never resumes under changed code."""
     digest = hashlib.sha256()
@@ -74,12 +65,12 @@ def library_digest() -> str:
     return digest.hexdigest()
 
 
-def fingerprint(data_path: str | os.PathLike, params: Mapping[str, Any]) -> str:
+def fingerprint(data_sha256: str, params: Mapping[str, Any]) -> str:
     """What defines a run: the data file's checksum, the run's parameters and the library's code and version."""
     from . import __version__
 
     identity = {
-        "data_sha256": file_digest(data_path),
+        "data_sha256": data_sha256,
         "params": params,
         "library": __version__,
         "library_sha256": library_digest(),

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__
 from .datasets import load_dataset
-from .io import atomic_output, setup_logging
+from .io import atomic_output, logged_step, setup_logging
 from .noise import (
     NoiseSpec,
     class_map_for,
@@ -52,6 +52,7 @@ def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return np.random.default_rng(noise_seq), np.random.default_rng(split_seq)
 
 
+@logged_step
 def build_corrupted_dataset(
     out: str | os.PathLike,
     dataset: str,

@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .aggregate import per_run_summary
 from .config import FIGURES
-from .io import atomic_output, setup_logging
+from .io import atomic_output, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -597,6 +597,7 @@ PLOTTERS = dict(
 )
 
 
+@logged_step
 def plot(
     kind: str,
     in_csv: PathLike,

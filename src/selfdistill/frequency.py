@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from selfdistill.io import atomic_output, setup_logging
+from selfdistill.io import atomic_output, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +386,7 @@ def label_ratio(
     return stats.ratio[0] if single else stats.ratio
 
 
+@logged_step
 def analyse_run(
     data_path: str | os.PathLike,
     outputs_path: str | os.PathLike,

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import os
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+F = TypeVar("F", bound=Callable)
 
 
 @contextlib.contextmanager
@@ -64,3 +72,42 @@ def setup_logging(
         logger.addHandler(handler)
     logger.propagate = False
     return logger
+
+
+def logged_step(fn: F) -> F:
+    """Decorate a pipeline step so that any exception it raises reaches the step's log (the rule's ``log:``, where
+    Snakemake's ``show-failed-logs`` and a cluster user look): one summary line naming the step, then the traceback.
+    The exception still propagates, so the job fails as before."""
+
+    @functools.wraps(fn)
+    def step(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            logger = logging.getLogger("selfdistill")
+            summary = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            logger.error("%s failed: %s%s", fn.__name__, type(err).__name__, f": {summary}" if summary else "")
+            logger.error("traceback of the failure:\n%s", traceback.format_exc().rstrip())
+            raise
+
+    return step  # type: ignore[return-value]
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file's bytes, read in 4 MB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def arrays_digest(arrays) -> str:
+    """SHA-256 over the C-order bytes of ``arrays`` in the given order (with their dtypes and shapes), so a reader
+    can verify that the arrays it got are the ones that were written."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -44,7 +44,7 @@ from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, fault_point, fingerprin
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
-from .io import atomic_output, setup_logging
+from .io import arrays_digest, atomic_output, file_digest, logged_step, setup_logging
 from .models import build_model, count_parameters
 from .modes import Mode, build_mode
 
@@ -66,6 +66,8 @@ HISTORY_COLUMNS = (
     "distill_weight",
     "epoch_seconds",
 )
+#: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum
+OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
 #: the signals that ask a run to checkpoint and stop (SLURM sends one before a time limit or a preemption)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -288,6 +290,7 @@ class TrainingRun:
     def _load_data(self, data_path) -> None:
         """Images on the device (uint8), labels, the noisy mask and the fixed subsets whose outputs are stored."""
         dev = self.dev.torch_device
+        self.data_sha256 = file_digest(data_path)
         self.splits, attrs = read_corrupted(data_path)
         self.num_classes, pixel_max = int(attrs["num_classes"]), float(attrs["pixel_max"])
         mean, std = channel_stats(self.splits["train"].images, pixel_max)
@@ -374,6 +377,7 @@ class TrainingRun:
 # ------------------------------------------------------------------------------------------------------------------
 
 
+@logged_step
 def train_run(
     data_path: str | os.PathLike,
     out_history: str | os.PathLike,
@@ -419,7 +423,7 @@ def train_run(
     run_name = run_name or f"{data_path}:{mode}:seed{seed}"
     with acquire(device, threads, holder=run_name) as dev, stop_on_signals() as stop:
         run = TrainingRun(data_path, spec, dev, run_name)
-        folder = CheckpointFolder(checkpoint_dir, fingerprint(data_path, spec.identity(dev)))
+        folder = CheckpointFolder(checkpoint_dir, fingerprint(run.data_sha256, spec.identity(dev)))
         log_start(run)
         if not resume(run, folder):
             # nothing to resume, or a state that did not fit: start from a freshly built run
@@ -747,4 +751,15 @@ def _write_outputs(h5: h5py.File, run: TrainingRun, folder: CheckpointFolder) ->
     for i, epoch in enumerate(epochs):
         for key, values in folder.load_epoch(epoch).items():
             sinks[key][i] = values
-    h5.attrs.update({"run": run.run_name, "mode": run.spec.mode, "seed": run.spec.seed, "epochs": run.cfg.epochs})
+    # the producing run's identity, which the frequency step verifies: the data file it trained on and a checksum
+    # of the stored arrays (OUTPUT_ARRAYS, in that order)
+    h5.attrs.update(
+        {
+            "run": run.run_name,
+            "mode": run.spec.mode,
+            "seed": run.spec.seed,
+            "epochs": run.cfg.epochs,
+            "data_sha256": run.data_sha256,
+            "arrays_sha256": arrays_digest(sinks[key][()] for key in OUTPUT_ARRAYS),
+        }
+    )
