@@ -36,16 +36,19 @@ from selfdistill.training import train_run
 args = json.loads(sys.argv[1])
 out = args.pop("out")
 train_run(args.pop("data"), f"{out}/history.csv", f"{out}/outputs.h5", f"{out}/model.pt",
-          out_early_stopped=f"{out}/model_early_stopped.pt", log_path=f"{out}/train.log", **args)
+          out_early_stopped=f"{out}/model_early_stopped.pt", log_path=args.pop("log"), **args)
 """
 
 
-def run(data, out: Path, mode="ce", fault=None, train=None, wait=True, **extra):
-    """Train in a new process (like a Snakemake job); returns the finished process, or the running one."""
+def run(data, out: Path, mode="ce", fault=None, train=None, wait=True, log_dir=None, **extra):
+    """Train in a new process (like a Snakemake job); returns the finished process, or the running one.
+
+    The log goes to ``log_dir`` (default ``out``)/train.log."""
     out.mkdir(parents=True, exist_ok=True)
     args = {
         "data": str(data),
         "out": str(out),
+        "log": str(Path(log_dir or out) / "train.log"),
         "mode": mode,
         "seed": 0,
         "model": MODEL,

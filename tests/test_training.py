@@ -43,6 +43,7 @@ def _train(data, out_dir, mode="ce", seed=0, **overrides):
         device="cpu",
         run_name=f"test/{mode}/seed{seed}",
         log_path=overrides.pop("log_path", None),
+        attempt_number=overrides.pop("attempt_number", 1),
     )
 
 
@@ -129,8 +130,22 @@ def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp
             _train(digits_pair40, out, "ce", train={"lr": 1e30, "epochs": 5}, log_path=log)
     finally:
         setup_logging(None)  # detach the file handler from the package logger
-    assert sorted(p.name for p in out.iterdir()) == []
-    assert "non-finite training loss in run test/ce/seed0 at epoch" in log.read_text()
+    # no output, and no progress to resume: only the record of the failure, which stops Snakemake's retry at once
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["attempts.log", "failure.txt"]
+    assert "FloatingPointError: non-finite training loss" in (out / "checkpoint" / "failure.txt").read_text()
+    text = log.read_text()
+    assert "non-finite training loss in run test/ce/seed0 at epoch" in text
+    # the failure reaches the rule log: the summary line, then the traceback
+    assert "train_run failed: FloatingPointError: non-finite training loss" in text
+    assert "traceback of the failure:\nTraceback (most recent call last):" in text
+    # Snakemake's retry of the job stops at once with the same reason instead of training again
+    try:
+        with pytest.raises(RuntimeError, match=r"not retried: attempt 1 failed .* FloatingPointError: non-finite"):
+            _train(digits_pair40, out, "ce", train={"lr": 1e30, "epochs": 5}, log_path=log, attempt_number=2)
+    finally:
+        setup_logging(None)
+    assert "epoch 1/5" not in log.read_text().rpartition("----- new attempt")[2]
 
 
 def test_unknown_mode_is_rejected(digits_pair40, tmp_path):

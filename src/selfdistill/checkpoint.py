@@ -9,6 +9,8 @@ Snakemake deletes a job's outputs before it reruns the job) holds:
 - ``epoch_XXXXX.npz``: the stored outputs of each recorded epoch so far, one small atomic file per epoch.
 - ``attempts.log``: every attempt's log lines (Snakemake deletes the rule's log before a rerun; the new attempt's
   log starts with these).
+- ``failure.txt``: the error of an attempt that failed in a way a retry cannot fix (:data:`RETRY_CANNOT_HELP`);
+  Snakemake's retry of the same job then stops at once with it instead of training again (see :func:`attempt`).
 
 Loading uses ``torch.load(weights_only=True)`` (tensors and plain containers only: no pickled code runs). A file
 that cannot be read, lacks a key or carries another fingerprint is reported in one log line and ignored: the run
@@ -21,23 +23,41 @@ process a signal (default KILL, as a power cut or ``kill -9`` would) at that poi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
 import signal
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .io import DiskFullError, disk_errors
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 ATTEMPTS_FILE = "attempts.log"
+FAILURE_FILE = "failure.txt"
+#: errors that a retry of the same job cannot fix (a diverged loss, bad input, a full disk, missing permissions):
+#: the job fails once instead of repeating the run; anything else (a kill, a preemption, a transient CUDA error,
+#: host memory) is retried and resumes
+RETRY_CANNOT_HELP = (
+    FloatingPointError,
+    ValueError,
+    KeyError,
+    TypeError,
+    FileNotFoundError,
+    PermissionError,
+    DiskFullError,
+)
+ATTEMPT_START, ATTEMPT_END = "attempt started:", "attempt ended"
 FAULT_ENV = "SELFDISTILL_FAULT"
 #: where a test may kill the process: half-way through an epoch's batches, after a checkpoint's temporary file is
 #: complete but before its rename, and right after the rename
@@ -57,9 +77,12 @@ def fault_point(point: str, epoch: int) -> None:
 
 
 def library_digest() -> str:
-    """SHA-256 over the library's source files: a checkpoint never resumes under changed code."""
+    """SHA-256 over the source of the library modules a training job runs (the train rule's code inputs): a
+    checkpoint never resumes under changed training code, while an edit of, say, the figures leaves it valid."""
+    from .config import library_files
+
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+    for path in sorted(map(Path, library_files("train"))):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -87,17 +110,19 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, write, *, epoch: int = 0) -> None:
-    """Write ``path`` through ``write(tmp_path)``, fsync it, rename it into place and fsync the folder."""
+    """Write ``path`` through ``write(tmp_path)``, fsync it, rename it into place and fsync the folder; a full disk
+    is one :class:`~selfdistill.io.DiskFullError` naming ``path``, at the epoch it happens."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        if path.name == STATE_FILE:
-            fault_point("before_rename", epoch)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        with disk_errors(path):
+            write(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            if path.name == STATE_FILE:
+                fault_point("before_rename", epoch)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -114,11 +139,11 @@ class CheckpointFolder:
 
     def save(self, state: dict[str, Any], epoch: int) -> None:
         """Atomically replace ``state.pt`` by ``state`` (a dict of tensors and plain values), tagged with the fingerprint."""
-        write_atomic(
-            self.folder / STATE_FILE,
-            lambda tmp: torch.save({**state, "fingerprint": self.fingerprint}, tmp),
-            epoch=epoch,
-        )
+        # serialised in memory first: torch's zip writer reports a full disk as an opaque RuntimeError, a plain
+        # file write as ENOSPC
+        buffer = io.BytesIO()
+        torch.save({**state, "fingerprint": self.fingerprint}, buffer)
+        write_atomic(self.folder / STATE_FILE, lambda tmp: tmp.write_bytes(buffer.getbuffer()), epoch=epoch)
         fault_point("after_checkpoint", epoch)
 
     def load(self) -> dict[str, Any] | None:
@@ -159,7 +184,7 @@ class CheckpointFolder:
         for path in self.folder.iterdir():
             if path.is_dir():
                 shutil.rmtree(path)
-            elif path.name != ATTEMPTS_FILE:
+            elif path.name not in (ATTEMPTS_FILE, FAILURE_FILE):
                 path.unlink(missing_ok=True)
 
     def remove(self) -> None:
@@ -188,3 +213,39 @@ class CheckpointFolder:
     def missing_epochs(self, epochs) -> list[int]:
         """Which of ``epochs`` have no stored outputs file."""
         return [e for e in epochs if not self.epoch_path(e).is_file()]
+
+
+@contextlib.contextmanager
+def attempt(folder: str | os.PathLike, number: int = 1) -> Iterator[None]:
+    """Bookkeeping of one attempt (Snakemake's ``attempt``, 1 for a fresh run) of a job whose run folder is ``folder``.
+
+    A retry (``number`` > 1) of a job whose earlier attempt failed with an error in :data:`RETRY_CANNOT_HELP` stops
+    at once with that error's message; a fresh run forgets old failures. An earlier attempt that ended without a
+    word (SIGKILL, out of memory, a node lost) is named in the log. Every attempt's end is logged.
+    """
+    folder = Path(folder)
+    failure = folder / FAILURE_FILE
+    if number > 1 and failure.is_file():
+        reason = failure.read_text().strip()
+        raise RuntimeError(f"not retried: attempt {number - 1} failed with an error a retry cannot fix: {reason}")
+    failure.unlink(missing_ok=True)
+    attempts = folder / ATTEMPTS_FILE
+    earlier = attempts.read_text() if attempts.is_file() else ""
+    if earlier.strip() and ATTEMPT_END not in earlier.rpartition(ATTEMPT_START)[2]:
+        log.warning("the earlier attempt ended without a word: killed (SIGKILL, out of memory, a lost node or power)")
+    log.info("%s %d", ATTEMPT_START, number)
+    try:
+        yield
+    except RETRY_CANNOT_HELP as err:
+        summary = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            failure.write_text(f"{type(err).__name__}: {summary}\n")
+        except OSError as record_err:
+            # e.g. the disk that just filled up: the retry will then resume and meet the error again, quickly
+            log.warning("could not record the failure in %s: %s", failure, record_err)
+        log.error("%s: %s (a retry cannot fix this; it will not train again)", ATTEMPT_END, type(err).__name__)
+        raise
+    except BaseException as err:
+        log.error("%s: %s (a rerun resumes from the last checkpoint)", ATTEMPT_END, type(err).__name__)
+        raise

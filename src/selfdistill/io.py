@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import logging
@@ -17,19 +18,68 @@ import numpy as np
 F = TypeVar("F", bound=Callable)
 
 
+class DiskFullError(OSError):
+    """The disk (or quota) filled up while a step wrote ``path``: a retry cannot help until space is freed."""
+
+    def __init__(self, path: str | os.PathLike, err: OSError):
+        super().__init__(
+            err.errno,
+            f"no space left on the device while writing {path} ({err.strerror or err}); free space and rerun "
+            "(a training run resumes from its last checkpoint)",
+        )
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True for ENOSPC/EDQUOT, also where HDF5 only names the errno in its message."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(err) or "errno = 28" in str(err)
+
+
+@contextlib.contextmanager
+def disk_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` into one :class:`DiskFullError` that names ``path``."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(path, err) from err
+        raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed writers of ``path`` left beside it (``.<name>.tmp-<pid>``); a killed
+    attempt's half-written file must not survive the next attempt (it can be a gigabyte)."""
+    final = Path(path)
+    stale = [p for p in final.parent.glob(f".{final.name}.tmp-*") if p.name != f".{final.name}.tmp-{os.getpid()}"]
+    for p in stale:
+        p.unlink(missing_ok=True)
+        logging.getLogger("selfdistill").info("removed %s, left by a killed earlier attempt", p)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     A crash or an exception leaves no half-written file under the final name (the temporary file is removed),
-    so Snakemake never mistakes a partial output for a finished one.
+    so Snakemake never mistakes a partial output for a finished one; temporaries of killed earlier writers are
+    removed first; a full disk ends in one :class:`DiskFullError` naming ``path``.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
-        yield tmp
-        os.replace(tmp, final)
+        with disk_errors(final):
+            yield tmp
+            os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()

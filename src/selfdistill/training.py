@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, fault_point, fingerprint
+from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, attempt, fault_point, fingerprint
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
@@ -398,13 +398,15 @@ def train_run(
     threads: int = 1,
     run_name: str | None = None,
     log_path: str | os.PathLike | None = None,
+    attempt_number: int = 1,
 ) -> pd.DataFrame:
     """Pipeline step: train one run, resuming from its checkpoint, and write its history, outputs and weights.
 
     ``freq_subset`` training rows and ``freq_test_subset`` test rows (None: all) get their outputs stored on the
     epochs ``record_epochs`` selects (:mod:`selfdistill.epochs`); the history's metrics always use the full splits.
     ``checkpoint_dir`` (default: ``checkpoint/`` beside ``out_history``) holds the run's progress until it is
-    complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives.
+    complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives. ``attempt_number``:
+    Snakemake's attempt; a retry after an error that a retry cannot fix stops at once (:func:`checkpoint.attempt`).
     """
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out_history).parent / "checkpoint"
     if log_path is not None:
@@ -421,7 +423,11 @@ def train_run(
         record_epochs,
     )
     run_name = run_name or f"{data_path}:{mode}:seed{seed}"
-    with acquire(device, threads, holder=run_name) as dev, stop_on_signals() as stop:
+    with (
+        attempt(checkpoint_dir, attempt_number),
+        acquire(device, threads, holder=run_name) as dev,
+        stop_on_signals() as stop,
+    ):
         run = TrainingRun(data_path, spec, dev, run_name)
         folder = CheckpointFolder(checkpoint_dir, fingerprint(run.data_sha256, spec.identity(dev)))
         log_start(run)
@@ -432,8 +438,8 @@ def train_run(
             while run.progress.epoch <= spec.train.epochs:
                 run_epoch(run, folder, stop)
         except FloatingPointError:
-            # a diverged run cannot be resumed into anything useful: leave nothing behind
-            folder.remove()
+            # a diverged run cannot be resumed into anything useful: forget its progress (not its log)
+            folder.clear()
             raise
         history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped)
     folder.remove()

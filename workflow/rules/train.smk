@@ -25,7 +25,8 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=TRAIN_GPU,
-        mem_mb=train_mem_mb(DATASET),
+        # a retry after an out-of-memory kill gets twice the memory
+        mem_mb=lambda wc, attempt: train_mem_mb(DATASET) * min(attempt, 2),
         runtime=TRAIN_TIME.runtime_min,
     params:
         model=config["model"],
