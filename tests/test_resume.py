@@ -165,7 +165,7 @@ def test_kill_right_after_a_checkpoint(digits_pair40, reference, tmp_path):
     assert_same_run(reference / "interp_stored", tmp_path)
 
 
-@pytest.mark.parametrize("signame", ["TERM", "USR1"])
+@pytest.mark.parametrize("signame", ["TERM", "USR1", "INT"])
 def test_signal_checkpoints_mid_epoch_and_exits_non_zero(digits_pair40, reference, tmp_path, signame):
     stopped = run(digits_pair40, tmp_path, "self_distill", fault=f"mid_epoch:2:{signame}")
     assert stopped.returncode != 0

@@ -16,8 +16,8 @@ are compared on identical starts and batch sequences. Every epoch the network is
 (un-augmented) training split, the noisy validation split and the clean test split, which gives the history
 row and the outputs that the frequency analysis reads later without retraining.
 
-SIGTERM and SIGUSR1 (a SLURM time limit's warning, a preemption) make the run finish its current step, write a
-checkpoint and stop with :class:`Preempted`; rerunning the job resumes exactly where it stopped.
+SIGTERM and SIGUSR1 (a SLURM time limit's warning, a preemption) and SIGINT (Ctrl-C) make the run finish its
+current step, write a checkpoint and stop with :class:`Preempted`; rerunning the job resumes exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ HISTORY_COLUMNS = (
 )
 #: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum
 OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
-#: the signals that ask a run to checkpoint and stop (SLURM sends one before a time limit or a preemption)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+#: the signals that ask a run to checkpoint and stop: SLURM sends TERM before a time limit or a preemption (USR1
+#: is the conventional alternative), and Ctrl-C sends INT to every process of the terminal's foreground group
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 @dataclass(frozen=True)
