@@ -59,6 +59,17 @@ def test_disk_errors_name_the_path_for_any_writer(tmp_path):
         raise PermissionError(13, "Permission denied")
 
 
+def test_free_space_is_checked_before_a_large_write(tmp_path, monkeypatch):
+    import shutil as sh
+
+    from selfdistill import io
+
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: sh._ntuple_diskusage(10**9, 10**9 - 5 * 10**6, 5 * 10**6))
+    io.ensure_free_space(tmp_path / "outputs.h5", 4 * 10**6)
+    with pytest.raises(DiskFullError, match=r"while writing .*outputs\.h5 \(6\.0 MB needed, 5\.0 MB free\)"):
+        io.ensure_free_space(tmp_path / "outputs.h5", 6 * 10**6)
+
+
 def test_a_killed_attempt_is_named_in_the_next_attempts_log(digits_pair40, tmp_path):
     assert run(digits_pair40, tmp_path, "ce", fault="mid_epoch:2").returncode == -signal.SIGKILL
     assert run(digits_pair40, tmp_path, "ce").returncode == 0

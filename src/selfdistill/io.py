@@ -8,6 +8,7 @@ import functools
 import hashlib
 import logging
 import os
+import shutil
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +52,16 @@ def disk_errors(path: str | os.PathLike) -> Iterator[None]:
         if is_disk_full(err):
             raise DiskFullError(path, err) from err
         raise
+
+
+def ensure_free_space(path: str | os.PathLike, needed: int) -> None:
+    """Raise :class:`DiskFullError` naming ``path`` unless its folder's file system has ``needed`` bytes free."""
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        short = OSError(errno.ENOSPC, f"{needed / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free")
+        raise DiskFullError(path, short)
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:

@@ -44,7 +44,7 @@ from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, attempt, fault_point, f
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
-from .io import arrays_digest, atomic_output, file_digest, logged_step, setup_logging
+from .io import arrays_digest, atomic_output, ensure_free_space, file_digest, logged_step, setup_logging
 from .models import build_model, count_parameters
 from .modes import Mode, build_mode
 
@@ -701,6 +701,9 @@ def write_results(
     history = pd.DataFrame(run.progress.rows, columns=list(HISTORY_COLUMNS))
     with atomic_output(out_history) as tmp:
         history.to_csv(tmp, index=False)
+    # HDF5 can crash instead of reporting a disk that fills up while it writes: check the room first
+    needed = sum(folder.epoch_path(e).stat().st_size for e in run.stored_epochs) + (1 << 20)
+    ensure_free_space(out_outputs, needed)
     with atomic_output(out_outputs) as tmp, h5py.File(tmp, "w") as h5:
         _write_outputs(h5, run, folder)
     last = run.progress.rows[-1]
