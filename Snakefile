@@ -17,6 +17,15 @@ SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHONPATH")])))
 
+from snakemake.exceptions import WorkflowError
+
+from selfdistill.config import config_file_problem
+
+# Snakemake's message for a config file that is not YAML, empty or a list names neither the file nor the line.
+_problem = config_file_problem(os.path.abspath("config.yaml"))
+if _problem:
+    raise WorkflowError(_problem)
+
 
 configfile: "config.yaml"
 

@@ -247,6 +247,26 @@ def test_schema_enums_match_the_library(schema):
     assert sorted(options) == sorted({key for keys in DATASET_OPTIONS.values() for key in keys})
 
 
+@pytest.mark.parametrize(
+    ("key", "text", "spelled"),
+    [("lr", "1e-3", "1.0e-3"), ("weight_decay", "5e-4", "5.0e-4"), ("lr", "2E+1", "2.0e+1"), ("epochs", "1e2", "100")],
+)
+def test_number_yaml_reads_as_text_gets_a_spelling_it_reads_as_a_number(config, key, text, spelled):
+    config["train"][key] = text
+    msg = explain(config)
+    assert msg.endswith(f"(YAML reads {text} as text: write {spelled})"), msg
+    assert f"train.{key} = {text!r} has the wrong type" in msg
+    assert yaml.safe_load(spelled) == float(text) and not isinstance(yaml.safe_load(spelled), str)
+
+
+def test_float_for_an_integer_is_refused(config):
+    """jsonschema takes 10.0 for an integer; the training job would get a float epoch count."""
+    config["train"]["epochs"] = 10.0
+    assert explain(config) == "invalid config: train.epochs = 10.0 has the wrong type; expected integer (write 10)"
+    config["train"]["epochs"] = 10
+    assert explain(config) is None
+
+
 def test_other_errors_are_one_line(config):
     for mutate in [
         lambda c: c["train"].update(device="gpu"),
@@ -323,6 +343,7 @@ def test_noise_settings_rejects_zero_rate(config, entry):
 
 
 def test_human_noise_names_and_rate(config):
+    config["dataset"] = "cifar10"  # human noise needs annotators' labels: CIFAR-10N
     config["noise"] = [
         {"type": "human", "key": "worse_label"},
         {"type": "human", "key": "aggre_label"},
@@ -338,7 +359,7 @@ def test_human_noise_names_and_rate(config):
         "human_random1",
     ]
     config["noise"] = [{"type": "human", "rate": 0.4}]
-    with pytest.raises(ValueError, match=r"noise\[0\] is human noise.*drop rate"):
+    with pytest.raises(ValueError, match=r"noise\[0\]\.rate = 0.4 does not apply to human noise.*drop rate"):
         noise_settings(config)
 
 

@@ -150,3 +150,34 @@ def test_figures_have_plotters():
 
     assert tuple(PLOTTERS) == cfg.FIGURES
     assert all(fn.__name__ == f"plot_{name}" for name, fn in PLOTTERS.items())
+
+
+def test_with_defaults_fills_in_what_snakemake_validate_fills_in():
+    """check_config sees the config as the workflow does after Snakemake's ``validate``."""
+    from snakemake.utils import validate
+
+    for config in ({}, yaml.safe_load((REPO / "config.yaml").read_text()), {"noise": [{"type": "none"}]}):
+        filled = cfg.with_defaults(config, SCHEMA)
+        validate(config, str(SCHEMA))
+        assert filled == config
+        assert filled is not config and filled["train"] is not config["train"]
+    assert cfg.with_defaults({}, SCHEMA)["noise"] == [{"type": "pair", "rate": 0.4}]
+
+
+def test_planning_tables_match_the_library():
+    from selfdistill.noise import DEFAULT_CLASS_MAPS
+
+    assert sorted(cfg.ASYMMETRIC_DEFAULT_MAP) == sorted(DEFAULT_CLASS_MAPS)
+    for dataset, (train, test) in cfg.FIXED_SPLITS.items():
+        assert train + test == cfg.DATASET_SHAPES[dataset][0]
+    assert set(cfg.FIXED_SPLITS) | {"digits"} == set(cfg.DATASETS)
+
+
+def test_planning_imports_neither_torch_nor_numpy():
+    """The Snakefile plans in an environment that may have Snakemake alone (jobs run with --sdm conda)."""
+    import subprocess
+    import sys
+
+    code = "import sys, selfdistill.config; print(sorted({'torch', 'numpy', 'sklearn', 'h5py'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"

@@ -28,12 +28,15 @@ snakemake = partial(run_snakemake, timeout=900)
 
 
 def shrink(tmp_path: Path, data_root: Path, **extra) -> Path:
-    """Override file: fake data, 1 seed, 2 epochs, small subsets (everything else from the study config)."""
+    """Override file: fake data, 1 seed, 2 epochs, small subsets, no soft-label warm-up (everything else from the
+    study config)."""
     override = {
         "dataset_options": {"data_root": str(data_root), "verify_md5": False},
         "seeds": [0],
         "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 256, "threads": 1},
         "frequency": {"train_subset": 60, "test_subset": 30},
+        # 2 epochs: the soft labels must start moving after the first for self_distill_seq to differ from ce
+        "distill": {"seq_warmup": 0},
         **extra,
     }
     path = tmp_path / "override.yaml"

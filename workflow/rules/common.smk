@@ -10,7 +10,9 @@ from snakemake.utils import validate
 from selfdistill.config import (
     FIGURES,
     NoiseSpec,
-    dataset_option_problem,
+    check_config,
+    config_file_problem,
+    config_notes,
     dataset_problem,
     distill_keys,
     distill_params,
@@ -27,19 +29,27 @@ from selfdistill.device import planned_device
 
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
+# Every config problem stops the plan before any job starts, in one line that names the key (or the file and line):
+# a key YAML would silently drop (given twice in one file; Snakemake has read the files already), the schema's
+# first violation, then what the schema cannot see (selfdistill.config.check_config).
+for _file in workflow.configfiles:
+    _problem = config_file_problem(os.path.abspath(_file))
+    if _problem:
+        raise WorkflowError(_problem)
 try:
     validate(config, "../schemas/config.schema.yaml")
 except WorkflowError:
     raise WorkflowError(explain_config_error(config, CONFIG_SCHEMA) or "invalid config") from None
-try:
-    NOISES = noise_settings(config)
-except ValueError as err:
-    raise WorkflowError(str(err)) from None
+_problems = check_config(config, CONFIG_SCHEMA)
+if _problems:
+    raise WorkflowError(_problems[0])
+NOISES = noise_settings(config)
+# values the pipeline adjusts (a frequency subset larger than its split) are said once, in the plan
+if workflow.is_main_process:
+    for _note in config_notes(config):
+        logger.info(_note)
 
 DATASET = config["dataset"]
-_problem = dataset_option_problem(DATASET, config["dataset_options"])
-if _problem:
-    raise WorkflowError(_problem)
 # Missing data is reported in one line before any job starts (onstart runs only for real runs with jobs to do, so
 # a study can still be planned with -n before its data is downloaded, and figures rebuilt without raw data).
 DATA_PROBLEMS = [
