@@ -41,14 +41,16 @@ EXPECTED_RUNS = {
 
 
 def make_history(mode, seed, val, test):
-    return pd.DataFrame(
-        {
-            "epoch": list(range(1, len(val) + 1)),
-            "train_loss": [1.0 / e for e in range(1, len(val) + 1)],
-            "val_acc": val,
-            "test_acc": test,
-        }
-    )
+    """A history with every column the training step writes (ag.HISTORY_COLUMNS); the ones the summary does not read
+    hold plausible numbers, distill_weight is empty for ce as in a real run."""
+    epochs = list(range(1, len(val) + 1))
+    frame = pd.DataFrame({"epoch": epochs})
+    for col in ag.HISTORY_COLUMNS[1:]:
+        frame[col] = [0.5 + 0.01 * e for e in epochs]
+    frame["train_loss"] = [1.0 / e for e in epochs]
+    frame["val_acc"], frame["test_acc"] = val, test
+    frame["distill_weight"] = math.nan if mode == "ce" else 0.5
+    return frame
 
 
 def histories_frame(runs=RUNS, shuffle=True):
@@ -234,12 +236,14 @@ def test_aggregate_histories_end_to_end(tmp_path):
         out / "summary.csv",
         out / "summary.md",
         mode_order=["ce", "self_distill"],
+        epochs=5,
+        val_fraction=0.1,
     )
     assert sorted(os.listdir(out)) == ["histories.csv", "summary.csv", "summary.md"]
 
     hist = pd.read_csv(out / "histories.csv")
     assert hist.columns.tolist()[:4] == ["dataset", "noise", "seed", "mode"]
-    assert hist.columns.tolist()[4:] == ["epoch", "train_loss", "val_acc", "test_acc"]
+    assert hist.columns.tolist()[4:] == list(ag.HISTORY_COLUMNS)
     assert len(hist) == 20
     for (mode, seed), (val, test) in RUNS.items():
         sub = hist[(hist["mode"] == mode) & (hist["seed"] == seed)].sort_values("epoch")
@@ -290,3 +294,72 @@ def test_verdict_without_validation_split_says_so():
     )  # fmt: skip
     (line,) = ag.verdicts(summary)
     assert "no validation split" in line and "wins" not in line
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checked reading of the per-run tables
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_history_columns_restate_the_training_steps():
+    """aggregate restates training.HISTORY_COLUMNS (it must not import torch); the two lists must not drift."""
+    from selfdistill.training import HISTORY_COLUMNS
+
+    assert ag.HISTORY_COLUMNS == tuple(HISTORY_COLUMNS)
+    assert set(ag.FINITE_COLUMNS) | set(ag.VALIDATION_COLUMNS) <= set(ag.HISTORY_COLUMNS)
+
+
+def test_frequency_columns_restate_the_frequency_steps():
+    from selfdistill.frequency import CSV_COLUMNS
+
+    assert ag.FREQUENCY_COLUMNS == tuple(CSV_COLUMNS)
+
+
+def test_aggregate_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, selfdistill.aggregate; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_read_history_without_configured_epochs_needs_epochs_from_one(tmp_path):
+    path = tmp_path / "history.csv"
+    make_history("ce", 0, *RUNS[("ce", 0)]).iloc[1:].to_csv(path, index=False)
+    with pytest.raises(ag.InputFileError, match=r"history.csv: has 4 of the 5 epochs .*\(epoch 1 is missing"):
+        ag.read_history(path)
+    make_history("ce", 0, *RUNS[("ce", 0)]).to_csv(path, index=False)
+    frame = ag.read_history(path)
+    assert frame["epoch"].tolist() == [1, 2, 3, 4, 5] and str(frame["epoch"].dtype) == "Int64"
+
+
+def test_read_history_empty_columns_where_a_run_leaves_them_empty(tmp_path):
+    """memorized / corrected (no noisy label) and distill_weight (plain ce) may be empty; the others may not."""
+    path = tmp_path / "history.csv"
+    h = make_history("ce", 0, *RUNS[("ce", 0)])
+    h[["memorized", "corrected", "distill_weight"]] = math.nan
+    h.to_csv(path, index=False)
+    assert len(ag.read_history(path, epochs=5, val_fraction=0.1)) == 5
+    h["epoch_seconds"] = math.nan
+    h.to_csv(path, index=False)
+    with pytest.raises(ag.InputFileError, match="column epoch_seconds is empty or not finite in 5 of 5 rows"):
+        ag.read_history(path, epochs=5, val_fraction=0.1)
+
+
+def test_read_history_validation_columns_all_or_none_without_config(tmp_path):
+    path = tmp_path / "history.csv"
+    h = make_history("ce", 0, *RUNS[("ce", 0)])
+    h.assign(val_acc=math.nan, val_loss=math.nan).to_csv(path, index=False)
+    assert ag.read_history(path)["val_acc"].isna().all()
+    h.assign(val_loss=[math.nan, 1, 1, 1, 1]).to_csv(path, index=False)
+    with pytest.raises(
+        ag.InputFileError, match=r"column val_loss is empty or not finite in 1 of 5 rows \(first at epoch 1"
+    ):
+        ag.read_history(path)
+
+
+def test_a_table_with_a_run_key_column_is_refused(tmp_path):
+    path = tmp_path / "history.csv"
+    make_history("ce", 0, *RUNS[("ce", 0)]).assign(seed=3).to_csv(path, index=False)
+    with pytest.raises(ag.InputFileError, match="has a column seed, which is the run's key"):
+        ag.concat_runs([path], [{"dataset": "d", "noise": "n", "seed": 0, "mode": "ce"}], ag.read_history)

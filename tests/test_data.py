@@ -353,3 +353,43 @@ def test_atomic_output_with_h5py_exception(tmp_path):
         h5.create_dataset("x", data=np.arange(3))
         raise ValueError("boom")
     assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading a damaged file (more cases on real files: tests/test_bad_inputs.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _damaged_copy(src, tmp_path, edit):
+    import shutil
+
+    path = tmp_path / "data.h5"
+    shutil.copyfile(src, path)
+    with h5py.File(path, "a") as h5:
+        edit(h5)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h5: h5.attrs.__delitem__("num_classes"), r"attribute num_classes is missing"),
+        (lambda h5: h5.__delitem__("test/index"), r"/test/index is missing"),
+        (
+            lambda h5: (h5.__delitem__("train/index"), h5.create_dataset("train/index", data=np.arange(3))),
+            r"/train/index has shape \(3,\), /train/images has \d+ rows",
+        ),
+        (lambda h5: h5["val/is_noisy"].__setitem__(0, not h5["val/is_noisy"][0]), r"/val/is_noisy disagrees"),
+    ],
+    ids=["no num_classes", "no test index", "short index", "is_noisy flipped"],
+)
+def test_read_corrupted_names_the_file_and_what_is_wrong(pair_s0, tmp_path, edit, message):
+    path = _damaged_copy(pair_s0, tmp_path, edit)
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/data.h5: {message}.*delete it and rerun snakemake") as err:
+        read_corrupted(path)
+    assert type(err.value).__name__ == "InputFileError" and "\n" not in str(err.value)
+
+
+def test_read_corrupted_missing_file(tmp_path):
+    with pytest.raises(ValueError, match=r"nope.h5: file not found; rerun snakemake"):
+        read_corrupted(tmp_path / "nope.h5")

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from selfdistill import frequency as fq
+from selfdistill.io import arrays_digest, file_digest
 
 RTOL = 1e-6
 ATOL = 1e-12
@@ -429,6 +430,7 @@ def _write_run(tmp_path, rng, n_train=40, n_sub=24, n_test=18, c=3, epochs=(5, 1
         g["probs"] = random_probs(rng, e, n_sub, c).astype(np.float32)
         g["logits"] = rng.normal(size=(e, n_sub, c)).astype(np.float32)
         t = f.create_group("test")
+        t["indices"] = np.arange(n_test, dtype=np.int64)
         t["labels_clean"] = info["test"]["clean"]
         t["probs"] = random_probs(rng, e, n_test, c).astype(np.float32)
         t["logits"] = rng.normal(size=(e, n_test, c)).astype(np.float32)
@@ -437,7 +439,17 @@ def _write_run(tmp_path, rng, n_train=40, n_sub=24, n_test=18, c=3, epochs=(5, 1
             "test": {s: t[s][()] for s in ("probs", "logits")},
         }
     info["idx"] = idx
+    seal(out_path, data_path)
     return data_path, out_path, info
+
+
+def seal(out_path, data_path):
+    """Write the producer attributes the training step writes into outputs.h5 (run length, data and array checksums),
+    for the arrays the file holds now."""
+    with h5py.File(out_path, "a") as f:
+        f.attrs["epochs"] = int(f["epochs"][-1])
+        f.attrs["data_sha256"] = file_digest(data_path)
+        f.attrs["arrays_sha256"] = arrays_digest(f[key][()] for key in fq.OUTPUT_ARRAYS)
 
 
 @pytest.mark.parametrize("scale", ["absolute", "median"])
@@ -555,6 +567,7 @@ def test_analyse_run_on_a_test_subset(tmp_path, rng):
         t["labels_clean"] = info["test"]["clean"][idx]
         t["probs"] = probs
         t["logits"] = rng.normal(size=(2, idx.size, c)).astype(np.float32)
+    seal(out_path, data_path)
     df = fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.7])
     x = info["test"]["images"][idx].reshape(idx.size, -1) / info["pixel_max"]
     k = ref_kernel(ref_sq_dists(x), 0.7)
@@ -569,3 +582,58 @@ def test_analyse_run_on_a_test_subset(tmp_path, rng):
         f["test/indices"][...] = idx[::-1]  # rows no longer match the stored labels
     with pytest.raises(ValueError, match="disagree"):
         fq.analyse_run(data_path, out_path, tmp_path / "g.csv", [0.7])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checks of outputs.h5 against its producer (full cases on a real training run: tests/test_bad_inputs.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_output_arrays_restate_the_training_steps():
+    """frequency restates training.OUTPUT_ARRAYS (the order of arrays_sha256); the two must not drift."""
+    from selfdistill.training import OUTPUT_ARRAYS
+
+    assert fq.OUTPUT_ARRAYS == tuple(OUTPUT_ARRAYS)
+
+
+def test_frequency_step_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, selfdistill.frequency; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("c", [2, 10, 100, 1000])
+def test_float32_softmax_rows_pass_the_sum_check(rng, c):
+    """The tolerance admits every float32 softmax (large logits, many classes) and nothing much wider."""
+    logits = (rng.normal(size=(3, 500, c)) * 30).astype(np.float32)
+    z = logits - logits.max(axis=2, keepdims=True)
+    probs = (np.exp(z) / np.exp(z).sum(axis=2, keepdims=True)).astype(np.float32)
+    fq._check_output_array("o.h5", "test/probs", probs, (3, 500))
+    probs[1, 7] *= np.float32(1.001)
+    with pytest.raises(fq.InputFileError, match=r"o.h5: /test/probs has 1 of 1500 rows that do not sum to 1"):
+        fq._check_output_array("o.h5", "test/probs", probs, (3, 500))
+
+
+def test_analyse_run_refuses_outputs_without_producer_attributes(tmp_path, rng):
+    data_path, out_path, _ = _write_run(tmp_path, rng, epochs=(1, 2))
+    with h5py.File(out_path, "a") as f:
+        del f.attrs["arrays_sha256"]
+    with pytest.raises(fq.InputFileError, match=r"outputs.h5: has no attribute arrays_sha256.*rule train rebuilds it"):
+        fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.5])
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_analyse_run_verifies_both_checksums(tmp_path, rng):
+    data_path, out_path, _ = _write_run(tmp_path, rng, epochs=(1, 2))
+    with h5py.File(out_path, "a") as f:
+        f["test/logits"][0, 0, 0] += 1
+    with pytest.raises(fq.InputFileError, match="arrays_sha256 differs"):
+        fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.5])
+    seal(out_path, data_path)
+    fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.5])
+    with h5py.File(data_path, "a") as f:
+        f.attrs["pixel_max"] = 17.0
+    with pytest.raises(fq.InputFileError, match=r"outputs.h5: was not produced from .*data.h5 \(data_sha256 differs"):
+        fq.analyse_run(data_path, out_path, tmp_path / "g.csv", [0.5])

@@ -412,3 +412,62 @@ def test_noise_spec_from_config():
     plain = nz.NoiseSpec.from_config({"type": "none"})
     assert plain.rate == 0.0 and plain.class_map is None and plain.name == "none"
     assert type(nz.NoiseSpec.from_config({"type": "pair", "rate": 1}).rate) is float
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Label files that are not what they claim (more cases: tests/test_bad_inputs.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_label_file_formats_that_load(tmp_path):
+    import torch
+
+    labels = {"clean_label": np.arange(6) % 3, "worse_label": (np.arange(6) + 1) % 3}
+    torch.save({k: torch.from_numpy(v) for k, v in labels.items()}, tmp_path / "zip.pt")
+    torch.save(
+        {k: torch.from_numpy(v) for k, v in labels.items()},
+        tmp_path / "legacy.pt",
+        _use_new_zipfile_serialization=False,
+    )
+    torch.save(labels, tmp_path / "numpy.pt")
+    np.savez(tmp_path / "labels.npz", **labels)
+    for name in ("zip.pt", "legacy.pt", "numpy.pt", "labels.npz"):
+        got = nz.load_label_file(tmp_path / name)
+        assert sorted(got) == sorted(labels), name
+        np.testing.assert_array_equal(got["worse_label"], labels["worse_label"])
+
+
+def _saved(save, *args, **kwargs) -> bytes:
+    """The bytes that ``save`` (np.save, np.savez) writes, whatever the file name would be."""
+    import io
+
+    buf = io.BytesIO()
+    save(buf, *args, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "message"),
+    [
+        ("rand.pt", lambda p: p.write_bytes(bytes(range(256)) * 4), "is not a PyTorch file"),
+        ("empty.pt", lambda p: p.write_bytes(b""), "is not a PyTorch file"),
+        (
+            "plain.pt",
+            lambda p: p.write_bytes(__import__("pickle").dumps({"clean_label": [1, 2]})),
+            "is not a PyTorch file",
+        ),
+        ("npz.pt", lambda p: p.write_bytes(_saved(np.savez, clean_label=np.arange(3))), "is not a PyTorch file"),
+        ("rand.npz", lambda p: p.write_bytes(bytes(range(256)) * 4), "is not an .npz of integer arrays"),
+        ("npy.npz", lambda p: p.write_bytes(_saved(np.save, np.arange(3))), "is not an .npz of integer arrays"),
+        ("empty.npz", lambda p: np.savez(p), "is not an .npz of integer arrays (it holds no arrays)"),
+    ],
+)
+def test_label_file_that_is_not_one(tmp_path, name, write, message):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ValueError) as err:
+        nz.load_label_file(path)
+    text = str(err.value)
+    assert f"label file {path} {message}" in text and "\n" not in text
+    assert "allow_pickle" not in text and "weights_only" not in text and "safe_globals" not in text
+    assert type(err.value).__name__ == "InputFileError"

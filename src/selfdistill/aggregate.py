@@ -7,11 +7,13 @@ that uses test labels and is always labelled as such.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .io import atomic_output, logged_step, setup_logging
@@ -20,18 +22,266 @@ log = logging.getLogger(__name__)
 
 RUN_KEYS = ("dataset", "noise", "seed", "mode")
 
+#: the columns of a run's history.csv, in order (``training.HISTORY_COLUMNS``, restated because this step does not
+#: import the training module and torch; a test keeps the two equal)
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc_noisy",
+    "train_acc_clean",
+    "memorized",
+    "corrected",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "distill_weight",
+    "epoch_seconds",
+)
+#: history columns that hold a finite number in every row of a finished run
+FINITE_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc_noisy",
+    "train_acc_clean",
+    "test_loss",
+    "test_acc",
+    "epoch_seconds",
+)
+#: history columns of the validation split: finite in every row when the run has one, empty in every row otherwise
+VALIDATION_COLUMNS = ("val_loss", "val_acc")
+#: the columns of a run's frequency.csv, in order (``frequency.CSV_COLUMNS``; a test keeps the two equal)
+FREQUENCY_COLUMNS = (
+    "split",
+    "source",
+    "epoch",
+    "delta",
+    "delta_rel",
+    "ratio",
+    "e_low_noisy",
+    "e_high_noisy",
+    "e_low_clean",
+    "e_high_clean",
+)
+FREQUENCY_SPLITS = ("train_subset", "test")
+#: what to do about a bad per-run table: the rule that rebuilds it
+HISTORY_FIX = "delete it and rerun snakemake (rule train reruns the training run)"
+FREQUENCY_FIX = "delete it and rerun snakemake (rule frequency rebuilds it)"
 
-def concat_runs(paths: Sequence[str | os.PathLike], runs: Sequence[dict]) -> pd.DataFrame:
-    """Read one CSV per run and prepend the run's identifying columns (dataset, noise, seed, mode)."""
+
+class InputFileError(ValueError):
+    """A file this step reads is missing, unreadable or not what the step that wrote it writes: one line naming the
+    file (and column), what is wrong and what to do. (The same class as ``selfdistill.data.InputFileError``, declared
+    here because the aggregate rule's code inputs are this module and io only, ``config.RULE_MODULES``.)"""
+
+
+def concat_runs(
+    paths: Sequence[str | os.PathLike],
+    runs: Sequence[dict],
+    read: Callable[[str | os.PathLike], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Read one CSV per run with ``read`` (a checking reader such as :func:`read_history`; default: any CSV, its
+    ``epoch`` column as nullable integers) and prepend the run's identifying columns (dataset, noise, seed, mode)."""
     if len(paths) != len(runs):
         raise ValueError(f"got {len(paths)} files for {len(runs)} runs")
+    read = read or _read_any
     frames = []
     for path, run in zip(paths, runs, strict=True):
-        frame = pd.read_csv(path, dtype={"epoch": "Int64"})  # frequency label rows have no epoch
+        frame = read(path)
+        clash = [key for key in RUN_KEYS if key in frame.columns]
+        if clash:
+            raise InputFileError(
+                f"{path}: has a column {clash[0]}, which is the run's key, so it is not a per-run table; delete it and "
+                f"rerun snakemake"
+            )
         for i, key in enumerate(RUN_KEYS):
             frame.insert(i, key, run[key])
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def read_history(
+    path: str | os.PathLike,
+    epochs: int | None = None,
+    val_fraction: float | None = None,
+) -> pd.DataFrame:
+    """One run's history.csv, checked: every column of :data:`HISTORY_COLUMNS`, numbers only; exactly one row per
+    epoch 1..``epochs`` (the configured ``train.epochs``; 1..its last epoch when None); finite values in
+    :data:`FINITE_COLUMNS`; the validation columns finite in every row when ``val_fraction`` > 0, empty in every row
+    when it is 0 (all or none when None). Any problem raises :class:`InputFileError`, one line naming the file, the
+    column and what to do."""
+    frame = _read_csv(path, HISTORY_COLUMNS, HISTORY_FIX)
+    numbers = {col: _numeric(path, frame, col, HISTORY_FIX) for col in HISTORY_COLUMNS}
+    for col in FINITE_COLUMNS:
+        _require_finite(path, numbers[col], col, numbers["epoch"], HISTORY_FIX)
+    epoch = _epochs(path, numbers["epoch"], HISTORY_FIX)
+    _check_epoch_rows(path, epoch, epochs)
+    for col in VALIDATION_COLUMNS:
+        values = numbers[col]
+        finite = np.isfinite(values.to_numpy(dtype=float))
+        if val_fraction is not None and val_fraction > 0:
+            _require_finite(
+                path,
+                values,
+                col,
+                numbers["epoch"],
+                HISTORY_FIX,
+                f", although the configured run has a validation split (val_fraction {val_fraction})",
+            )
+        elif val_fraction is not None and finite.any():
+            raise InputFileError(
+                f"{path}: column {col} has values although the configured run has no validation split (val_fraction "
+                f"0): the file is from another configuration; {HISTORY_FIX}"
+            )
+        elif finite.any() and not finite.all():
+            _require_finite(path, values, col, numbers["epoch"], HISTORY_FIX)
+    for col in HISTORY_COLUMNS:
+        frame[col] = numbers[col]
+    frame["epoch"] = epoch
+    return frame
+
+
+def read_frequency_table(path: str | os.PathLike) -> pd.DataFrame:
+    """One run's frequency.csv, checked: every column of :data:`FREQUENCY_COLUMNS`, at least one row, both splits of
+    :data:`FREQUENCY_SPLITS` and no other, numbers in the numeric columns, a finite positive ``delta`` and a finite
+    ``ratio`` in every row, an integer ``epoch`` >= 1 in every row of network outputs (label rows have none) and one
+    row per delta for every (split, source, epoch). Any problem raises :class:`InputFileError`, one line naming the
+    file, the column and what to do."""
+    frame = _read_csv(path, FREQUENCY_COLUMNS, FREQUENCY_FIX)
+    split = frame["split"].astype(str)
+    unknown = sorted(set(split) - set(FREQUENCY_SPLITS))
+    if unknown:
+        raise InputFileError(
+            f"{path}: column split has {unknown[0]!r}, expected one of {', '.join(FREQUENCY_SPLITS)}; {FREQUENCY_FIX}"
+        )
+    if frame["source"].isna().any():
+        raise InputFileError(f"{path}: column source is empty in some rows; {FREQUENCY_FIX}")
+    numbers = {col: _numeric(path, frame, col, FREQUENCY_FIX) for col in FREQUENCY_COLUMNS[2:]}
+    delta = numbers["delta"].to_numpy(dtype=float)
+    if not (np.isfinite(delta) & (delta > 0)).all():
+        raise InputFileError(f"{path}: column delta is empty, not finite or not positive in some rows; {FREQUENCY_FIX}")
+    _require_finite(path, numbers["ratio"], "ratio", None, FREQUENCY_FIX)
+    outputs = ~frame["source"].astype(str).str.startswith("labels_")
+    _require_finite(path, numbers["epoch"][outputs], "epoch", None, FREQUENCY_FIX, " of network outputs")
+    epoch = _epochs(path, numbers["epoch"], FREQUENCY_FIX, allow_empty=True)
+    for col in FREQUENCY_COLUMNS[3:]:
+        frame[col] = numbers[col]
+    frame["epoch"] = epoch
+    _check_frequency_rows(path, frame)
+    return frame
+
+
+def _check_frequency_rows(path, frame: pd.DataFrame) -> None:
+    """Both splits are present, and every (split, source, epoch) has one row for each delta of its split (a file cut
+    at a row boundary leaves its last group short)."""
+    absent = [split for split in FREQUENCY_SPLITS if not (frame["split"] == split).any()]
+    if absent:
+        raise InputFileError(f"{path}: has no rows for split {absent[0]} (the file is incomplete); {FREQUENCY_FIX}")
+    # the absolute widths differ between splits with delta_scale median (each split has its own median distance)
+    deltas = {split: np.sort(group["delta"].unique()) for split, group in frame.groupby("split")}
+    keys = frame[["split", "source"]].astype(str).assign(epoch=frame["epoch"].astype("float").fillna(0))
+    for (split, source, epoch), group in frame.groupby([keys["split"], keys["source"], keys["epoch"]], sort=False):
+        got, want = np.sort(group["delta"].to_numpy()), deltas[split]
+        if got.size != want.size or not np.array_equal(got, want):
+            at = f" at epoch {int(epoch)}" if epoch else ""
+            raise InputFileError(
+                f"{path}: {split}/{source} has {got.size} row{'s' if got.size != 1 else ''}{at}, expected one for each "
+                f"of the split's {want.size} deltas (the file is incomplete); {FREQUENCY_FIX}"
+            )
+
+
+def _read_any(path: str | os.PathLike) -> pd.DataFrame:
+    """Any per-run CSV with at least one row; its ``epoch`` column, if any, as nullable integers."""
+    fix = "delete it and rerun snakemake"
+    frame = _read_csv(path, (), fix)
+    if "epoch" in frame.columns:
+        frame["epoch"] = _epochs(path, _numeric(path, frame, "epoch", fix), fix, allow_empty=True)
+    return frame
+
+
+def _read_csv(path: str | os.PathLike, columns: Sequence[str], fix: str) -> pd.DataFrame:
+    """A CSV file with at least one row and every column of ``columns``, or one :class:`InputFileError` line."""
+    if not os.path.isfile(path):
+        raise InputFileError(f"{path}: file not found; rerun snakemake")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise InputFileError(f"{path}: cannot be read as a CSV table ({reason}); {fix}") from None
+    missing = [col for col in columns if col not in frame.columns]
+    if len(missing) == 1:
+        raise InputFileError(f"{path}: column {missing[0]} is missing; {fix}")
+    if missing:
+        raise InputFileError(f"{path}: columns {', '.join(missing)} are missing; {fix}")
+    if frame.empty:
+        raise InputFileError(f"{path}: has a header but no rows; {fix}")
+    return frame
+
+
+def _numeric(path, frame: pd.DataFrame, col: str, fix: str) -> pd.Series:
+    """Column ``col`` as float64 (empty cells NaN); a cell that is not a number is an error naming its line."""
+    raw = frame[col]
+    values = pd.to_numeric(raw, errors="coerce").astype(float)
+    bad = values.isna() & raw.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputFileError(f"{path}: column {col} has {raw.iloc[row]!r} on line {row + 2}, not a number; {fix}")
+    return values
+
+
+def _require_finite(path, values: pd.Series, col: str, epoch: pd.Series | None, fix: str, why: str = "") -> None:
+    """Every value of ``values`` is a finite number, else one line naming the column, the count and the first row."""
+    bad = ~np.isfinite(values.to_numpy(dtype=float))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        where = (
+            f"first at epoch {epoch.iloc[first]:g}"
+            if epoch is not None and np.isfinite(epoch.iloc[first])
+            else f"first on line {values.index[first] + 2}"
+        )
+        raise InputFileError(
+            f"{path}: column {col} is empty or not finite in {int(bad.sum())} of {bad.size} rows ({where}){why}; {fix}"
+        )
+
+
+def _epochs(path, values: pd.Series, fix: str, allow_empty: bool = False) -> pd.Series:
+    """The ``epoch`` column as nullable integers; a fractional, negative or zero epoch is an error."""
+    v = values.to_numpy(dtype=float)
+    present = ~np.isnan(v)
+    if not allow_empty and not present.all():
+        raise InputFileError(f"{path}: column epoch is empty in some rows; {fix}")
+    bad = present & ~(np.isfinite(v) & (np.mod(v, 1) == 0) & (v >= 1))
+    if bad.any():
+        raise InputFileError(f"{path}: column epoch has {v[bad][0]:g}, not an epoch number (1, 2, ...); {fix}")
+    return values.astype("Int64")
+
+
+def _check_epoch_rows(path, epoch: pd.Series, epochs: int | None) -> None:
+    """Exactly one row per epoch 1..epochs (1..the last epoch in the file when ``epochs`` is None)."""
+    counts = epoch.value_counts()
+    repeated = counts[counts > 1]
+    if len(repeated):
+        raise InputFileError(
+            f"{path}: epoch {int(repeated.index.min())} has {int(repeated.max())} rows, expected one per epoch; "
+            f"{HISTORY_FIX}"
+        )
+    last = int(epoch.max())
+    expected = last if epochs is None else int(epochs)
+    if last > expected:
+        raise InputFileError(
+            f"{path}: has epoch {last} but the run is configured for {expected} epochs (train.epochs): the file is "
+            f"from another configuration; {HISTORY_FIX}"
+        )
+    missing = sorted(set(range(1, expected + 1)) - set(epoch.astype(int)))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        shown = f"epoch {shown} is" if len(missing) == 1 else f"epochs {shown} are"
+        raise InputFileError(
+            f"{path}: has {len(epoch)} of the {expected} epochs the run is configured for ({shown} missing: the run "
+            f"stopped early or the file was truncated); {HISTORY_FIX}"
+        )
 
 
 def per_run_summary(histories: pd.DataFrame) -> pd.DataFrame:
@@ -149,11 +399,18 @@ def aggregate_histories(
     out_summary_md: str | os.PathLike,
     mode_order: Sequence[str] | None = None,
     log_path: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    val_fraction: float | None = None,
 ) -> pd.DataFrame:
-    """Pipeline step: tidy all runs' histories and write the per-mode summary as CSV and Markdown."""
+    """Pipeline step: tidy all runs' histories and write the per-mode summary as CSV and Markdown.
+
+    Every history is checked first (:func:`read_history`, against the configured ``epochs`` and ``val_fraction``):
+    a malformed one stops the step with one line naming the file and the column, and nothing is written.
+    """
     if log_path is not None:
         setup_logging(log_path)
-    histories = concat_runs(history_paths, runs)
+    read = functools.partial(read_history, epochs=epochs, val_fraction=val_fraction)
+    histories = concat_runs(history_paths, runs, read)
     summary = summarise(histories, mode_order)
     with atomic_output(out_histories) as tmp:
         histories.to_csv(tmp, index=False)
@@ -172,10 +429,11 @@ def aggregate_frequency(
     out_csv: str | os.PathLike,
     log_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Pipeline step: tidy all runs' frequency tables into one CSV for the frequency figures."""
+    """Pipeline step: tidy all runs' frequency tables into one CSV for the frequency figures (each checked first
+    with :func:`read_frequency_table`)."""
     if log_path is not None:
         setup_logging(log_path)
-    table = concat_runs(frequency_paths, runs)
+    table = concat_runs(frequency_paths, runs, read_frequency_table)
     with atomic_output(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     log.info("aggregated %d frequency tables into %s", len(runs), out_csv)

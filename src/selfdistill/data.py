@@ -164,10 +164,86 @@ class Split:
     index: np.ndarray
 
 
+class InputFileError(ValueError):
+    """A file that a step reads is missing, unreadable or inconsistent with what wrote it.
+
+    The message is one line: the file, what is wrong with it and what to do (usually: delete it and rerun snakemake,
+    naming the rule that rebuilds it). The frequency and aggregate steps may not import this module (their rules
+    list only their own modules as code inputs, ``config.RULE_MODULES``), so they declare a class of the same name
+    and meaning.
+    """
+
+
+#: the rule that writes data.h5 (named in the advice of every error about the file)
+_REBUILD_DATA = "delete it and rerun snakemake (rule corrupt rebuilds it; the runs trained on it are redone too)"
+_DATA_ATTRS = ("class_names", "num_classes", "pixel_max")
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), whitespace collapsed."""
+    text = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else ""
+    return text or type(err).__name__
+
+
 def read_corrupted(path: str | os.PathLike) -> tuple[dict[str, Split], dict]:
-    """Load all splits and the attributes of a file written by :func:`build_corrupted_dataset`."""
-    with h5py.File(path, "r") as h5:
-        splits = {name: Split(**{f: h5[name][f][()] for f in SPLIT_FIELDS}) for name in SPLITS}
-        attrs = {k: v for k, v in h5.attrs.items()}
+    """Load all splits and the attributes of a file written by :func:`build_corrupted_dataset`.
+
+    A missing, truncated or damaged file, or one that lacks a split, a field or an attribute the steps use, or whose
+    fields disagree (row counts, labels outside the classes), raises :class:`InputFileError` naming the file.
+    """
+    if not os.path.isfile(path):
+        raise InputFileError(f"{path}: file not found; rerun snakemake (rule corrupt builds it)")
+    try:
+        with h5py.File(path, "r") as h5:
+            missing = [f"/{name}/{f}" for name in SPLITS for f in SPLIT_FIELDS if f"{name}/{f}" not in h5]
+            missing += [f"attribute {key}" for key in _DATA_ATTRS if key not in h5.attrs]
+            if missing:
+                raise InputFileError(f"{path}: {missing[0]} is missing (not a complete data file); {_REBUILD_DATA}")
+            splits = {name: Split(**{f: h5[name][f][()] for f in SPLIT_FIELDS}) for name in SPLITS}
+            attrs = {k: v for k, v in h5.attrs.items()}
+    except InputFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise InputFileError(
+            f"{path}: cannot be read as HDF5, the file is truncated or damaged ({_reason(err)}); {_REBUILD_DATA}"
+        ) from err
     attrs["class_names"] = [c.decode() if isinstance(c, bytes) else str(c) for c in attrs["class_names"]]
+    _check_splits(path, splits, attrs)
     return splits, attrs
+
+
+def _check_splits(path, splits: dict[str, Split], attrs: dict) -> None:
+    """Row counts, image layout and label ranges of every split agree with each other and with the attributes."""
+    num_classes = int(attrs["num_classes"])
+    if num_classes < 2 or len(attrs["class_names"]) != num_classes:
+        raise InputFileError(
+            f"{path}: attribute num_classes is {num_classes} but class_names has {len(attrs['class_names'])} "
+            f"names; {_REBUILD_DATA}"
+        )
+    for name, split in splits.items():
+        if split.images.ndim != 4 or split.images.dtype != np.uint8:
+            raise InputFileError(
+                f"{path}: /{name}/images is {split.images.dtype} {split.images.shape}, expected uint8 (N, H, W, C); "
+                f"{_REBUILD_DATA}"
+            )
+        n = split.images.shape[0]
+        for field in SPLIT_FIELDS[1:]:
+            values = getattr(split, field)
+            if values.shape != (n,):
+                raise InputFileError(
+                    f"{path}: /{name}/{field} has shape {values.shape}, /{name}/images has {n} rows; {_REBUILD_DATA}"
+                )
+        for field in ("labels_clean", "labels_noisy"):
+            values = getattr(split, field)
+            if values.size and (
+                not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() >= num_classes
+            ):
+                raise InputFileError(
+                    f"{path}: /{name}/{field} holds values outside the classes 0..{num_classes - 1}; {_REBUILD_DATA}"
+                )
+        if not np.array_equal(split.is_noisy, split.labels_noisy != split.labels_clean):
+            raise InputFileError(
+                f"{path}: /{name}/is_noisy disagrees with labels_noisy != labels_clean; {_REBUILD_DATA}"
+            )
+    if splits["train"].images.shape[0] == 0:
+        raise InputFileError(f"{path}: /train has no rows; {_REBUILD_DATA}")

@@ -24,19 +24,27 @@ fast and its matrix takes half the memory (n = 10,000: 400 MB next to the 800 MB
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from selfdistill.io import atomic_output, logged_step, setup_logging
+from selfdistill.io import arrays_digest, atomic_output, file_digest, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
+
+
+class InputFileError(ValueError):
+    """A file this step reads is missing, unreadable or not what the step that wrote it wrote: one line naming the
+    file, what is wrong and what to do. (The same class as ``selfdistill.data.InputFileError``, declared here because
+    the frequency rule's code inputs are this module and io only, ``config.RULE_MODULES``.)"""
+
 
 #: Columns of :func:`frequency_table`, in order.
 TABLE_COLUMNS = (
@@ -55,6 +63,14 @@ DELTA_SCALES = ("absolute", "median")
 #: dtypes of the filter product (see the module docstring): float32 (default) or float64.
 PRECISIONS = ("float32", "float64")
 OUTPUT_SOURCES = ("probs", "logits")
+#: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum (``training.OUTPUT_ARRAYS``,
+#: restated because this step does not import the training module and torch; a test keeps the two equal)
+OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
+#: the attributes with which the training step records the run that wrote outputs.h5
+OUTPUT_ATTRS = ("data_sha256", "arrays_sha256", "epochs")
+#: what to do about a bad outputs.h5 / data.h5 (the rule that rebuilds each)
+REBUILD_OUTPUTS = "delete it and rerun snakemake (rule train rebuilds it)"
+REBUILD_DATA = "delete it and rerun snakemake (rule corrupt rebuilds it; the runs trained on it are redone too)"
 _TARGETS = ("noisy", "clean")
 _BLOCK = 1024  # row block for the blockwise passes over n x n matrices (bounds temporaries)
 _WEIGHT_BLOCK_ELEMS = 1 << 18  # elements per row block when building a kernel (a 2 MB float64 block stays in cache)
@@ -406,6 +422,11 @@ def analyse_run(
     ``deltas`` times that split's median i<j squared distance. Columns: :data:`CSV_COLUMNS`; ``epoch`` is 1-based
     (empty for label rows); the test split has no noisy labels (e_*_noisy NaN, no labels_noisy row).
     ``precision``: dtype of the filter products (see the module docstring).
+
+    Both files are checked before any analysis (:func:`read_outputs`, :func:`check_inputs`): outputs.h5 must carry
+    the identity of the run that wrote it and match it (its arrays' checksum, the checksum of this data.h5), hold
+    complete, finite outputs and softmax probabilities, and agree with data.h5 on classes, rows and labels. A file
+    that fails raises :class:`InputFileError`, one line naming it and what to do; nothing is written then.
     """
     if log_path is not None:
         setup_logging(log_path)
@@ -417,45 +438,42 @@ def analyse_run(
         raise ValueError(f"delta_scale must be one of {DELTA_SCALES}, got {delta_scale!r}")
     configured = _check_deltas(deltas)
 
+    run = read_outputs(outputs_path, sources)
+    pixel_max = check_inputs(data_path, run)
+    epochs = run.epochs
     frames = []
-    with h5py.File(data_path, "r") as data, h5py.File(outputs_path, "r") as outs:
-        pixel_max = float(data.attrs["pixel_max"])
-        num_classes = int(data.attrs["num_classes"])
-        epochs = np.asarray(outs["epochs"][()], dtype=np.int64)
-        for split in ("train_subset", "test"):
-            t0 = time.perf_counter()
-            x, labels = _read_split(data, outs, split, pixel_max)
-            group = outs[split]
-            out_by_source = {s: _as_outputs(group[s][()], x.shape[0], len(epochs)) for s in sources}
-            for s, out in out_by_source.items():
-                if out.shape[2] != num_classes:
-                    raise ValueError(f"{split}/{s} has {out.shape[2]} classes, data.h5 says {num_classes}")
-            flt = FrequencyFilter(x)
-            del x
-            abs_deltas = flt.resolve(configured, delta_scale)
-            rel = configured if delta_scale == "median" else np.full(len(configured), np.nan)
-            onehots = {name: _one_hot(y, num_classes, flt.n, f"{split} labels_{name}") for name, y in labels.items()}
-            stacked, slices, label_blocks = _stack_blocks(out_by_source, onehots, flt.n, num_classes)
-            n_out_blocks = sum(sl.stop - sl.start for sl in slices.values())
-            stats = _filter_stats(
-                flt,
-                abs_deltas,
-                stacked,
-                num_classes,
-                n_out_blocks,
-                label_blocks,
-                precision,
-            )
-            frames.append(_split_frame(split, stats, slices, label_blocks, epochs, abs_deltas, rel))
-            log.info(
-                "frequency %s: n=%d, %d deltas, %d output columns in %.1fs",
-                split,
-                flt.n,
-                len(abs_deltas),
-                stacked.shape[1],
-                time.perf_counter() - t0,
-            )
-            del flt, stacked
+    for split in ("train_subset", "test"):
+        t0 = time.perf_counter()
+        stored, x = run.splits[split], read_inputs(data_path, run, split, pixel_max)
+        out_by_source = {s: stored.outputs[s] for s in sources}
+        flt = FrequencyFilter(x)
+        del x
+        abs_deltas = flt.resolve(configured, delta_scale)
+        rel = configured if delta_scale == "median" else np.full(len(configured), np.nan)
+        onehots = {
+            name: _one_hot(y, run.num_classes, flt.n, f"{split} labels_{name}") for name, y in stored.labels.items()
+        }
+        stacked, slices, label_blocks = _stack_blocks(out_by_source, onehots, flt.n, run.num_classes)
+        n_out_blocks = sum(sl.stop - sl.start for sl in slices.values())
+        stats = _filter_stats(
+            flt,
+            abs_deltas,
+            stacked,
+            run.num_classes,
+            n_out_blocks,
+            label_blocks,
+            precision,
+        )
+        frames.append(_split_frame(split, stats, slices, label_blocks, epochs, abs_deltas, rel))
+        log.info(
+            "frequency %s: n=%d, %d deltas, %d output columns in %.1fs",
+            split,
+            flt.n,
+            len(abs_deltas),
+            stacked.shape[1],
+            time.perf_counter() - t0,
+        )
+        del flt, stacked
     df = pd.concat(frames, ignore_index=True)
     with atomic_output(out_csv) as tmp:
         df.to_csv(tmp, index=False)
@@ -507,47 +525,227 @@ def _split_frame(
     return pd.concat(parts, ignore_index=True)
 
 
-def _read_split(
-    data: h5py.File, outs: h5py.File, split: str, pixel_max: float
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Inputs (scaled to [0, 1]) and labels of ``split``; labels cross-checked between outputs.h5 and data.h5."""
-    group = outs[split]
-    if split == "train_subset":
-        idx = np.asarray(group["indices"][()], dtype=np.int64)
-        src = data["train"]
-        n_total = src["images"].shape[0]
-        if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n_total:
-            raise ValueError(f"train_subset/indices must index data.h5 /train (N={n_total})")
-        uniq, inv = np.unique(idx, return_inverse=True)  # h5py wants increasing indices
-        images = src["images"][uniq][inv]
-        labels = {
-            "noisy": np.asarray(group["labels_noisy"][()], dtype=np.int64),
-            "clean": np.asarray(group["labels_clean"][()], dtype=np.int64),
-        }
-        ref = {
-            "noisy": src["labels_noisy"][uniq][inv],
-            "clean": src["labels_clean"][uniq][inv],
-        }
-    elif split == "test":
-        src = data["test"]
-        n_total = src["images"].shape[0]
-        # files written before test subsets existed store every test image, in order
-        idx = np.asarray(group["indices"][()], dtype=np.int64) if "indices" in group else np.arange(n_total)
-        if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n_total:
-            raise ValueError(f"test/indices must index data.h5 /test (N={n_total})")
-        uniq, inv = np.unique(idx, return_inverse=True)
-        images = src["images"][uniq][inv]
-        labels = {"clean": np.asarray(group["labels_clean"][()], dtype=np.int64)}
-        ref = {"clean": src["labels_clean"][uniq][inv]}
-    else:
-        raise ValueError(f"unknown split {split!r}")
-    for name, y in labels.items():
-        if y.shape != ref[name].shape or not np.array_equal(y, ref[name]):
-            raise ValueError(f"outputs.h5 {split}/labels_{name} disagree with data.h5")
+@dataclass
+class StoredSplit:
+    """One split of outputs.h5: rows of data.h5's split, their labels and the per-epoch outputs (E, n, C)."""
+
+    indices: np.ndarray
+    labels: dict[str, np.ndarray]  # "noisy" (train subset only) and "clean"
+    outputs: dict[str, np.ndarray]  # source ("probs", "logits") -> float32 (stored epochs, n, C)
+
+
+@dataclass
+class StoredRun:
+    """The content of one outputs.h5, checked (:func:`read_outputs`)."""
+
+    path: str
+    epochs: np.ndarray  # the stored epochs, 1-based, strictly increasing, ending at the run's last epoch
+    num_classes: int
+    attrs: dict
+    splits: dict[str, StoredSplit]  # "train_subset" and "test"
+
+
+#: outputs.h5's splits -> (data.h5's split, the label vectors stored with them)
+_STORED_SPLITS = {"train_subset": ("train", ("noisy", "clean")), "test": ("test", ("clean",))}
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), whitespace collapsed."""
+    text = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else ""
+    return text or type(err).__name__
+
+
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike, advice: str) -> Iterator[h5py.File]:
+    """Open ``path`` for reading; h5py's errors (a truncated or damaged file, a missing object) inside the block
+    become one :class:`InputFileError` line naming the file and ``advice``."""
+    if not os.path.isfile(path):
+        raise InputFileError(f"{path}: file not found; rerun snakemake")
+    try:
+        with h5py.File(path, "r") as h5:
+            yield h5
+    except InputFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise InputFileError(
+            f"{path}: cannot be read as HDF5, the file is truncated or damaged ({_reason(err)}); {advice}"
+        ) from err
+
+
+def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCES) -> StoredRun:
+    """Read outputs.h5 and check it before any analysis: the producer's identity (attributes ``data_sha256``,
+    ``arrays_sha256``, ``epochs``) is present and the arrays match their checksum; ``/epochs`` is strictly
+    increasing within 1..``epochs`` and ends at the last epoch; every array has the shape (stored epochs, rows, C);
+    outputs are finite; probabilities are non-negative and every row sums to 1 within float32 rounding. Only the
+    outputs of ``sources`` are kept.
+
+    Every problem raises :class:`InputFileError`, one line naming the file, the dataset and what to do.
+    """
+    needed = [f"{split}/{field}" for split, (_, names) in _STORED_SPLITS.items() for field in _fields(names)]
+    with _reading(path, REBUILD_OUTPUTS) as h5:
+        missing = [key for key in OUTPUT_ATTRS if key not in h5.attrs]
+        if missing:
+            raise InputFileError(
+                f"{path}: has no attribute {missing[0]}, so the run that wrote it cannot be verified (it predates the "
+                f"producer checksums of the training step, or another program wrote it); {REBUILD_OUTPUTS}"
+            )
+        missing = [key for key in ("epochs", *OUTPUT_ARRAYS, *needed) if key not in h5]
+        if missing:
+            raise InputFileError(f"{path}: dataset /{missing[0]} is missing; {REBUILD_OUTPUTS}")
+        attrs = dict(h5.attrs.items())
+        epochs = h5["epochs"][()]
+        arrays: dict[str, np.ndarray] = {}
+        digest = arrays_digest(arrays.setdefault(key, h5[key][()]) for key in OUTPUT_ARRAYS)
+        rest = {key: h5[key][()] for key in needed}
+    if digest != str(attrs["arrays_sha256"]):
+        raise InputFileError(
+            f"{path}: its arrays do not match the checksum the training step wrote with them (arrays_sha256 differs: "
+            f"the file was changed or damaged after it was written); {REBUILD_OUTPUTS}"
+        )
+    epochs = _check_epochs(path, epochs, attrs["epochs"])
+    splits, classes = {}, set()
+    for split, (_, names) in _STORED_SPLITS.items():
+        indices = rest[f"{split}/indices"]
+        if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
+            raise InputFileError(
+                f"{path}: /{split}/indices is {indices.dtype} {indices.shape}, expected a non-empty integer vector; "
+                f"{REBUILD_OUTPUTS}"
+            )
+        n = indices.size
+        labels = {name: rest[f"{split}/labels_{name}"] for name in names}
+        for name, y in labels.items():
+            if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+                raise InputFileError(
+                    f"{path}: /{split}/labels_{name} is {y.dtype} {y.shape}, expected {n} integer labels (one per "
+                    f"row of /{split}/indices); {REBUILD_OUTPUTS}"
+                )
+        for source in OUTPUT_SOURCES:
+            out = arrays[f"{split}/{source}"]
+            _check_output_array(path, f"{split}/{source}", out, (epochs.size, n))
+            classes.add(out.shape[2])
+        outputs = {source: arrays.pop(f"{split}/{source}") for source in OUTPUT_SOURCES if source in sources}
+        labels = {name: y.astype(np.int64) for name, y in labels.items()}
+        splits[split] = StoredSplit(indices.astype(np.int64), labels, outputs)
+    if len(classes) != 1:
+        raise InputFileError(
+            f"{path}: the stored outputs disagree on the number of classes ({sorted(classes)}); {REBUILD_OUTPUTS}"
+        )
+    return StoredRun(str(path), epochs, classes.pop(), attrs, splits)
+
+
+def _fields(names) -> tuple[str, ...]:
+    """A stored split's index and label datasets."""
+    return ("indices", *(f"labels_{name}" for name in names))
+
+
+def _check_epochs(path, epochs: np.ndarray, n_epochs) -> np.ndarray:
+    """``/epochs``: a non-empty, strictly increasing integer vector within 1..n_epochs that ends at n_epochs (every
+    ``frequency.record_epochs`` setting stores the last epoch)."""
+    try:
+        n_epochs = int(n_epochs)
+    except (TypeError, ValueError):
+        raise InputFileError(f"{path}: attribute epochs is {n_epochs!r}, not a number; {REBUILD_OUTPUTS}") from None
+    if epochs.ndim != 1 or epochs.size == 0 or not np.issubdtype(epochs.dtype, np.integer):
+        raise InputFileError(
+            f"{path}: /epochs is {epochs.dtype} {epochs.shape}, expected a non-empty integer vector; {REBUILD_OUTPUTS}"
+        )
+    epochs = epochs.astype(np.int64)
+    if np.any(np.diff(epochs) <= 0):
+        raise InputFileError(f"{path}: /epochs {epochs.tolist()} is not strictly increasing; {REBUILD_OUTPUTS}")
+    if epochs[0] < 1 or epochs[-1] > n_epochs:
+        raise InputFileError(
+            f"{path}: /epochs runs from {epochs[0]} to {epochs[-1]}, outside the run's epochs 1..{n_epochs}; "
+            f"{REBUILD_OUTPUTS}"
+        )
+    if epochs[-1] != n_epochs:
+        raise InputFileError(
+            f"{path}: /epochs ends at epoch {epochs[-1]} but the run trained {n_epochs} epochs and always stores the "
+            f"last (the file is incomplete); {REBUILD_OUTPUTS}"
+        )
+    return epochs
+
+
+def _check_output_array(path, key: str, out: np.ndarray, lead: tuple[int, int]) -> None:
+    """One stored output array: float (E, n, C) with C >= 2, finite; probabilities non-negative, rows summing to 1."""
+    if out.ndim != 3 or out.shape[:2] != lead or out.shape[2] < 2:
+        raise InputFileError(
+            f"{path}: /{key} has shape {out.shape}, expected ({lead[0]} stored epochs, {lead[1]} rows, classes); "
+            f"{REBUILD_OUTPUTS}"
+        )
+    if not np.issubdtype(out.dtype, np.floating) or not np.isfinite(out).all():
+        raise InputFileError(f"{path}: /{key} holds NaN, infinite or non-float values; {REBUILD_OUTPUTS}")
+    if not key.endswith("/probs"):
+        return
+    if out.min() < 0:
+        raise InputFileError(f"{path}: /{key} holds negative probabilities (min {out.min():.3g}); {REBUILD_OUTPUTS}")
+    # a float32 softmax row of C values sums to 1 within a few C float32 ulps
+    tol = max(1e-5, 8 * out.shape[2] * float(np.finfo(np.float32).eps))
+    sums = out.sum(axis=2, dtype=np.float64)
+    bad = np.abs(sums - 1.0) > tol
+    if bad.any():
+        e, i = (int(v[0]) for v in np.nonzero(bad))
+        raise InputFileError(
+            f"{path}: /{key} has {int(bad.sum())} of {bad.size} rows that do not sum to 1, so they are not softmax "
+            f"outputs (first: stored epoch {e + 1}, row {i}, sum {sums[e, i]:.6g}; tolerance {tol:.1e}); "
+            f"{REBUILD_OUTPUTS}"
+        )
+
+
+def check_inputs(path: str | os.PathLike, run: StoredRun) -> float:
+    """Check that data.h5 is the file ``run`` (from :func:`read_outputs`) trained on (``data_sha256``), that the class
+    counts agree, that the stored indices lie within data.h5's splits and that the stored labels are data.h5's at
+    those rows; return its ``pixel_max``. Every problem raises :class:`InputFileError` naming the file to delete."""
+    needed = [f"{src}/{field}" for src, names in _STORED_SPLITS.values() for field in ("images", *_fields(names)[1:])]
+    with _reading(path, REBUILD_DATA) as h5:
+        missing = [f"attribute {k}" for k in ("pixel_max", "num_classes") if k not in h5.attrs]
+        missing += [f"dataset /{k}" for k in needed if k not in h5]
+        if missing:
+            raise InputFileError(f"{path}: {missing[0]} is missing (not a complete data file); {REBUILD_DATA}")
+        pixel_max, num_classes = float(h5.attrs["pixel_max"]), int(h5.attrs["num_classes"])
+        if file_digest(path) != str(run.attrs["data_sha256"]):
+            raise InputFileError(
+                f"{run.path}: was not produced from {path} (data_sha256 differs from that file's checksum: the data "
+                f"were rebuilt or changed after training); delete {run.path} and rerun snakemake (rule train retrains "
+                f"the run on the current data)"
+            )
+        if num_classes != run.num_classes:
+            raise InputFileError(
+                f"{run.path}: stores outputs for {run.num_classes} classes, {path} has {num_classes}; {REBUILD_OUTPUTS}"
+            )
+        for split, (src, names) in _STORED_SPLITS.items():
+            stored, group = run.splits[split], h5[src]
+            n_total = group["images"].shape[0]
+            outside = stored.indices[(stored.indices < 0) | (stored.indices >= n_total)]
+            if outside.size:
+                raise InputFileError(
+                    f"{run.path}: /{split}/indices has row {int(outside[0])}, outside {path} /{src} (rows "
+                    f"0..{n_total - 1}); {REBUILD_OUTPUTS}"
+                )
+            uniq, inv = np.unique(stored.indices, return_inverse=True)  # h5py wants increasing indices
+            for name in names:
+                ref = group[f"labels_{name}"][uniq][inv]
+                if ref.shape != stored.labels[name].shape or not np.array_equal(stored.labels[name], ref):
+                    differ = int((stored.labels[name] != ref).sum()) if ref.shape == stored.labels[name].shape else -1
+                    raise InputFileError(
+                        f"{run.path}: /{split}/labels_{name} disagree with {path} /{src}/labels_{name} at the stored "
+                        f"rows ({differ} of {ref.size} differ); {REBUILD_OUTPUTS}"
+                    )
+    return pixel_max
+
+
+def read_inputs(path: str | os.PathLike, run: StoredRun, split: str, pixel_max: float) -> np.ndarray:
+    """The inputs (n, d) of the rows of data.h5 that ``run`` stored for ``split``, scaled to [0, 1] by ``pixel_max``
+    (checked first with :func:`check_inputs`)."""
+    src = _STORED_SPLITS[split][0]
+    uniq, inv = np.unique(run.splits[split].indices, return_inverse=True)
+    with _reading(path, REBUILD_DATA) as h5:
+        images = h5[src]["images"][uniq][inv]
     x = images.reshape(images.shape[0], -1).astype(np.float64) / pixel_max
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{split} inputs are outside [0, 1] after dividing by pixel_max={pixel_max}")
-    return x, labels
+    if x.size and not (x.min() >= 0 and x.max() <= 1):
+        raise InputFileError(
+            f"{path}: /{src}/images lie outside [0, 1] after dividing by pixel_max={pixel_max}; {REBUILD_DATA}"
+        )
+    return x
 
 
 def _as_inputs(x: np.ndarray) -> np.ndarray:

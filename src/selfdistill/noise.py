@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -128,17 +130,38 @@ def transition_matrix(clean: np.ndarray, noisy: np.ndarray, num_classes: int) ->
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
+#: how a legacy (pre-zip) ``torch.save`` file starts: the pickled magic number torch checks first
+_TORCH_LEGACY_HEADER = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+#: what to do about a label file that cannot be used (never: load it unsafely)
+_LABEL_FILE_FIX = (
+    "replace it with CIFAR-10N's CIFAR-10_human.pt (download it again) or an .npz of its arrays "
+    "(numpy.savez), and point noise.label_file at that"
+)
+
+
 def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays of a label file (CIFAR-10N's ``CIFAR-10_human.pt``, or an ``.npz`` export of it), never executing
     pickled code: ``.pt`` goes through ``torch.load(weights_only=True)`` with only numpy's array reconstruction
     allowed, ``.npz`` through ``np.load(allow_pickle=False)``.
+
+    A file that is not what its suffix says (random bytes, a truncated download, a plain pickle, an ``.npz`` with
+    Python objects) raises :class:`~selfdistill.data.InputFileError`: one line naming the file, what it is not and
+    what to use instead; the advice never is to load it unsafely.
     """
+    from .data import InputFileError  # data imports this module: import the shared error class when it is needed
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} not found")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: np.asarray(npz[k]) for k in npz.files}
+        return _load_npz(path, InputFileError)
+    with open(path, "rb") as fh:
+        head = fh.read(len(_TORCH_LEGACY_HEADER))
+    if not zipfile.is_zipfile(path) and not head.startswith(_TORCH_LEGACY_HEADER):
+        raise InputFileError(
+            f"label file {path} is not a PyTorch file (neither a torch.save zip archive nor a legacy torch.save "
+            f"file: truncated, or another format); {_LABEL_FILE_FIX}"
+        )
     import torch
 
     try:
@@ -156,17 +179,50 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with torch.serialization.safe_globals(allowed):
             content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as err:
-        lines = str(err).splitlines()
-        # torch's message is long; keep the line that names the refused global, if there is one
-        reason = next((ln.strip() for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")
-        raise ValueError(
-            f"label file {path} cannot be loaded without executing pickled code ({reason}); "
-            f"export its arrays to .npz (numpy.savez) and point label_file at that"
+    except pickle.UnpicklingError as err:
+        # torch's message is long and suggests loading unsafely: keep only the refused global, if there is one
+        refused = re.search(r"GLOBAL (\S+)", str(err))
+        if refused:
+            raise InputFileError(
+                f"label file {path} cannot be loaded without executing pickled code (it refers to GLOBAL "
+                f"{refused.group(1)}, which is not an array); {_LABEL_FILE_FIX}"
+            ) from None
+        raise InputFileError(
+            f"label file {path} is not a PyTorch file of arrays (its pickle is damaged or holds other objects); "
+            f"{_LABEL_FILE_FIX}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile):
+        raise InputFileError(
+            f"label file {path} is not a PyTorch file (a damaged or truncated archive, or another zip format); "
+            f"{_LABEL_FILE_FIX}"
         ) from None
     if not isinstance(content, Mapping):
-        raise TypeError(f"label file {path} holds a {type(content).__name__}, expected a dict of label arrays")
+        raise InputFileError(
+            f"label file {path} holds a {type(content).__name__}, expected a dict of label arrays; {_LABEL_FILE_FIX}"
+        )
     return {str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in content.items()}
+
+
+def _load_npz(path: Path, error: type[Exception]) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` label file, loaded without pickle; anything else is ``error`` naming the file."""
+    what = f"label file {path} is not an .npz of integer arrays"
+    if not zipfile.is_zipfile(path):
+        raise error(f"{what} (not a zip archive: truncated, or another format); {_LABEL_FILE_FIX}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {}
+            for key in npz.files:
+                try:
+                    arrays[key] = np.asarray(npz[key])
+                except ValueError:  # numpy refuses object arrays without pickle
+                    raise error(f"{what} ({key!r} holds Python objects); {_LABEL_FILE_FIX}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if isinstance(err, error):
+            raise
+        raise error(f"{what} (a member is not a readable .npy array); {_LABEL_FILE_FIX}") from None
+    if not arrays:
+        raise error(f"{what} (it holds no arrays); {_LABEL_FILE_FIX}")
+    return arrays
 
 
 def human_labels(

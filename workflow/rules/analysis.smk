@@ -42,6 +42,9 @@ rule aggregate:
     params:
         runs=runs,
         mode_order=MODES,
+        # what every history is checked against: one row per configured epoch, validation columns iff a split
+        epochs=config["train"]["epochs"],
+        val_fraction=config["val_fraction"],
     script:
         "../scripts/aggregate.py"
 

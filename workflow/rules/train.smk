@@ -28,6 +28,9 @@ rule train:
         # a retry after an out-of-memory kill gets twice the memory
         mem_mb=lambda wc, attempt: train_mem_mb(DATASET) * min(attempt, 2),
         runtime=TRAIN_TIME.runtime_min,
+        # which attempt this is (the script object has no attempt of its own): a retry after an error that a retry
+        # cannot fix stops at once
+        attempt=lambda wc, attempt: attempt,
     params:
         model=config["model"],
         train=train_params(config),

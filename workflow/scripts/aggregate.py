@@ -11,4 +11,6 @@ aggregate_histories(
     sm.output.summary_md,
     mode_order=sm.params.mode_order,
     log_path=sm.log[0],
+    epochs=sm.params.epochs,
+    val_fraction=sm.params.val_fraction,
 )

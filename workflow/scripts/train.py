@@ -22,5 +22,5 @@ train_run(
     threads=sm.threads,
     run_name=f"{sm.wildcards.dataset}/{sm.wildcards.noise}/seed{sm.wildcards.seed}/{sm.wildcards.mode}",
     log_path=sm.log[0],
-    attempt_number=sm.attempt,
+    attempt_number=sm.resources.attempt,
 )
