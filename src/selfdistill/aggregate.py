@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .io import atomic_output, logged_step, setup_logging
+from .io import InputFileError, atomic_output, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,6 @@ FREQUENCY_SPLITS = ("train_subset", "test")
 #: what to do about a bad per-run table: the rule that rebuilds it
 HISTORY_FIX = "delete it and rerun snakemake (rule train reruns the training run)"
 FREQUENCY_FIX = "delete it and rerun snakemake (rule frequency rebuilds it)"
-
-
-class InputFileError(ValueError):
-    """A file this step reads is missing, unreadable or not what the step that wrote it writes: one line naming the
-    file (and column), what is wrong and what to do. (The same class as ``selfdistill.data.InputFileError``, declared
-    here because the aggregate rule's code inputs are this module and io only, ``config.RULE_MODULES``.)"""
 
 
 def concat_runs(

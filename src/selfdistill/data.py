@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__
 from .datasets import load_dataset
-from .io import atomic_output, logged_step, setup_logging
+from .io import InputFileError, atomic_output, logged_step, setup_logging
 from .noise import (
     NoiseSpec,
     class_map_for,
@@ -162,16 +162,6 @@ class Split:
     labels_noisy: np.ndarray
     is_noisy: np.ndarray
     index: np.ndarray
-
-
-class InputFileError(ValueError):
-    """A file that a step reads is missing, unreadable or inconsistent with what wrote it.
-
-    The message is one line: the file, what is wrong with it and what to do (usually: delete it and rerun snakemake,
-    naming the rule that rebuilds it). The frequency and aggregate steps may not import this module (their rules
-    list only their own modules as code inputs, ``config.RULE_MODULES``), so they declare a class of the same name
-    and meaning.
-    """
 
 
 #: the rule that writes data.h5 (named in the advice of every error about the file)

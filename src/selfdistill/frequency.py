@@ -35,15 +35,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from selfdistill.io import arrays_digest, atomic_output, file_digest, logged_step, setup_logging
+from selfdistill.io import InputFileError, arrays_digest, atomic_output, file_digest, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
-
-
-class InputFileError(ValueError):
-    """A file this step reads is missing, unreadable or not what the step that wrote it wrote: one line naming the
-    file, what is wrong and what to do. (The same class as ``selfdistill.data.InputFileError``, declared here because
-    the frequency rule's code inputs are this module and io only, ``config.RULE_MODULES``.)"""
 
 
 #: Columns of :func:`frequency_table`, in order.

@@ -19,6 +19,12 @@ import numpy as np
 F = TypeVar("F", bound=Callable)
 
 
+class InputFileError(ValueError):
+    """A file that a step reads is missing, unreadable or inconsistent with what wrote it. The message is one line:
+    the file, what is wrong with it and what to do (usually: delete it and rerun snakemake, naming the rule that
+    rebuilds it). A ValueError: a retry of the same job cannot fix it."""
+
+
 class DiskFullError(OSError):
     """The disk (or quota) filled up while a step wrote ``path``: a retry cannot help until space is freed."""
 

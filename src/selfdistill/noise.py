@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import NOISE_TYPES, NoiseSpec
+from .io import InputFileError
 
 __all__ = [
     "NOISE_TYPES",
@@ -145,16 +146,15 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     allowed, ``.npz`` through ``np.load(allow_pickle=False)``.
 
     A file that is not what its suffix says (random bytes, a truncated download, a plain pickle, an ``.npz`` with
-    Python objects) raises :class:`~selfdistill.data.InputFileError`: one line naming the file, what it is not and
+    Python objects) raises :class:`~selfdistill.io.InputFileError`: one line naming the file, what it is not and
     what to use instead; the advice never is to load it unsafely.
     """
-    from .data import InputFileError  # data imports this module: import the shared error class when it is needed
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} not found")
     if path.suffix == ".npz":
-        return _load_npz(path, InputFileError)
+        return _load_npz(path)
     with open(path, "rb") as fh:
         head = fh.read(len(_TORCH_LEGACY_HEADER))
     if not zipfile.is_zipfile(path) and not head.startswith(_TORCH_LEGACY_HEADER):
@@ -203,11 +203,11 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in content.items()}
 
 
-def _load_npz(path: Path, error: type[Exception]) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` label file, loaded without pickle; anything else is ``error`` naming the file."""
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` label file, loaded without pickle; anything else is one :class:`InputFileError` naming the file."""
     what = f"label file {path} is not an .npz of integer arrays"
     if not zipfile.is_zipfile(path):
-        raise error(f"{what} (not a zip archive: truncated, or another format); {_LABEL_FILE_FIX}")
+        raise InputFileError(f"{what} (not a zip archive: truncated, or another format); {_LABEL_FILE_FIX}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {}
@@ -215,13 +215,13 @@ def _load_npz(path: Path, error: type[Exception]) -> dict[str, np.ndarray]:
                 try:
                     arrays[key] = np.asarray(npz[key])
                 except ValueError:  # numpy refuses object arrays without pickle
-                    raise error(f"{what} ({key!r} holds Python objects); {_LABEL_FILE_FIX}") from None
+                    raise InputFileError(f"{what} ({key!r} holds Python objects); {_LABEL_FILE_FIX}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        if isinstance(err, error):
+        if isinstance(err, InputFileError):
             raise
-        raise error(f"{what} (a member is not a readable .npy array); {_LABEL_FILE_FIX}") from None
+        raise InputFileError(f"{what} (a member is not a readable .npy array); {_LABEL_FILE_FIX}") from None
     if not arrays:
-        raise error(f"{what} (it holds no arrays); {_LABEL_FILE_FIX}")
+        raise InputFileError(f"{what} (it holds no arrays); {_LABEL_FILE_FIX}")
     return arrays
 
 
