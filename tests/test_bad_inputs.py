@@ -1,5 +1,4 @@
-"""Malformed inputs fail with one line that names the file, says what is wrong and what to do (issue "Failures that
-explain themselves").
+"""Malformed inputs fail with one line that names the file, says what is wrong and what to do.
 
 Every case starts from real files: a tiny training run on the digits fixture (``train_run`` on the CPU, which writes
 history.csv and outputs.h5 with the producer attributes ``data_sha256`` / ``arrays_sha256``), its frequency table and
