@@ -637,3 +637,7 @@ def test_analyse_run_verifies_both_checksums(tmp_path, rng):
         f.attrs["pixel_max"] = 17.0
     with pytest.raises(fq.InputFileError, match=r"outputs.h5: was not produced from .*data.h5 \(data_sha256 differs"):
         fq.analyse_run(data_path, out_path, tmp_path / "g.csv", [0.5])
+
+
+def test_csv_columns_are_the_tables_keyed_by_split_source_and_epoch():
+    assert fq.CSV_COLUMNS == ("split", "source", "epoch", *fq.TABLE_COLUMNS[1:])

@@ -16,29 +16,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .io import InputFileError, atomic_output, logged_step, setup_logging
+from .io import FREQUENCY_CSV_COLUMNS, HISTORY_COLUMNS, InputFileError, atomic_output, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
 
 RUN_KEYS = ("dataset", "noise", "seed", "mode")
 
-#: the columns of a run's history.csv, in order (``training.HISTORY_COLUMNS``, restated because this step does not
-#: import the training module and torch; a test keeps the two equal)
-HISTORY_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc_noisy",
-    "train_acc_clean",
-    "memorized",
-    "corrected",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "distill_weight",
-    "epoch_seconds",
-)
 #: history columns that hold a finite number in every row of a finished run
 FINITE_COLUMNS = (
     "epoch",
@@ -52,19 +35,7 @@ FINITE_COLUMNS = (
 )
 #: history columns of the validation split: finite in every row when the run has one, empty in every row otherwise
 VALIDATION_COLUMNS = ("val_loss", "val_acc")
-#: the columns of a run's frequency.csv, in order (``frequency.CSV_COLUMNS``; a test keeps the two equal)
-FREQUENCY_COLUMNS = (
-    "split",
-    "source",
-    "epoch",
-    "delta",
-    "delta_rel",
-    "ratio",
-    "e_low_noisy",
-    "e_high_noisy",
-    "e_low_clean",
-    "e_high_clean",
-)
+FREQUENCY_COLUMNS = FREQUENCY_CSV_COLUMNS
 FREQUENCY_SPLITS = ("train_subset", "test")
 #: what to do about a bad per-run table: the rule that rebuilds it
 HISTORY_FIX = "delete it and rerun snakemake (rule train reruns the training run)"

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__
 from .datasets import load_dataset
-from .io import InputFileError, atomic_output, logged_step, setup_logging
+from .io import InputFileError, atomic_output, logged_step, reading_hdf5, setup_logging
 from .noise import (
     NoiseSpec,
     class_map_for,
@@ -169,12 +169,6 @@ _REBUILD_DATA = "delete it and rerun snakemake (rule corrupt rebuilds it; the ru
 _DATA_ATTRS = ("class_names", "num_classes", "pixel_max")
 
 
-def _reason(err: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none), whitespace collapsed."""
-    text = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else ""
-    return text or type(err).__name__
-
-
 def read_corrupted(path: str | os.PathLike) -> tuple[dict[str, Split], dict]:
     """Load all splits and the attributes of a file written by :func:`build_corrupted_dataset`.
 
@@ -183,20 +177,13 @@ def read_corrupted(path: str | os.PathLike) -> tuple[dict[str, Split], dict]:
     """
     if not os.path.isfile(path):
         raise InputFileError(f"{path}: file not found; rerun snakemake (rule corrupt builds it)")
-    try:
-        with h5py.File(path, "r") as h5:
-            missing = [f"/{name}/{f}" for name in SPLITS for f in SPLIT_FIELDS if f"{name}/{f}" not in h5]
-            missing += [f"attribute {key}" for key in _DATA_ATTRS if key not in h5.attrs]
-            if missing:
-                raise InputFileError(f"{path}: {missing[0]} is missing (not a complete data file); {_REBUILD_DATA}")
-            splits = {name: Split(**{f: h5[name][f][()] for f in SPLIT_FIELDS}) for name in SPLITS}
-            attrs = {k: v for k, v in h5.attrs.items()}
-    except InputFileError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
-        raise InputFileError(
-            f"{path}: cannot be read as HDF5, the file is truncated or damaged ({_reason(err)}); {_REBUILD_DATA}"
-        ) from err
+    with reading_hdf5(path, _REBUILD_DATA) as h5:
+        missing = [f"/{name}/{f}" for name in SPLITS for f in SPLIT_FIELDS if f"{name}/{f}" not in h5]
+        missing += [f"attribute {key}" for key in _DATA_ATTRS if key not in h5.attrs]
+        if missing:
+            raise InputFileError(f"{path}: {missing[0]} is missing (not a complete data file); {_REBUILD_DATA}")
+        splits = {name: Split(**{f: h5[name][f][()] for f in SPLIT_FIELDS}) for name in SPLITS}
+        attrs = {k: v for k, v in h5.attrs.items()}
     attrs["class_names"] = [c.decode() if isinstance(c, bytes) else str(c) for c in attrs["class_names"]]
     _check_splits(path, splits, attrs)
     return splits, attrs

@@ -24,18 +24,26 @@ fast and its matrix takes half the memory (n = 10,000: 400 MB next to the 800 MB
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from selfdistill.io import InputFileError, arrays_digest, atomic_output, file_digest, logged_step, setup_logging
+from selfdistill.io import (
+    FREQUENCY_CSV_COLUMNS,
+    OUTPUT_ARRAYS,
+    InputFileError,
+    arrays_digest,
+    atomic_output,
+    file_digest,
+    logged_step,
+    reading_hdf5,
+    setup_logging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +60,11 @@ TABLE_COLUMNS = (
     "e_high_clean",
 )
 #: Columns of the CSV written by :func:`analyse_run`, in order: the table's, keyed by split, source and epoch.
-CSV_COLUMNS = ("split", "source", "epoch", *TABLE_COLUMNS[1:])
+CSV_COLUMNS = FREQUENCY_CSV_COLUMNS
 DELTA_SCALES = ("absolute", "median")
 #: dtypes of the filter product (see the module docstring): float32 (default) or float64.
 PRECISIONS = ("float32", "float64")
 OUTPUT_SOURCES = ("probs", "logits")
-#: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum (``training.OUTPUT_ARRAYS``,
-#: restated because this step does not import the training module and torch; a test keeps the two equal)
-OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
 #: the attributes with which the training step records the run that wrote outputs.h5
 OUTPUT_ATTRS = ("data_sha256", "arrays_sha256", "epochs")
 #: what to do about a bad outputs.h5 / data.h5 (the rule that rebuilds each)
@@ -543,29 +548,6 @@ class StoredRun:
 _STORED_SPLITS = {"train_subset": ("train", ("noisy", "clean")), "test": ("test", ("clean",))}
 
 
-def _reason(err: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none), whitespace collapsed."""
-    text = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else ""
-    return text or type(err).__name__
-
-
-@contextlib.contextmanager
-def _reading(path: str | os.PathLike, advice: str) -> Iterator[h5py.File]:
-    """Open ``path`` for reading; h5py's errors (a truncated or damaged file, a missing object) inside the block
-    become one :class:`InputFileError` line naming the file and ``advice``."""
-    if not os.path.isfile(path):
-        raise InputFileError(f"{path}: file not found; rerun snakemake")
-    try:
-        with h5py.File(path, "r") as h5:
-            yield h5
-    except InputFileError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
-        raise InputFileError(
-            f"{path}: cannot be read as HDF5, the file is truncated or damaged ({_reason(err)}); {advice}"
-        ) from err
-
-
 def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCES) -> StoredRun:
     """Read outputs.h5 and check it before any analysis: the producer's identity (attributes ``data_sha256``,
     ``arrays_sha256``, ``epochs``) is present and the arrays match their checksum; ``/epochs`` is strictly
@@ -576,7 +558,7 @@ def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCE
     Every problem raises :class:`InputFileError`, one line naming the file, the dataset and what to do.
     """
     needed = [f"{split}/{field}" for split, (_, names) in _STORED_SPLITS.items() for field in _fields(names)]
-    with _reading(path, REBUILD_OUTPUTS) as h5:
+    with reading_hdf5(path, REBUILD_OUTPUTS) as h5:
         missing = [key for key in OUTPUT_ATTRS if key not in h5.attrs]
         if missing:
             raise InputFileError(
@@ -690,7 +672,7 @@ def check_inputs(path: str | os.PathLike, run: StoredRun) -> float:
     counts agree, that the stored indices lie within data.h5's splits and that the stored labels are data.h5's at
     those rows; return its ``pixel_max``. Every problem raises :class:`InputFileError` naming the file to delete."""
     needed = [f"{src}/{field}" for src, names in _STORED_SPLITS.values() for field in ("images", *_fields(names)[1:])]
-    with _reading(path, REBUILD_DATA) as h5:
+    with reading_hdf5(path, REBUILD_DATA) as h5:
         missing = [f"attribute {k}" for k in ("pixel_max", "num_classes") if k not in h5.attrs]
         missing += [f"dataset /{k}" for k in needed if k not in h5]
         if missing:
@@ -732,7 +714,7 @@ def read_inputs(path: str | os.PathLike, run: StoredRun, split: str, pixel_max: 
     (checked first with :func:`check_inputs`)."""
     src = _STORED_SPLITS[split][0]
     uniq, inv = np.unique(run.splits[split].indices, return_inverse=True)
-    with _reading(path, REBUILD_DATA) as h5:
+    with reading_hdf5(path, REBUILD_DATA) as h5:
         images = h5[src]["images"][uniq][inv]
     x = images.reshape(images.shape[0], -1).astype(np.float64) / pixel_max
     if x.size and not (x.min() >= 0 and x.max() <= 1):

@@ -12,17 +12,75 @@ import shutil
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 F = TypeVar("F", bound=Callable)
+
+#: the columns of a run's history.csv, in order (written by the train step, checked by the aggregate step)
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc_noisy",
+    "train_acc_clean",
+    "memorized",
+    "corrected",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "distill_weight",
+    "epoch_seconds",
+)
+#: the columns of a run's frequency.csv, in order (written by the frequency step, checked by the aggregate step)
+FREQUENCY_CSV_COLUMNS = (
+    "split",
+    "source",
+    "epoch",
+    "delta",
+    "delta_rel",
+    "ratio",
+    "e_low_noisy",
+    "e_high_noisy",
+    "e_low_clean",
+    "e_high_clean",
+)
+#: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum (written by the train step,
+#: verified by the frequency step)
+OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
 
 
 class InputFileError(ValueError):
     """A file that a step reads is missing, unreadable or inconsistent with what wrote it. The message is one line:
     the file, what is wrong with it and what to do (usually: delete it and rerun snakemake, naming the rule that
     rebuilds it). A ValueError: a retry of the same job cannot fix it."""
+
+
+def error_reason(err: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), whitespace collapsed."""
+    text = " ".join(str(err).strip().splitlines()[0].split()) if str(err).strip() else ""
+    return text or type(err).__name__
+
+
+@contextlib.contextmanager
+def reading_hdf5(path: str | os.PathLike, advice: str) -> Iterator[Any]:
+    """Open ``path`` for reading with h5py; a missing file, or h5py's errors inside the block (a truncated or damaged
+    file, a missing object), become one :class:`InputFileError` line naming the file and ``advice``."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise InputFileError(f"{path}: file not found; rerun snakemake")
+    try:
+        with h5py.File(path, "r") as h5:
+            yield h5
+    except InputFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise InputFileError(
+            f"{path}: cannot be read as HDF5, the file is truncated or damaged ({error_reason(err)}); {advice}"
+        ) from err
 
 
 class DiskFullError(OSError):

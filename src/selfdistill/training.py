@@ -44,30 +44,22 @@ from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, attempt, fault_point, f
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
-from .io import arrays_digest, atomic_output, ensure_free_space, file_digest, logged_step, setup_logging
+from .io import (
+    HISTORY_COLUMNS,
+    OUTPUT_ARRAYS,
+    arrays_digest,
+    atomic_output,
+    ensure_free_space,
+    file_digest,
+    logged_step,
+    setup_logging,
+)
 from .models import build_model, count_parameters
 from .modes import Mode, build_mode
 
 log = logging.getLogger(__name__)
 _STATS_BLOCK = 1 << 20  # pixels per block of channel_stats
 
-HISTORY_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc_noisy",
-    "train_acc_clean",
-    "memorized",
-    "corrected",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "distill_weight",
-    "epoch_seconds",
-)
-#: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum
-OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
 #: the signals that ask a run to checkpoint and stop: SLURM sends TERM before a time limit or a preemption (USR1
 #: is the conventional alternative), and Ctrl-C sends INT to every process of the terminal's foreground group
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
