@@ -49,16 +49,7 @@ log = logging.getLogger(__name__)
 
 
 #: Columns of :func:`frequency_table`, in order.
-TABLE_COLUMNS = (
-    "epoch_index",
-    "delta",
-    "delta_rel",
-    "ratio",
-    "e_low_noisy",
-    "e_high_noisy",
-    "e_low_clean",
-    "e_high_clean",
-)
+TABLE_COLUMNS = ("epoch_index", *FREQUENCY_CSV_COLUMNS[3:])
 #: Columns of the CSV written by :func:`analyse_run`, in order: the table's, keyed by split, source and epoch.
 CSV_COLUMNS = FREQUENCY_CSV_COLUMNS
 DELTA_SCALES = ("absolute", "median")
