@@ -1,4 +1,4 @@
-"""Tests of selfdistill.aggregate (STUDY.md §5) on a hand-built history table with hand-computed answers.
+"""Tests of selfdistill.aggregate (docs/science.md, "Evaluation protocol") on a hand-built history table with hand-computed answers.
 
 Two seeds × two modes × five epochs. The values are chosen so that the early-stopped epoch (best noisy val) has a
 tie that must go to the earlier epoch, the oracle epoch (best test) has a tie too, and the rows are shuffled so

@@ -1,4 +1,4 @@
-"""Tests of selfdistill.losses (STUDY.md §4) against a float64 pure-Python reference (math.exp / math.log loops).
+"""Tests of selfdistill.losses (docs/science.md, "Training objectives") against a float64 pure-Python reference (math.exp / math.log loops).
 
 The module computes in float32, so values are compared with rtol 1e-5. Gradients are compared with the analytic
 gradient of a cross-entropy against a *detached* target, (p − t)/B, computed by the same loops.

@@ -28,7 +28,7 @@ NEW_ARCHS = ("shake_shake_26_2x32d", "preact_resnet18", "fast_cnn")
 @pytest.mark.parametrize(
     ("arch", "width", "expected"),
     [
-        # STUDY.md §7: Shake-Shake-26 2x32d has ~2.9M parameters (Gastaldi 2017: 2.9M; 16-channel stem + BN and a
+        # docs/science.md, "Published numbers": Shake-Shake-26 2x32d has ~2.9M parameters (Gastaldi 2017: 2.9M; 16-channel stem + BN and a
         # 16→32 skip at the first block give exactly this; a 32-channel stem would give 2,932,266).
         ("shake_shake_26_2x32d", None, 2_923_162),
         # the paper's 2x64d: 11.7M

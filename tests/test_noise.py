@@ -1,4 +1,4 @@
-"""Tests of selfdistill.noise (STUDY.md §3) against independent, explicit-loop references written here.
+"""Tests of selfdistill.noise (docs/science.md, "Noise models") against independent, explicit-loop references written here.
 
 Counts are checked against round(r·n) computed in the test, per-class allocations against the largest-remainder
 rule (checked as a property, plus one exact-arithmetic reference), targets against the documented rule for each

@@ -1,6 +1,6 @@
 """Collect per-run CSVs into tidy tables and summarise the study's three accuracy columns per mode.
 
-Test accuracy is reported at (STUDY.md §5): the last epoch; the early-stopped epoch, chosen by the best
+Test accuracy is reported at (docs/science.md, "Evaluation protocol"): the last epoch; the early-stopped epoch, chosen by the best
 accuracy on the *noisy* validation split (the honest protocol); and the best test epoch, an oracle upper bound
 that uses test labels and is always labelled as such.
 """
@@ -325,7 +325,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 
 def verdicts(summary: pd.DataFrame) -> list[str]:
-    """One sentence per non-ce mode: does its last epoch match early-stopped ce (STUDY.md §5)?
+    """One sentence per non-ce mode: does its last epoch match early-stopped ce (docs/science.md, "Evaluation protocol")?
 
     The comparison is on the means over seeds; a gap smaller than the larger of the two sds is flagged as not
     distinguishable with these seeds, so a lucky draw is not read as a result.

@@ -1,4 +1,4 @@
-"""Speed benchmarks (issue 3): input pipeline, train step, frequency analysis, one real CIFAR-10 epoch.
+"""Speed benchmarks: input pipeline, train step, frequency analysis, one real CIFAR-10 epoch.
 
 Each of the first three times the project's implementation and a baseline in the same process, on the device that
 is present (CUDA when available, else CPU), writes tidy rows to a CSV (:data:`COLUMNS`) and prints a one-line

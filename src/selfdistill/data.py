@@ -14,7 +14,7 @@ HDF5 layout (one file per dataset × noise × seed)::
         package_version
 
 Noise is applied to the whole training set first; the validation split is then carved from the noisy training
-set, so early stopping only ever sees noisy labels (STUDY.md §5).
+set, so early stopping only ever sees noisy labels (docs/science.md, "Evaluation protocol").
 """
 
 from __future__ import annotations

@@ -318,7 +318,7 @@ def _mark_early_stops(ax, data, col, modes, palette) -> None:
 def plot_accuracy(histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None) -> None:
     """Test and noisy-validation accuracy per mode vs epoch, with each seed's early-stopping epoch marked.
 
-    The early-stopping epoch is the best noisy-validation epoch (STUDY.md §5, ties → earliest); a ▼ sits on the
+    The early-stopping epoch is the best noisy-validation epoch (docs/science.md, "Evaluation protocol", ties → earliest); a ▼ sits on the
     mode's mean curve at each seed's early-stop epoch, in both panels.
     """
     marker = Line2D(

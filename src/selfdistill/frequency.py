@@ -1,4 +1,4 @@
-"""Frequency analysis by Gaussian low-pass filtering over the inputs (the filtering method, STUDY.md §6).
+"""Frequency analysis by Gaussian low-pass filtering over the inputs (the filtering method, docs/science.md, "Frequency analysis").
 
 For inputs ``x_i`` (flattened images scaled to [0, 1]) and a width ``delta`` the low-pass operator is the
 row-normalised Gaussian kernel ``K_ij = G_ij / sum_j G_ij`` with ``G_ij = exp(-||x_i - x_j||^2 / (2 delta))``.

@@ -1,4 +1,4 @@
-"""Training objectives for every mode (STUDY.md §4). Each returns ``(loss, weight)`` where ``weight`` is the
+"""Training objectives for every mode (docs/science.md, "Training objectives"). Each returns ``(loss, weight)`` where ``weight`` is the
 share of the target taken from the network itself (λ, α or 1−β), or ``None`` for plain cross-entropy.
 
 All losses are computed in float32 from the logits and averaged over the mini-batch; targets built from the

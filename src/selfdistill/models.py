@@ -3,7 +3,7 @@
 - ``mlp`` is the embedded default: wide enough (default 512 units × 2 hidden layers) to memorise 40% wrong labels
   on the digits within the default epoch budget, which is exactly what the study needs to observe.
 - ``small_cnn`` is a three-conv alternative for image inputs of any size.
-- ``shake_shake_26_2x32d`` is the original study's network (Gastaldi 2017, arXiv 1705.07485; STUDY.md §2): a 3×3
+- ``shake_shake_26_2x32d`` is the original study's network (Gastaldi 2017, arXiv 1705.07485; docs/science.md, "The original study"): a 3×3
   stem conv to 16 channels + BN, three stages of 4 shake blocks with 32, 64 and 128 channels, two residual branches
   per block mixed with a per-sample random α in the forward pass and an independent per-sample β in the backward
   pass while training (0.5/0.5 at evaluation), the paper's "skip" shortcut where the shape changes (including the

@@ -1,4 +1,4 @@
-"""Label-noise models (STUDY.md §3): flip exactly round(r·n) training labels with a seeded generator.
+"""Label-noise models (docs/science.md, "Noise models"): flip exactly round(r·n) training labels with a seeded generator.
 
 Every model flips an exact count, so the realised rate equals the requested one to one sample, and the same
 seed gives byte-identical labels. ``none`` returns the clean labels (the reference run). ``human`` is not drawn
@@ -228,7 +228,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 def human_labels(
     path: str | os.PathLike, key: str, clean_labels: np.ndarray, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(noisy_labels, is_noisy)`` from a human-annotation file such as CIFAR-10N (STUDY.md §3).
+    """``(noisy_labels, is_noisy)`` from a human-annotation file such as CIFAR-10N (docs/science.md, "Noise models").
 
     The file's ``clean_label`` must equal the dataset's training labels, element by element, so the annotations
     are known to be in the dataset's order; anything else is an error, not a warning.

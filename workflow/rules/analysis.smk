@@ -1,5 +1,5 @@
 rule frequency:
-    """Frequency analysis of one run's stored outputs (Gaussian low-pass filtering, STUDY.md section 6)."""
+    """Frequency analysis of one run's stored outputs (Gaussian low-pass filtering, docs/science.md, "Frequency analysis")."""
     input:
         data="results/{dataset}/{noise}/seed{seed}/data.h5",
         outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",

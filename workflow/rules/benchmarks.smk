@@ -1,4 +1,4 @@
-"""Speed benchmarks (issue 3): not part of `all`.
+"""Speed benchmarks: not part of `all`.
 
 `snakemake --cores 2 benchmarks` builds the three that run on any machine (synthetic images without CIFAR-10):
 input pipeline, train step, frequency analysis. The fourth, one real CIFAR-10 epoch per network, needs the CIFAR-10
