@@ -19,7 +19,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHO
 
 from snakemake.exceptions import WorkflowError
 
-from selfdistill.config import config_file_problem
+from selfdistill.planning import config_file_problem
 
 # Snakemake's message for a config file that is not YAML, empty or a list names neither the file nor the line.
 _problem = config_file_problem(os.path.abspath("config.yaml"))

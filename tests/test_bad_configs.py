@@ -1,7 +1,7 @@
 """Every malformed config is refused at planning time, in one line that names the key (or the file and line).
 
 The table below mutates the shipped config.yaml in one place per case and calls the planning check directly
-(selfdistill.config.check_config: the schema's first violation, else what the schema cannot see), so it runs in
+(selfdistill.planning.check_config: the schema's first violation, else what the schema cannot see), so it runs in
 about a second. A few end-to-end cases run ``snakemake -n`` in a temporary directory to show what the user sees.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfdistill.config import (
+from selfdistill.planning import (
     check_config,
     config_file_problem,
     config_notes,

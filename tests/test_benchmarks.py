@@ -17,7 +17,6 @@ import yaml
 from fake_cifar import write_fake_cifar10
 
 from selfdistill import benchmarks as bm
-from selfdistill.config import dataset_problem
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.frequency import (
     FrequencyFilter,
@@ -27,6 +26,7 @@ from selfdistill.frequency import (
     pairwise_sq_dists,
 )
 from selfdistill.models import build_model, count_parameters
+from selfdistill.planning import dataset_problem
 from selfdistill.training import DeviceImages, channel_stats
 
 REPO = Path(__file__).resolve().parents[1]

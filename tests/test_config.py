@@ -1,4 +1,4 @@
-"""Tests of selfdistill.config: one-line schema error messages and the noise-setting names.
+"""Tests of selfdistill.planning: one-line schema error messages and the noise-setting names.
 
 The configs under test are the repository's own (config.yaml, config/smoke.yaml), each mutated in one place.
 """
@@ -12,15 +12,13 @@ import pytest
 import yaml
 
 from selfdistill import datasets, models, noise
-from selfdistill.config import (
-    DATASET_OPTIONS,
-    dataset_option_problem,
-    dataset_problem,
+from selfdistill.dataset_files import DATASET_OPTIONS, dataset_option_problem, dataset_problem
+from selfdistill.modes import REGISTRY
+from selfdistill.planning import (
     explain_config_error,
     human_label_problem,
     noise_settings,
 )
-from selfdistill.modes import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

@@ -58,8 +58,8 @@ import pandas as pd
 import torch
 
 from . import device as devices
-from .config import DEFAULT_DATA_ROOT, dataset_problem
 from .data import SPLIT_FIELDS, build_corrupted_dataset
+from .dataset_files import DEFAULT_DATA_ROOT, dataset_problem
 from .datasets import DatasetNotFoundError
 from .device import RunDevice, cpu_name
 from .frequency import frequency_table, median_sq_dist, pairwise_sq_dists
@@ -705,7 +705,7 @@ def cifar_epoch_benchmark(
     ones: their timings hold, their accuracies need not).
 
     Raises :class:`selfdistill.datasets.DatasetNotFoundError` with the one-line message of
-    :func:`selfdistill.config.dataset_problem` when the files are missing: there is no synthetic fallback.
+    :func:`selfdistill.dataset_files.dataset_problem` when the files are missing: there is no synthetic fallback.
     """
     problem = dataset_problem("cifar10", {"data_root": str(data_root)})
     if problem:

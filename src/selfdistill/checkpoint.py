@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .imports import module_files
 from .io import DiskFullError, disk_errors
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,8 @@ def fault_point(point: str, epoch: int) -> None:
 def library_digest() -> str:
     """SHA-256 over the source of the library modules a training job runs (the train rule's code inputs): a
     checkpoint never resumes under changed training code, while an edit of, say, the figures leaves it valid."""
-    from .config import library_files
-
     digest = hashlib.sha256()
-    for path in sorted(map(Path, library_files("train"))):
+    for path in module_files(Path(__file__).with_name("training.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import (
+from .dataset_files import (
     CIFAR_FOLDERS,
     DATASETS,
     DEFAULT_DATA_ROOT,

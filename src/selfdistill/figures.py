@@ -24,7 +24,6 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .aggregate import per_run_summary
-from .config import FIGURES
 from .io import atomic_output, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
@@ -581,20 +580,14 @@ def plot_frequency_error(
         _save(fig, out_png)
 
 
-#: The drawing function of every figure in :data:`selfdistill.config.FIGURES`, by name.
-PLOTTERS = dict(
-    zip(
-        FIGURES,
-        (
-            plot_accuracy,
-            plot_loss,
-            plot_memorization,
-            plot_frequency_ratio,
-            plot_frequency_error,
-        ),
-        strict=True,
-    )
-)
+#: The drawing function of every figure, by name (the file stem; the planner's ``FIGURES`` lists the same names).
+PLOTTERS = {
+    "accuracy": plot_accuracy,
+    "loss": plot_loss,
+    "memorization": plot_memorization,
+    "frequency_ratio": plot_frequency_ratio,
+    "frequency_error": plot_frequency_error,
+}
 
 
 @logged_step
@@ -605,10 +598,10 @@ def plot(
     log_path: PathLike | None = None,
     **options,
 ) -> None:
-    """Pipeline step: draw figure ``kind`` (one of :data:`FIGURES`) from its CSV into ``out_png``."""
+    """Pipeline step: draw figure ``kind`` (one of :data:`PLOTTERS`) from its CSV into ``out_png``."""
     if log_path is not None:
         setup_logging(log_path)
-    if kind not in FIGURES:
-        raise ValueError(f"unknown figure {kind!r}; allowed: {', '.join(FIGURES)}")
+    if kind not in PLOTTERS:
+        raise ValueError(f"unknown figure {kind!r}; allowed: {', '.join(PLOTTERS)}")
     PLOTTERS[kind](in_csv, out_png, **options)
     log.info("wrote %s", out_png)

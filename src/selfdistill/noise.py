@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import NOISE_TYPES, NoiseSpec
 from .io import InputFileError
+from .noise_spec import NOISE_TYPES, NoiseSpec
 
 __all__ = [
     "NOISE_TYPES",

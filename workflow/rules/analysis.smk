@@ -3,7 +3,7 @@ rule frequency:
     input:
         data="results/{dataset}/{noise}/seed{seed}/data.h5",
         outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",
-        code=library_files("frequency"),
+        code=code_of("frequency.py"),
     output:
         "results/{dataset}/{noise}/seed{seed}/{mode}/frequency.csv",
     log:
@@ -26,7 +26,7 @@ rule aggregate:
     """Tidy all runs' histories; per-mode test accuracy at last / early-stopped / oracle epochs."""
     input:
         histories=run_files("history.csv"),
-        code=library_files("aggregate"),
+        code=code_of("aggregate.py"),
     output:
         histories="results/{dataset}/{noise}/histories.csv",
         summary_csv=report(
@@ -53,7 +53,7 @@ rule aggregate_frequency:
     """Tidy all runs' frequency tables into one CSV for the frequency figures."""
     input:
         tables=run_files("frequency.csv"),
-        code=library_files("aggregate"),
+        code=code_of("aggregate_frequency.py"),
     output:
         "results/{dataset}/{noise}/frequency.csv",
     log:

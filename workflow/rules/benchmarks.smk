@@ -7,7 +7,8 @@ files in resources/data (cifar-10-batches-py/, or the config's dataset_options.d
 missing). `--cores 2` runs the benchmarks one at a time, so that they do not disturb each other's timings.
 """
 
-from selfdistill.config import DEFAULT_DATA_ROOT, train_mem_mb
+from selfdistill.dataset_files import DEFAULT_DATA_ROOT
+from selfdistill.planning import train_mem_mb
 
 # the `benchmarks` target: these run without CIFAR-10
 BENCHMARK_NAMES = ["input_pipeline", "train_step", "frequency"]
@@ -28,7 +29,7 @@ rule benchmark:
     tidy CSV and a one-line summary (log; for cifar_epoch also each training run's progress).
     """
     input:
-        code=library_files("benchmarks"),
+        code=code_of("benchmark.py"),
     output:
         "results/benchmarks/{benchmark}.csv",
     log:

@@ -7,13 +7,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from selfdistill.config import (
+from selfdistill.planning import (
     FIGURES,
     NoiseSpec,
     check_config,
     config_file_problem,
     config_notes,
-    dataset_problem,
     distill_keys,
     distill_params,
     explain_config_error,
@@ -25,13 +24,14 @@ from selfdistill.config import (
     train_params,
     train_time,
 )
+from selfdistill.dataset_files import dataset_problem
 from selfdistill.device import planned_device
 
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 # Every config problem stops the plan before any job starts, in one line that names the key (or the file and line):
 # a key YAML would silently drop (given twice in one file; Snakemake has read the files already), the schema's
-# first violation, then what the schema cannot see (selfdistill.config.check_config).
+# first violation, then what the schema cannot see (selfdistill.planning.check_config).
 for _file in workflow.configfiles:
     _problem = config_file_problem(os.path.abspath(_file))
     if _problem:
@@ -87,6 +87,13 @@ wildcard_constraints:
     noise="|".join(re.escape(name) for name in NOISES),
     seed=r"\d+",
     mode="|".join(MODES),
+
+
+def code_of(script):
+    """The library modules a script in workflow/scripts runs (read from its imports): inputs of its rule, so that
+    editing a module reruns the steps that run it. The planning module is imported by no job: editing it reruns
+    nothing."""
+    return library_files(os.path.join(workflow.basedir, "workflow", "scripts", script))
 
 
 def runs(wildcards):

@@ -2,7 +2,7 @@ rule corrupt:
     """Load the dataset, flip labels with the configured noise model, carve the noisy validation split."""
     input:
         labels=human_label_file,
-        code=library_files("corrupt"),
+        code=code_of("corrupt.py"),
     output:
         "results/{dataset}/{noise}/seed{seed}/data.h5",
     log:

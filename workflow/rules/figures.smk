@@ -2,7 +2,7 @@ rule figure_accuracy:
     """Test and noisy-validation accuracy per mode, early-stopping epochs marked."""
     input:
         table="results/{dataset}/{noise}/histories.csv",
-        code=library_files("figures"),
+        code=code_of("figure.py"),
     output:
         report(
             "results/{dataset}/{noise}/figures/accuracy.png",
@@ -24,7 +24,7 @@ rule figure_loss:
     """Training and test loss per mode."""
     input:
         table="results/{dataset}/{noise}/histories.csv",
-        code=library_files("figures"),
+        code=code_of("figure.py"),
     output:
         report(
             "results/{dataset}/{noise}/figures/loss.png",
@@ -46,7 +46,7 @@ rule figure_memorization:
     """Memorised and corrected fractions of the noisy-labelled training samples per mode."""
     input:
         table="results/{dataset}/{noise}/histories.csv",
-        code=library_files("figures"),
+        code=code_of("figure.py"),
     output:
         report(
             "results/{dataset}/{noise}/figures/memorization.png",
@@ -68,7 +68,7 @@ rule figure_frequency_ratio:
     """Low-frequency ratio per mode for a few deltas, and self-distillation minus ce."""
     input:
         table="results/{dataset}/{noise}/frequency.csv",
-        code=library_files("figures"),
+        code=code_of("figure.py"),
     output:
         report(
             "results/{dataset}/{noise}/figures/frequency_ratio.png",
@@ -93,7 +93,7 @@ rule figure_frequency_error:
     """Low- and high-frequency errors against the noisy targets, and the heat map of Xu et al."""
     input:
         table="results/{dataset}/{noise}/frequency.csv",
-        code=library_files("figures"),
+        code=code_of("figure.py"),
     output:
         report(
             "results/{dataset}/{noise}/figures/frequency_error.png",

@@ -6,7 +6,7 @@ rule train:
     """
     input:
         data="results/{dataset}/{noise}/seed{seed}/data.h5",
-        code=library_files("train"),
+        code=code_of("train.py"),
     output:
         history=f"{RUN}/history.csv",
         outputs=f"{RUN}/outputs.h5",

@@ -25,28 +25,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .dataset_files import dataset_option_problem
 from .epochs import output_bytes_per_epoch, recorded_epochs
-
-DATASETS = ("digits", "cifar10", "cifar100")
-#: The ``dataset_options`` keys each dataset's loader takes (the config schema lists them all).
-DATASET_OPTIONS = {
-    "digits": ("test_fraction", "split_seed"),
-    "cifar10": ("data_root", "download", "verify_md5"),
-    "cifar100": ("data_root", "download", "verify_md5"),
-}
-DEFAULT_DATA_ROOT = "resources/data"
-#: CIFAR-10N's label file (https://github.com/UCSC-REAL/cifar-10-100n, data/CIFAR-10_human.pt).
-DEFAULT_HUMAN_LABEL_FILE = "resources/data/CIFAR-10_human.pt"
-#: The folder torchvision reads below ``data_root``, its files, and the archive's size (for the error message).
-CIFAR_FOLDERS = {
-    "cifar10": (
-        "cifar-10-batches-py",
-        ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
-        + ("test_batch", "batches.meta"),
-        "163 MB",
-    ),
-    "cifar100": ("cifar-100-python", ("train", "test", "meta"), "161 MB"),
-}
+from .imports import module_files
+from .noise_spec import NoiseSpec
 
 #: (images, classes) of each dataset, for planning job memory (digits: all 1,797 images, whatever the split).
 DATASET_SHAPES = {
@@ -61,131 +43,8 @@ DIGITS_TEST_FRACTION = 0.2  # datasets.load_digits's default
 #: Datasets with a built-in asymmetric class map (noise.DEFAULT_CLASS_MAPS); others need ``noise[].class_map``.
 ASYMMETRIC_DEFAULT_MAP = ("digits", "cifar10")
 
-NOISE_TYPES = ("none", "pair", "symmetric", "asymmetric", "human")
-# Short names used in result paths, e.g. ``pair40`` for pair-flip at 40%.
-SHORT_NAMES = {
-    "none": "none",
-    "pair": "pair",
-    "symmetric": "sym",
-    "asymmetric": "asym",
-    "human": "human",
-}
-
 #: Every figure the pipeline builds per dataset/noise setting (file stem = name).
 FIGURES = ("accuracy", "loss", "memorization", "frequency_ratio", "frequency_error")
-
-#: The library modules each rule runs (its script's import closure within selfdistill). They are inputs of the
-#: rule, so editing the library reruns exactly the steps whose code changed.
-RULE_MODULES = {
-    "corrupt": ("__init__", "config", "data", "datasets", "epochs", "io", "noise"),
-    "train": (
-        "__init__",
-        "checkpoint",
-        "config",
-        "data",
-        "datasets",
-        "device",
-        "epochs",
-        "gpu_slots",
-        "io",
-        "losses",
-        "models",
-        "modes",
-        "noise",
-        "training",
-    ),
-    "frequency": ("__init__", "frequency", "io"),
-    "aggregate": ("__init__", "aggregate", "io"),
-    "figures": ("__init__", "aggregate", "config", "epochs", "figures", "io"),
-    "benchmarks": (
-        "__init__",
-        "benchmarks",
-        "checkpoint",
-        "config",
-        "data",
-        "datasets",
-        "device",
-        "epochs",
-        "frequency",
-        "gpu_slots",
-        "io",
-        "losses",
-        "models",
-        "modes",
-        "noise",
-        "training",
-    ),
-}
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-@dataclass(frozen=True)
-class NoiseSpec:
-    """One configured noise setting; ``name`` is the ``{noise}`` wildcard (``pair40``, ``sym20``, ``none``,
-    ``human_worse`` for the CIFAR-10N key ``worse_label``).
-
-    ``human`` settings read their labels from ``label_file`` under ``key``; ``rate`` does not apply to them (the
-    realised rate is whatever the annotators produced, recorded with the data).
-    """
-
-    type: str
-    rate: float = 0.0
-    class_map: Mapping[int, int] | None = None
-    label_file: str = DEFAULT_HUMAN_LABEL_FILE
-    key: str = "worse_label"
-
-    @property
-    def name(self) -> str:
-        if self.type == "none":
-            return "none"
-        if self.type == "human":
-            return f"human_{self.key.replace('_label', '')}"
-        return f"{SHORT_NAMES[self.type]}{100 * self.rate:g}"
-
-    @classmethod
-    def from_config(cls, entry: Mapping) -> NoiseSpec:
-        """Build from a config entry ``{type: pair, rate: 0.4}`` (``class_map`` keys may be strings)."""
-        class_map = entry.get("class_map")
-        if class_map is not None:
-            class_map = {int(k): int(v) for k, v in class_map.items()}
-        return cls(
-            type=entry["type"],
-            rate=float(entry.get("rate", 0.0)),
-            class_map=class_map,
-            label_file=str(entry.get("label_file", DEFAULT_HUMAN_LABEL_FILE)),
-            key=str(entry.get("key", "worse_label")),
-        )
-
-
-def dataset_problem(name: str, options: Mapping) -> str | None:
-    """One line saying why dataset ``name`` cannot be loaded with ``options`` (its ``dataset_options``), or
-    ``None`` when it can (or torchvision will download it). Cheap: checks that the files exist under
-    ``data_root``; their md5 sums are checked when loading.
-    """
-    if name not in CIFAR_FOLDERS or options.get("download", False):
-        return None
-    data_root = options.get("data_root", DEFAULT_DATA_ROOT)
-    folder, files, size = CIFAR_FOLDERS[name]
-    where = Path(data_root) / folder
-    missing = [f for f in files if not (where / f).is_file()]
-    if not missing:
-        return None
-    return (
-        f"{name} not found: expected {where}/ ({', '.join(missing)} missing); set dataset_options.download: "
-        f"true to let torchvision fetch it ({size}), or extract the dataset's python version into {data_root}/"
-    )
-
-
-def dataset_option_problem(dataset: str, options: Mapping) -> str | None:
-    """One line naming ``dataset_options`` keys that do not apply to ``dataset``, or ``None``."""
-    foreign = sorted(set(options) - set(DATASET_OPTIONS[dataset]))
-    if not foreign:
-        return None
-    return (
-        f"invalid config: dataset_options {', '.join(foreign)} do not apply to {dataset}; "
-        f"it takes {', '.join(DATASET_OPTIONS[dataset])}"
-    )
 
 
 def train_mem_mb(dataset: str) -> int:
@@ -271,9 +130,11 @@ def distill_params(distill: Mapping, mode: str, keys: Mapping[str, tuple[str, ..
     return {key: distill[key] for key in keys[mode] if key in distill}
 
 
-def library_files(rule: str) -> list[str]:
-    """Paths of the library modules that ``rule`` runs (see :data:`RULE_MODULES`)."""
-    return [str(PACKAGE_DIR / f"{module}.py") for module in RULE_MODULES[rule]]
+def library_files(script: str | os.PathLike) -> list[str]:
+    """The library modules ``script`` runs (:func:`selfdistill.imports.module_files`), as paths relative to the
+    working directory when they lie below it: a rule's inputs, so editing a module reruns the steps that run it."""
+    here = Path.cwd().resolve()
+    return [str(path.relative_to(here)) if path.is_relative_to(here) else str(path) for path in module_files(script)]
 
 
 def _dotted(path) -> str:

@@ -1,0 +1,58 @@
+"""Where each dataset's files live and which loader options it takes: shared by the loaders (jobs) and the planner.
+
+Only the standard library is imported, so the Snakefile can check for missing files before any job starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+DATASETS = ("digits", "cifar10", "cifar100")
+#: The ``dataset_options`` keys each dataset's loader takes (the config schema lists them all).
+DATASET_OPTIONS = {
+    "digits": ("test_fraction", "split_seed"),
+    "cifar10": ("data_root", "download", "verify_md5"),
+    "cifar100": ("data_root", "download", "verify_md5"),
+}
+DEFAULT_DATA_ROOT = "resources/data"
+#: The folder torchvision reads below ``data_root``, its files, and the archive's size (for the error message).
+CIFAR_FOLDERS = {
+    "cifar10": (
+        "cifar-10-batches-py",
+        ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
+        + ("test_batch", "batches.meta"),
+        "163 MB",
+    ),
+    "cifar100": ("cifar-100-python", ("train", "test", "meta"), "161 MB"),
+}
+
+
+def dataset_problem(name: str, options: Mapping) -> str | None:
+    """One line saying why dataset ``name`` cannot be loaded with ``options`` (its ``dataset_options``), or
+    ``None`` when it can (or torchvision will download it). Cheap: checks that the files exist under
+    ``data_root``; their md5 sums are checked when loading.
+    """
+    if name not in CIFAR_FOLDERS or options.get("download", False):
+        return None
+    data_root = options.get("data_root", DEFAULT_DATA_ROOT)
+    folder, files, size = CIFAR_FOLDERS[name]
+    where = Path(data_root) / folder
+    missing = [f for f in files if not (where / f).is_file()]
+    if not missing:
+        return None
+    return (
+        f"{name} not found: expected {where}/ ({', '.join(missing)} missing); set dataset_options.download: "
+        f"true to let torchvision fetch it ({size}), or extract the dataset's python version into {data_root}/"
+    )
+
+
+def dataset_option_problem(dataset: str, options: Mapping) -> str | None:
+    """One line naming ``dataset_options`` keys that do not apply to ``dataset``, or ``None``."""
+    foreign = sorted(set(options) - set(DATASET_OPTIONS[dataset]))
+    if not foreign:
+        return None
+    return (
+        f"invalid config: dataset_options {', '.join(foreign)} do not apply to {dataset}; "
+        f"it takes {', '.join(DATASET_OPTIONS[dataset])}"
+    )
