@@ -96,7 +96,7 @@ RULE_MODULES = {
     ),
     "frequency": ("__init__", "frequency", "io"),
     "aggregate": ("__init__", "aggregate", "io"),
-    "figures": ("__init__", "aggregate", "config", "epochs", "figures", "io"),
+    "figures": ("__init__", "aggregate", "figures", "io"),
     "benchmarks": (
         "__init__",
         "benchmarks",
