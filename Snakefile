@@ -36,11 +36,7 @@ localrules:
     benchmarks,
     aggregate,
     aggregate_frequency,
-    figure_accuracy,
-    figure_loss,
-    figure_memorization,
-    figure_frequency_ratio,
-    figure_frequency_error,
+    figure,
 
 
 include: "workflow/rules/common.smk"

@@ -18,13 +18,7 @@ from fake_cifar import write_fake_cifar10
 
 from selfdistill import benchmarks as bm
 from selfdistill.datasets import DatasetNotFoundError
-from selfdistill.frequency import (
-    FrequencyFilter,
-    frequency_table,
-    lowpass_kernel,
-    median_sq_dist,
-    pairwise_sq_dists,
-)
+from selfdistill.frequency import frequency_table, median_sq_dist, pairwise_sq_dists
 from selfdistill.models import build_model, count_parameters
 from selfdistill.planning import dataset_problem
 from selfdistill.training import DeviceImages, channel_stats
@@ -213,20 +207,6 @@ def test_project_and_original_agree_on_tiny_data():
         table = frequency_table(x, outputs, deltas, precision=precision)
         got = table["ratio"].to_numpy().reshape(5, 4)
         np.testing.assert_allclose(got, base, rtol=0, atol=tol, err_msg=precision)
-
-
-@pytest.mark.parametrize("shift", [0.0, 1.5])
-@pytest.mark.parametrize("delta", [1e-3, 0.05, 0.4, 50.0])
-def test_highpass_operator_is_identity_minus_kernel(shift, delta):
-    """diag(w) A = I - K (the factorisation the float32 products use), also for d2 with a non-zero diagonal."""
-    rng = np.random.default_rng(11)
-    d2 = pairwise_sq_dists(rng.random((25, 6))) + shift * rng.random((25, 1))
-    flt = FrequencyFilter(d2=d2)
-    a, w = flt.highpass_operator(delta)
-    np.testing.assert_allclose(w[:, None] * a, np.eye(25) - lowpass_kernel(d2, delta), rtol=0, atol=1e-14)
-    np.testing.assert_allclose(a.sum(axis=1), 0.0, atol=1e-12)
-    a32, w32 = flt.highpass_operator(delta, np.float32)
-    assert a32.dtype == np.float32 and np.array_equal(w32, w)
 
 
 def test_float32_products_keep_relative_precision_at_small_delta():

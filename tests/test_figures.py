@@ -298,3 +298,12 @@ def test_modes_order_and_palette():
     assert figures.mode_palette(["bootstrap_hard"])["bootstrap_hard"] == full["bootstrap_hard"]
     assert len(set(full.values())) == len(figures.MODE_ORDER)
     assert "new_mode" in figures.mode_palette(["new_mode"])
+
+
+def test_figure_step_does_not_import_the_planner():
+    """The figure jobs run without selfdistill.config (the planner), so editing it reruns no figure."""
+    import subprocess
+    import sys
+
+    code = "import sys, selfdistill.figures; sys.exit('selfdistill.config' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

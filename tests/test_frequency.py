@@ -108,6 +108,21 @@ def ref_errors(k, h, y):
     return ref_fro(h_low - y_low) / ref_fro(y_low), ref_fro(h_high - y_high) / ref_fro(y_high)
 
 
+def label_ratio(x, labels, num_classes, deltas):
+    """ratio of one-hot label matrices (the label-reference rows of analyse_run) for each absolute delta: a one-hot
+    matrix filtered as a one-epoch output of frequency_table. labels (n,) -> (n_deltas,); (k, n) -> (k, n_deltas)."""
+    rows = np.atleast_2d(labels)
+    onehots = np.stack([np.eye(num_classes)[r] for r in rows])
+    ratios = fq.frequency_table(x, onehots, deltas)["ratio"].to_numpy().reshape(len(rows), -1)
+    return ratios[0] if np.ndim(labels) == 1 else ratios
+
+
+def operator_kernel(d2, delta):
+    """The low-pass kernel the module applies, K = I - diag(w) A from FrequencyFilter.highpass_operator."""
+    a, w = fq.FrequencyFilter(d2=d2).highpass_operator(delta)
+    return np.eye(len(d2)) - w[:, None] * a
+
+
 def ref_median_offdiag(d2):
     n = d2.shape[0]
     vals = []
@@ -175,24 +190,23 @@ def test_pairwise_sq_dists_rejects_bad_input():
 
 
 @pytest.mark.parametrize("delta", [0.02, 0.3, 5.0, 1e4])
-def test_lowpass_kernel_moderate_delta(rng, delta):
+def test_kernel_moderate_delta(rng, delta):
     x = rng.random((28, 7))
     d2 = ref_sq_dists(x)
-    k = fq.lowpass_kernel(d2, delta)
-    assert k.dtype == np.float64
+    k = operator_kernel(d2, delta)
     np.testing.assert_allclose(k.sum(axis=1), 1.0, rtol=1e-12)
     np.testing.assert_allclose(k, ref_kernel(d2, delta), rtol=RTOL, atol=ATOL)
     assert np.all(k >= 0)
 
 
-def test_lowpass_kernel_tiny_delta_survives_underflow(rng):
-    """Rows where every exp(-d2/2delta) underflows: the naive normalisation is 0/0, log-sum-exp is not."""
+def test_kernel_tiny_delta_survives_underflow(rng):
+    """Rows where every exp(-d2/2delta) underflows: the naive normalisation is 0/0, the operator's is not."""
     delta = 1e-4
     # clusters of near-identical points, far apart: within-cluster weights are non-trivial at this delta
     centres = rng.random((4, 6))
     pts = np.concatenate([c + rng.normal(scale=3e-3, size=(5, 6)) for c in centres])
     d2 = ref_sq_dists(pts)
-    # a row-shifted matrix (e.g. distances without a zero self-distance): softmax rows are shift-invariant
+    # a row-shifted matrix (e.g. distances without a zero self-distance): the kernel's rows are shift-invariant
     shift = 1.0 + rng.random((len(pts), 1))
     shifted = d2 + shift
     with np.errstate(under="ignore", invalid="ignore", divide="ignore"):
@@ -202,37 +216,19 @@ def test_lowpass_kernel_tiny_delta_survives_underflow(rng):
     assert np.all(np.isnan(naive_k))  # and the naive normalisation is 0/0
     ref = ref_kernel(d2, delta)
     assert 0.05 < ref[0, 1] < 0.95  # the case is not trivially the identity
+    np.testing.assert_allclose(ref_kernel(shifted, delta), ref, rtol=RTOL, atol=ATOL)
     for mat in (d2, shifted):
-        k = fq.lowpass_kernel(mat, delta)
+        k = operator_kernel(mat, delta)
         assert np.all(np.isfinite(k))
         np.testing.assert_allclose(k.sum(axis=1), 1.0, rtol=1e-12)
         np.testing.assert_allclose(k, ref, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(
-        fq.lowpass_kernel(shifted, delta),
-        ref_kernel(shifted, delta),
-        rtol=RTOL,
-        atol=ATOL,
-    )
-
-
-def test_lowpass_kernel_rectangular_cross_distances(rng):
-    """Queries that are not among the points: no zero in a row, tiny delta, still a finite stochastic matrix."""
-    q, p = rng.random((6, 5)), rng.random((15, 5))
-    d2 = ref_cross_sq_dists(q, p)
-    delta = 1e-5
-    with np.errstate(under="ignore", invalid="ignore"):
-        naive = np.exp(-d2 / (2 * delta))
-        assert np.all(np.isnan(naive / naive.sum(axis=1, keepdims=True)))
-    k = fq.lowpass_kernel(d2, delta)
-    np.testing.assert_allclose(k, ref_kernel(d2, delta), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(k.sum(axis=1), 1.0, rtol=1e-12)
 
 
 def test_tiny_delta_averages_over_exact_duplicates(rng):
     base = rng.random((12, 10)) * 0.9
     x = np.concatenate([base, base[[2, 2, 5]]])  # row 2 appears 3 times, row 5 twice
     d2 = fq.pairwise_sq_dists(x)
-    k = fq.lowpass_kernel(d2, 1e-8)
+    k = operator_kernel(d2, 1e-8)
     groups = {2: [2, 12, 13], 12: [2, 12, 13], 13: [2, 12, 13], 5: [5, 14], 14: [5, 14]}
     for i in range(len(x)):
         expected = np.zeros(len(x))
@@ -241,10 +237,24 @@ def test_tiny_delta_averages_over_exact_duplicates(rng):
         np.testing.assert_allclose(k[i], expected, rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.parametrize("shift", [0.0, 1.5])
+@pytest.mark.parametrize("delta", [1e-3, 0.05, 0.4, 50.0])
+def test_highpass_operator_is_identity_minus_kernel(shift, delta):
+    """diag(w) A = I - K (the factorisation the float32 products use), also for d2 with a non-zero diagonal."""
+    rng = np.random.default_rng(11)
+    d2 = fq.pairwise_sq_dists(rng.random((25, 6))) + shift * rng.random((25, 1))
+    flt = fq.FrequencyFilter(d2=d2)
+    a, w = flt.highpass_operator(delta)
+    np.testing.assert_allclose(w[:, None] * a, np.eye(25) - ref_kernel(d2, delta), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(a.sum(axis=1), 0.0, atol=1e-12)
+    a32, w32 = flt.highpass_operator(delta, np.float32)
+    assert a32.dtype == np.float32 and np.array_equal(w32, w)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf])
-def test_lowpass_kernel_rejects_bad_delta(bad):
+def test_kernel_rejects_bad_delta(bad):
     with pytest.raises(ValueError):
-        fq.lowpass_kernel(np.zeros((2, 2)), bad)
+        fq.FrequencyFilter(d2=np.zeros((2, 2))).highpass_operator(bad)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,9 +265,10 @@ def test_lowpass_kernel_rejects_bad_delta(bad):
 def test_resolve_deltas(rng):
     x = rng.random((31, 8))
     d2 = fq.pairwise_sq_dists(x)
+    flt = fq.FrequencyFilter(d2=d2)
     med = ref_median_offdiag(ref_sq_dists(x))
-    np.testing.assert_allclose(fq.resolve_deltas(d2, [0.5, 2.0], "median"), [0.5 * med, 2.0 * med], rtol=RTOL)
-    np.testing.assert_array_equal(fq.resolve_deltas(d2, [0.5, 2.0], "absolute"), [0.5, 2.0])
+    np.testing.assert_allclose(flt.resolve([0.5, 2.0], "median"), [0.5 * med, 2.0 * med], rtol=RTOL)
+    np.testing.assert_array_equal(flt.resolve([0.5, 2.0], "absolute"), [0.5, 2.0])
     np.testing.assert_allclose(fq.median_sq_dist(d2), med, rtol=RTOL)
     x_even = rng.random((32, 8))  # 496 pairs: an even count, so the median averages two middle values
     np.testing.assert_allclose(
@@ -266,15 +277,15 @@ def test_resolve_deltas(rng):
         rtol=RTOL,
     )
     with pytest.raises(ValueError):
-        fq.resolve_deltas(d2, [1.0], "log")
+        flt.resolve([1.0], "log")
     with pytest.raises(ValueError):
-        fq.resolve_deltas(d2, [], "absolute")
+        flt.resolve([], "absolute")
     with pytest.raises(ValueError):
-        fq.resolve_deltas(np.zeros((3, 3)), [1.0], "median")  # all points identical: median 0
+        fq.FrequencyFilter(d2=np.zeros((3, 3))).resolve([1.0], "median")  # all points identical: median 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# frequency_table / label_ratio
+# frequency_table (and the label reference)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -362,9 +373,9 @@ def test_label_ratio_matches_reference(rng):
     deltas = [0.05, 0.5, 3.0]
     d2_ref = ref_sq_dists(x)
     expected = np.array([[ref_ratio(ref_kernel(d2_ref, dl), ref_one_hot(y, c)) for dl in deltas] for y in (y1, y2)])
-    np.testing.assert_allclose(fq.label_ratio(x, y1, c, deltas), expected[0], rtol=RTOL)
+    np.testing.assert_allclose(label_ratio(x, y1, c, deltas), expected[0], rtol=RTOL)
     flt = fq.FrequencyFilter(x)
-    np.testing.assert_allclose(fq.label_ratio(flt, np.stack([y1, y2]), c, deltas), expected, rtol=RTOL)
+    np.testing.assert_allclose(label_ratio(flt, np.stack([y1, y2]), c, deltas), expected, rtol=RTOL)
 
 
 def test_sanity_constant_and_perfect_outputs(rng):
@@ -386,11 +397,11 @@ def test_sanity_smooth_labels_have_more_low_frequency_than_noise(rng):
     x = rng.random((n, 2))
     smooth = np.minimum((x[:, 0] * c).astype(int), c - 1)  # class = bin of x0: a smooth function of x
     noise = rng.integers(0, c, n)
-    ratios = fq.label_ratio(x, np.stack([smooth, noise]), c, [0.002, 0.01])
+    ratios = label_ratio(x, np.stack([smooth, noise]), c, [0.002, 0.01])
     assert np.all(ratios[0] > ratios[1] + 0.1)
     # the high-frequency part of the smooth target is small relative to that of random labels
     flt = fq.FrequencyFilter(x)
-    k = fq.lowpass_kernel(flt.d2, 0.01)
+    k = operator_kernel(flt.d2, 0.01)
     high_frac = [np.linalg.norm(yy - k @ yy) / np.linalg.norm(yy) for yy in (np.eye(c)[smooth], np.eye(c)[noise])]
     assert high_frac[0] < 0.6 * high_frac[1]
 

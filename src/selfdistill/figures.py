@@ -390,7 +390,8 @@ def plot_memorization(histories_csv: PathLike, out_png: PathLike, mode_order: Se
 
 
 def _read_frequency(frequency_csv: PathLike, source: str, mode_order):
-    """Frequency table split into per-epoch rows of ``source`` (all splits) and label-reference rows."""
+    """The opening of both frequency figures: the training-subset rows of ``source`` (epochs as int), the
+    label-reference rows, the δ key column, the modes to draw (ordered), their palette and the setting's title."""
     freq = pd.read_csv(frequency_csv)
     title = _setting_title(freq)
     epochs = freq[freq["source"] == source]
@@ -401,8 +402,11 @@ def _read_frequency(frequency_csv: PathLike, source: str, mode_order):
     modes = ordered_modes(epochs["mode"].unique(), mode_order)
     epochs = epochs[epochs["mode"].isin(modes)].copy()
     epochs["epoch"] = epochs["epoch"].astype(int)
+    train = epochs[epochs["split"] == TRAIN_SPLIT]
+    if train.empty:
+        raise ValueError(f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}")
     labels = freq[freq["source"].isin(list(LABEL_SOURCES))]
-    return epochs, labels, key, modes, mode_palette(modes), title
+    return train, labels, key, modes, mode_palette(modes), title
 
 
 def _delta_text(key: str, value: float, rows: pd.DataFrame) -> str:
@@ -426,10 +430,7 @@ def plot_frequency_ratio(
     references. Bottom row (only when ``ce`` is present): ratio(mode) − ratio(ce), paired by seed.
     ``deltas`` are matched to the nearest available value of ``delta_rel`` (when present) or ``delta``.
     """
-    epochs, labels, key, modes, palette, title = _read_frequency(frequency_csv, source, mode_order)
-    train = epochs[epochs["split"] == TRAIN_SPLIT]
-    if train.empty:
-        raise ValueError(f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}")
+    train, labels, key, modes, palette, title = _read_frequency(frequency_csv, source, mode_order)
     chosen = select_deltas(train[key].unique(), deltas)
     refs = label_reference(labels, key) if key in labels.columns else pd.DataFrame(columns=["source", key, "ratio"])
     diffs = ratio_difference(train, key)
@@ -499,10 +500,7 @@ def plot_frequency_error(
     """
     if target not in ("noisy", "clean"):
         raise ValueError(f"target must be 'noisy' or 'clean', got {target!r}")
-    epochs, _, key, modes, palette, title = _read_frequency(frequency_csv, source, mode_order)
-    train = epochs[epochs["split"] == TRAIN_SPLIT]
-    if train.empty:
-        raise ValueError(f"{frequency_csv}: no {TRAIN_SPLIT} rows for source={source!r}")
+    train, _, key, modes, palette, title = _read_frequency(frequency_csv, source, mode_order)
     avail = train[key].unique()
     value = middle_delta(avail) if delta is None else select_deltas(avail, [delta])[0]
     rows = train[np.isclose(train[key], value)]
@@ -580,7 +578,8 @@ def plot_frequency_error(
         _save(fig, out_png)
 
 
-#: The drawing function of every figure, by name (the file stem; the planner's ``FIGURES`` lists the same names).
+#: The drawing function of every figure, by name (= file stem); the planner's ``FIGURES`` lists the same names in
+#: the same order (tests/test_planning.py checks), without importing this module.
 PLOTTERS = {
     "accuracy": plot_accuracy,
     "loss": plot_loss,
@@ -598,7 +597,7 @@ def plot(
     log_path: PathLike | None = None,
     **options,
 ) -> None:
-    """Pipeline step: draw figure ``kind`` (one of :data:`PLOTTERS`) from its CSV into ``out_png``."""
+    """Pipeline step: draw figure ``kind`` (a key of :data:`PLOTTERS`) from its CSV into ``out_png``."""
     if log_path is not None:
         setup_logging(log_path)
     if kind not in PLOTTERS:

@@ -59,8 +59,8 @@ OUTPUT_SOURCES = ("probs", "logits")
 #: the attributes with which the training step records the run that wrote outputs.h5
 OUTPUT_ATTRS = ("data_sha256", "arrays_sha256", "epochs")
 #: what to do about a bad outputs.h5 / data.h5 (the rule that rebuilds each)
-REBUILD_OUTPUTS = "delete it and rerun snakemake (rule train rebuilds it)"
-REBUILD_DATA = "delete it and rerun snakemake (rule corrupt rebuilds it; the runs trained on it are redone too)"
+_REBUILD_OUTPUTS = "delete it and rerun snakemake (rule train rebuilds it)"
+_REBUILD_DATA = "delete it and rerun snakemake (rule corrupt rebuilds it; the runs trained on it are redone too)"
 _TARGETS = ("noisy", "clean")
 _BLOCK = 1024  # row block for the blockwise passes over n x n matrices (bounds temporaries)
 _WEIGHT_BLOCK_ELEMS = 1 << 18  # elements per row block when building a kernel (a 2 MB float64 block stays in cache)
@@ -105,26 +105,6 @@ def pairwise_sq_dists(x: np.ndarray) -> np.ndarray:
     return d2
 
 
-def lowpass_kernel(d2: np.ndarray, delta: float) -> np.ndarray:
-    """Row-stochastic Gaussian low-pass kernel ``K = rowsoftmax(-d2 / (2 delta))`` in float64.
-
-    The softmax subtracts each row's maximum before exponentiating (log-sum-exp), so the largest weight of every
-    row is exp(0) = 1 and the normalisation never becomes 0/0, whatever delta and whatever ``d2`` (also one
-    without a zero diagonal, e.g. distances to other points). With a zero diagonal and a tiny delta, K tends to
-    averaging over exact duplicates (identity when all rows are distinct). ``d2`` may be (m, n): rows are
-    normalised over its columns.
-    """
-    d2 = np.asarray(d2, dtype=np.float64)
-    if d2.ndim != 2 or d2.shape[1] == 0:
-        raise ValueError(f"d2 must be a non-empty 2-D matrix, got shape {d2.shape}")
-    delta = _check_delta(delta)
-    k = np.divide(d2, -2.0 * delta)
-    k -= k.max(axis=1, keepdims=True)
-    np.exp(k, out=k)
-    k /= k.sum(axis=1, keepdims=True)
-    return k
-
-
 def median_sq_dist(d2: np.ndarray) -> float:
     """Median of the off-diagonal squared distances ``d2[i, j]``, i < j (the scale for relative widths)."""
     d2 = _as_square(d2)
@@ -133,23 +113,6 @@ def median_sq_dist(d2: np.ndarray) -> float:
         raise ValueError("need at least two points for a median distance")
     upper = np.concatenate([d2[i, i + 1 :] for i in range(n - 1)])
     return float(np.median(upper, overwrite_input=True))
-
-
-def resolve_deltas(d2: np.ndarray, deltas, scale: str = "absolute") -> np.ndarray:
-    """Absolute kernel widths: ``deltas`` as given (``"absolute"``) or times the median i<j squared distance.
-
-    With ``"median"`` a configured value of 1 means "delta equals the median squared distance", which makes the
-    same configuration meaningful across datasets with very different input dimension.
-    """
-    vals = _check_deltas(deltas)
-    if scale == "absolute":
-        return vals.copy()
-    if scale == "median":
-        med = median_sq_dist(d2)
-        if not med > 0:
-            raise ValueError(f"median off-diagonal squared distance is {med}; cannot scale deltas by it")
-        return vals * med
-    raise ValueError(f"scale must be one of {DELTA_SCALES}, got {scale!r}")
 
 
 class FrequencyFilter:
@@ -177,8 +140,20 @@ class FrequencyFilter:
         return self.d2.shape[0]
 
     def resolve(self, deltas, scale: str = "absolute") -> np.ndarray:
-        """:func:`resolve_deltas` on this filter's distances."""
-        return resolve_deltas(self.d2, deltas, scale)
+        """Absolute kernel widths: ``deltas`` as given (``"absolute"``) or times the median i<j squared distance.
+
+        With ``"median"`` a configured value of 1 means "delta equals the median squared distance", which makes the
+        same configuration meaningful across datasets with very different input dimension.
+        """
+        vals = _check_deltas(deltas)
+        if scale == "absolute":
+            return vals.copy()
+        if scale == "median":
+            med = median_sq_dist(self.d2)
+            if not med > 0:
+                raise ValueError(f"median off-diagonal squared distance is {med}; cannot scale deltas by it")
+            return vals * med
+        raise ValueError(f"scale must be one of {DELTA_SCALES}, got {scale!r}")
 
     def highpass_operator(
         self, delta: float, dtype=np.float64, out: np.ndarray | None = None
@@ -353,43 +328,8 @@ def frequency_table(
     stacked, _, label_blocks = _stack_blocks({"out": outputs}, labels, flt.n, c)
     stats = _filter_stats(flt, abs_deltas, stacked, c, n_epochs, label_blocks, precision)
 
-    n_d = len(abs_deltas)
-    cols: dict[str, np.ndarray] = {
-        "epoch_index": np.repeat(np.arange(n_epochs), n_d),
-        "delta": np.tile(abs_deltas, n_epochs),
-        "delta_rel": np.tile(rel, n_epochs),
-        "ratio": stats.ratio[:n_epochs].ravel(),
-    }
-    for name in _TARGETS:
-        for kind, part in (("low", stats.e_low), ("high", stats.e_high)):
-            cols[f"e_{kind}_{name}"] = part[name].ravel() if name in part else np.full(n_epochs * n_d, np.nan)
-    return pd.DataFrame(cols, columns=list(TABLE_COLUMNS))
-
-
-def label_ratio(
-    x: np.ndarray | FrequencyFilter,
-    labels: np.ndarray,
-    num_classes: int,
-    deltas,
-    precision: str = "float32",
-) -> np.ndarray:
-    """ratio of one-hot label matrices themselves (the label reference), for each delta.
-
-    ``x`` (n, d) inputs or a :class:`FrequencyFilter` (reuses its distances); ``labels`` one label vector (n,)
-    -> result (n_deltas,), or k vectors (k, n) -> (k, n_deltas), all filtered in one product per kernel.
-    ``deltas`` are absolute (resolve relative ones with :meth:`FrequencyFilter.resolve` first).
-    """
-    flt = x if isinstance(x, FrequencyFilter) else FrequencyFilter(x)
-    arr = np.asarray(labels)
-    single = arr.ndim == 1
-    rows = arr[None, :] if single else arr
-    if rows.ndim != 2:
-        raise ValueError(f"labels must be (n,) or (k, n), got shape {arr.shape}")
-    c = int(num_classes)
-    onehots = {str(i): _one_hot(r, c, flt.n, "labels") for i, r in enumerate(rows)}
-    stacked, _, _ = _stack_blocks({}, onehots, flt.n, c)
-    stats = _filter_stats(flt, _check_deltas(deltas), stacked, c, 0, {}, precision)
-    return stats.ratio[0] if single else stats.ratio
+    keys = {"epoch_index": np.repeat(np.arange(n_epochs), len(abs_deltas))}
+    return _rows(keys, stats, slice(0, n_epochs), abs_deltas, rel, TABLE_COLUMNS)
 
 
 @logged_step
@@ -413,7 +353,7 @@ def analyse_run(
     (empty for label rows); the test split has no noisy labels (e_*_noisy NaN, no labels_noisy row).
     ``precision``: dtype of the filter products (see the module docstring).
 
-    Both files are checked before any analysis (:func:`read_outputs`, :func:`check_inputs`): outputs.h5 must carry
+    Both files are checked before any analysis (:func:`_read_outputs`, :func:`_check_inputs`): outputs.h5 must carry
     the identity of the run that wrote it and match it (its arrays' checksum, the checksum of this data.h5), hold
     complete, finite outputs and softmax probabilities, and agree with data.h5 on classes, rows and labels. A file
     that fails raises :class:`InputFileError`, one line naming it and what to do; nothing is written then.
@@ -428,13 +368,13 @@ def analyse_run(
         raise ValueError(f"delta_scale must be one of {DELTA_SCALES}, got {delta_scale!r}")
     configured = _check_deltas(deltas)
 
-    run = read_outputs(outputs_path, sources)
-    pixel_max = check_inputs(data_path, run)
+    run = _read_outputs(outputs_path, sources)
+    pixel_max = _check_inputs(data_path, run)
     epochs = run.epochs
     frames = []
     for split in ("train_subset", "test"):
         t0 = time.perf_counter()
-        stored, x = run.splits[split], read_inputs(data_path, run, split, pixel_max)
+        stored, x = run.splits[split], _read_inputs(data_path, run, split, pixel_max)
         out_by_source = {s: stored.outputs[s] for s in sources}
         flt = FrequencyFilter(x)
         del x
@@ -475,6 +415,32 @@ def analyse_run(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _rows(
+    keys: Mapping[str, object],
+    stats: _Stats,
+    blocks: slice,
+    deltas: np.ndarray,
+    rel: np.ndarray,
+    columns: Sequence[str],
+    errors: bool = True,
+) -> pd.DataFrame:
+    """The rows of the filtered blocks ``blocks`` (block-major, then delta): the ``keys`` columns, then delta,
+    delta_rel, ratio and e_* (NaN for a target that was not given, and for every target with ``errors=False``, as
+    for the label blocks, which have no errors). Every table of this module is built here, in ``columns`` order."""
+    n_b = blocks.stop - blocks.start
+    cols = {
+        **keys,
+        "delta": np.tile(deltas, n_b),
+        "delta_rel": np.tile(rel, n_b),
+        "ratio": stats.ratio[blocks].ravel(),
+    }
+    for name in _TARGETS:
+        for kind, part in (("low", stats.e_low), ("high", stats.e_high)):
+            have = errors and name in part
+            cols[f"e_{kind}_{name}"] = part[name][blocks].ravel() if have else np.full(n_b * len(deltas), np.nan)
+    return pd.DataFrame(cols, columns=list(columns))
+
+
 def _split_frame(
     split: str,
     stats: _Stats,
@@ -488,35 +454,18 @@ def _split_frame(
     n_d = len(deltas)
     parts = []
     for source, sl in slices.items():
-        n_e = sl.stop - sl.start
-        cols = {
-            "split": split,
-            "source": source,
-            "epoch": pd.array(np.repeat(epochs, n_d), dtype="Int64"),
-            "delta": np.tile(deltas, n_e),
-            "delta_rel": np.tile(rel, n_e),
-            "ratio": stats.ratio[sl].ravel(),
-        }
-        for name in _TARGETS:
-            for kind, part in (("low", stats.e_low), ("high", stats.e_high)):
-                cols[f"e_{kind}_{name}"] = part[name][sl].ravel() if name in part else np.full(n_e * n_d, np.nan)
-        parts.append(pd.DataFrame(cols, columns=list(CSV_COLUMNS)))
+        keys = {"split": split, "source": source, "epoch": pd.array(np.repeat(epochs, n_d), dtype="Int64")}
+        parts.append(_rows(keys, stats, sl, deltas, rel, CSV_COLUMNS))
     for name in ("clean", "noisy"):
         if name in label_blocks:
-            cols = {
-                "split": split,
-                "source": f"labels_{name}",
-                "epoch": pd.array([pd.NA] * n_d, dtype="Int64"),
-                "delta": deltas,
-                "delta_rel": rel,
-                "ratio": stats.ratio[label_blocks[name]],
-            }
-            parts.append(pd.DataFrame(cols, columns=list(CSV_COLUMNS)))
+            keys = {"split": split, "source": f"labels_{name}", "epoch": pd.array([pd.NA] * n_d, dtype="Int64")}
+            b = label_blocks[name]
+            parts.append(_rows(keys, stats, slice(b, b + 1), deltas, rel, CSV_COLUMNS, errors=False))
     return pd.concat(parts, ignore_index=True)
 
 
 @dataclass
-class StoredSplit:
+class _StoredSplit:
     """One split of outputs.h5: rows of data.h5's split, their labels and the per-epoch outputs (E, n, C)."""
 
     indices: np.ndarray
@@ -525,21 +474,21 @@ class StoredSplit:
 
 
 @dataclass
-class StoredRun:
-    """The content of one outputs.h5, checked (:func:`read_outputs`)."""
+class _StoredRun:
+    """The content of one outputs.h5, checked (:func:`_read_outputs`)."""
 
     path: str
     epochs: np.ndarray  # the stored epochs, 1-based, strictly increasing, ending at the run's last epoch
     num_classes: int
     attrs: dict
-    splits: dict[str, StoredSplit]  # "train_subset" and "test"
+    splits: dict[str, _StoredSplit]  # "train_subset" and "test"
 
 
 #: outputs.h5's splits -> (data.h5's split, the label vectors stored with them)
 _STORED_SPLITS = {"train_subset": ("train", ("noisy", "clean")), "test": ("test", ("clean",))}
 
 
-def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCES) -> StoredRun:
+def _read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCES) -> _StoredRun:
     """Read outputs.h5 and check it before any analysis: the producer's identity (attributes ``data_sha256``,
     ``arrays_sha256``, ``epochs``) is present and the arrays match their checksum; ``/epochs`` is strictly
     increasing within 1..``epochs`` and ends at the last epoch; every array has the shape (stored epochs, rows, C);
@@ -549,16 +498,16 @@ def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCE
     Every problem raises :class:`InputFileError`, one line naming the file, the dataset and what to do.
     """
     needed = [f"{split}/{field}" for split, (_, names) in _STORED_SPLITS.items() for field in _fields(names)]
-    with reading_hdf5(path, REBUILD_OUTPUTS) as h5:
+    with reading_hdf5(path, _REBUILD_OUTPUTS) as h5:
         missing = [key for key in OUTPUT_ATTRS if key not in h5.attrs]
         if missing:
             raise InputFileError(
                 f"{path}: has no attribute {missing[0]}, so the run that wrote it cannot be verified (it predates the "
-                f"producer checksums of the training step, or another program wrote it); {REBUILD_OUTPUTS}"
+                f"producer checksums of the training step, or another program wrote it); {_REBUILD_OUTPUTS}"
             )
         missing = [key for key in ("epochs", *OUTPUT_ARRAYS, *needed) if key not in h5]
         if missing:
-            raise InputFileError(f"{path}: dataset /{missing[0]} is missing; {REBUILD_OUTPUTS}")
+            raise InputFileError(f"{path}: dataset /{missing[0]} is missing; {_REBUILD_OUTPUTS}")
         attrs = dict(h5.attrs.items())
         epochs = h5["epochs"][()]
         arrays: dict[str, np.ndarray] = {}
@@ -567,7 +516,7 @@ def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCE
     if digest != str(attrs["arrays_sha256"]):
         raise InputFileError(
             f"{path}: its arrays do not match the checksum the training step wrote with them (arrays_sha256 differs: "
-            f"the file was changed or damaged after it was written); {REBUILD_OUTPUTS}"
+            f"the file was changed or damaged after it was written); {_REBUILD_OUTPUTS}"
         )
     epochs = _check_epochs(path, epochs, attrs["epochs"])
     splits, classes = {}, set()
@@ -576,7 +525,7 @@ def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCE
         if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
             raise InputFileError(
                 f"{path}: /{split}/indices is {indices.dtype} {indices.shape}, expected a non-empty integer vector; "
-                f"{REBUILD_OUTPUTS}"
+                f"{_REBUILD_OUTPUTS}"
             )
         n = indices.size
         labels = {name: rest[f"{split}/labels_{name}"] for name in names}
@@ -584,7 +533,7 @@ def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCE
             if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
                 raise InputFileError(
                     f"{path}: /{split}/labels_{name} is {y.dtype} {y.shape}, expected {n} integer labels (one per "
-                    f"row of /{split}/indices); {REBUILD_OUTPUTS}"
+                    f"row of /{split}/indices); {_REBUILD_OUTPUTS}"
                 )
         for source in OUTPUT_SOURCES:
             out = arrays[f"{split}/{source}"]
@@ -592,12 +541,12 @@ def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCE
             classes.add(out.shape[2])
         outputs = {source: arrays.pop(f"{split}/{source}") for source in OUTPUT_SOURCES if source in sources}
         labels = {name: y.astype(np.int64) for name, y in labels.items()}
-        splits[split] = StoredSplit(indices.astype(np.int64), labels, outputs)
+        splits[split] = _StoredSplit(indices.astype(np.int64), labels, outputs)
     if len(classes) != 1:
         raise InputFileError(
-            f"{path}: the stored outputs disagree on the number of classes ({sorted(classes)}); {REBUILD_OUTPUTS}"
+            f"{path}: the stored outputs disagree on the number of classes ({sorted(classes)}); {_REBUILD_OUTPUTS}"
         )
-    return StoredRun(str(path), epochs, classes.pop(), attrs, splits)
+    return _StoredRun(str(path), epochs, classes.pop(), attrs, splits)
 
 
 def _fields(names) -> tuple[str, ...]:
@@ -611,23 +560,23 @@ def _check_epochs(path, epochs: np.ndarray, n_epochs) -> np.ndarray:
     try:
         n_epochs = int(n_epochs)
     except (TypeError, ValueError):
-        raise InputFileError(f"{path}: attribute epochs is {n_epochs!r}, not a number; {REBUILD_OUTPUTS}") from None
+        raise InputFileError(f"{path}: attribute epochs is {n_epochs!r}, not a number; {_REBUILD_OUTPUTS}") from None
     if epochs.ndim != 1 or epochs.size == 0 or not np.issubdtype(epochs.dtype, np.integer):
         raise InputFileError(
-            f"{path}: /epochs is {epochs.dtype} {epochs.shape}, expected a non-empty integer vector; {REBUILD_OUTPUTS}"
+            f"{path}: /epochs is {epochs.dtype} {epochs.shape}, expected a non-empty integer vector; {_REBUILD_OUTPUTS}"
         )
     epochs = epochs.astype(np.int64)
     if np.any(np.diff(epochs) <= 0):
-        raise InputFileError(f"{path}: /epochs {epochs.tolist()} is not strictly increasing; {REBUILD_OUTPUTS}")
+        raise InputFileError(f"{path}: /epochs {epochs.tolist()} is not strictly increasing; {_REBUILD_OUTPUTS}")
     if epochs[0] < 1 or epochs[-1] > n_epochs:
         raise InputFileError(
             f"{path}: /epochs runs from {epochs[0]} to {epochs[-1]}, outside the run's epochs 1..{n_epochs}; "
-            f"{REBUILD_OUTPUTS}"
+            f"{_REBUILD_OUTPUTS}"
         )
     if epochs[-1] != n_epochs:
         raise InputFileError(
             f"{path}: /epochs ends at epoch {epochs[-1]} but the run trained {n_epochs} epochs and always stores the "
-            f"last (the file is incomplete); {REBUILD_OUTPUTS}"
+            f"last (the file is incomplete); {_REBUILD_OUTPUTS}"
         )
     return epochs
 
@@ -637,14 +586,14 @@ def _check_output_array(path, key: str, out: np.ndarray, lead: tuple[int, int]) 
     if out.ndim != 3 or out.shape[:2] != lead or out.shape[2] < 2:
         raise InputFileError(
             f"{path}: /{key} has shape {out.shape}, expected ({lead[0]} stored epochs, {lead[1]} rows, classes); "
-            f"{REBUILD_OUTPUTS}"
+            f"{_REBUILD_OUTPUTS}"
         )
     if not np.issubdtype(out.dtype, np.floating) or not np.isfinite(out).all():
-        raise InputFileError(f"{path}: /{key} holds NaN, infinite or non-float values; {REBUILD_OUTPUTS}")
+        raise InputFileError(f"{path}: /{key} holds NaN, infinite or non-float values; {_REBUILD_OUTPUTS}")
     if not key.endswith("/probs"):
         return
     if out.min() < 0:
-        raise InputFileError(f"{path}: /{key} holds negative probabilities (min {out.min():.3g}); {REBUILD_OUTPUTS}")
+        raise InputFileError(f"{path}: /{key} holds negative probabilities (min {out.min():.3g}); {_REBUILD_OUTPUTS}")
     # a float32 softmax row of C values sums to 1 within a few C float32 ulps
     tol = max(1e-5, 8 * out.shape[2] * float(np.finfo(np.float32).eps))
     sums = out.sum(axis=2, dtype=np.float64)
@@ -654,20 +603,20 @@ def _check_output_array(path, key: str, out: np.ndarray, lead: tuple[int, int]) 
         raise InputFileError(
             f"{path}: /{key} has {int(bad.sum())} of {bad.size} rows that do not sum to 1, so they are not softmax "
             f"outputs (first: stored epoch {e + 1}, row {i}, sum {sums[e, i]:.6g}; tolerance {tol:.1e}); "
-            f"{REBUILD_OUTPUTS}"
+            f"{_REBUILD_OUTPUTS}"
         )
 
 
-def check_inputs(path: str | os.PathLike, run: StoredRun) -> float:
-    """Check that data.h5 is the file ``run`` (from :func:`read_outputs`) trained on (``data_sha256``), that the class
+def _check_inputs(path: str | os.PathLike, run: _StoredRun) -> float:
+    """Check that data.h5 is the file ``run`` (from :func:`_read_outputs`) trained on (``data_sha256``), that the class
     counts agree, that the stored indices lie within data.h5's splits and that the stored labels are data.h5's at
     those rows; return its ``pixel_max``. Every problem raises :class:`InputFileError` naming the file to delete."""
     needed = [f"{src}/{field}" for src, names in _STORED_SPLITS.values() for field in ("images", *_fields(names)[1:])]
-    with reading_hdf5(path, REBUILD_DATA) as h5:
+    with reading_hdf5(path, _REBUILD_DATA) as h5:
         missing = [f"attribute {k}" for k in ("pixel_max", "num_classes") if k not in h5.attrs]
         missing += [f"dataset /{k}" for k in needed if k not in h5]
         if missing:
-            raise InputFileError(f"{path}: {missing[0]} is missing (not a complete data file); {REBUILD_DATA}")
+            raise InputFileError(f"{path}: {missing[0]} is missing (not a complete data file); {_REBUILD_DATA}")
         pixel_max, num_classes = float(h5.attrs["pixel_max"]), int(h5.attrs["num_classes"])
         if file_digest(path) != str(run.attrs["data_sha256"]):
             raise InputFileError(
@@ -677,7 +626,7 @@ def check_inputs(path: str | os.PathLike, run: StoredRun) -> float:
             )
         if num_classes != run.num_classes:
             raise InputFileError(
-                f"{run.path}: stores outputs for {run.num_classes} classes, {path} has {num_classes}; {REBUILD_OUTPUTS}"
+                f"{run.path}: stores outputs for {run.num_classes} classes, {path} has {num_classes}; {_REBUILD_OUTPUTS}"
             )
         for split, (src, names) in _STORED_SPLITS.items():
             stored, group = run.splits[split], h5[src]
@@ -686,7 +635,7 @@ def check_inputs(path: str | os.PathLike, run: StoredRun) -> float:
             if outside.size:
                 raise InputFileError(
                     f"{run.path}: /{split}/indices has row {int(outside[0])}, outside {path} /{src} (rows "
-                    f"0..{n_total - 1}); {REBUILD_OUTPUTS}"
+                    f"0..{n_total - 1}); {_REBUILD_OUTPUTS}"
                 )
             uniq, inv = np.unique(stored.indices, return_inverse=True)  # h5py wants increasing indices
             for name in names:
@@ -695,22 +644,22 @@ def check_inputs(path: str | os.PathLike, run: StoredRun) -> float:
                     differ = int((stored.labels[name] != ref).sum()) if ref.shape == stored.labels[name].shape else -1
                     raise InputFileError(
                         f"{run.path}: /{split}/labels_{name} disagree with {path} /{src}/labels_{name} at the stored "
-                        f"rows ({differ} of {ref.size} differ); {REBUILD_OUTPUTS}"
+                        f"rows ({differ} of {ref.size} differ); {_REBUILD_OUTPUTS}"
                     )
     return pixel_max
 
 
-def read_inputs(path: str | os.PathLike, run: StoredRun, split: str, pixel_max: float) -> np.ndarray:
+def _read_inputs(path: str | os.PathLike, run: _StoredRun, split: str, pixel_max: float) -> np.ndarray:
     """The inputs (n, d) of the rows of data.h5 that ``run`` stored for ``split``, scaled to [0, 1] by ``pixel_max``
-    (checked first with :func:`check_inputs`)."""
+    (checked first with :func:`_check_inputs`)."""
     src = _STORED_SPLITS[split][0]
     uniq, inv = np.unique(run.splits[split].indices, return_inverse=True)
-    with reading_hdf5(path, REBUILD_DATA) as h5:
+    with reading_hdf5(path, _REBUILD_DATA) as h5:
         images = h5[src]["images"][uniq][inv]
     x = images.reshape(images.shape[0], -1).astype(np.float64) / pixel_max
     if x.size and not (x.min() >= 0 and x.max() <= 1):
         raise InputFileError(
-            f"{path}: /{src}/images lie outside [0, 1] after dividing by pixel_max={pixel_max}; {REBUILD_DATA}"
+            f"{path}: /{src}/images lie outside [0, 1] after dividing by pixel_max={pixel_max}; {_REBUILD_DATA}"
         )
     return x
 

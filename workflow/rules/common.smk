@@ -125,3 +125,28 @@ def all_targets():
     files = ["summary.csv", "summary.md", "histories.csv", "frequency.csv"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
     return [f"results/{DATASET}/{noise}/{name}" for noise in NOISES for name in files]
+
+
+# Rule figure: every figure of FIGURES is one job (selfdistill.figures.PLOTTERS draws it). Per figure: the table
+# it is drawn from and its options beyond the mode order.
+FIGURE_TABLES = {
+    "accuracy": "histories.csv",
+    "loss": "histories.csv",
+    "memorization": "histories.csv",
+    "frequency_ratio": "frequency.csv",
+    "frequency_error": "frequency.csv",
+}
+FIGURE_OPTIONS = {
+    "frequency_ratio": {"deltas": config["frequency"]["plot_deltas"] or None},
+    "frequency_error": {"delta": config["frequency"]["plot_delta"]},
+}
+
+
+def figure_table(wildcards):
+    """Input function: the tidy table the figure is drawn from."""
+    return f"results/{wildcards.dataset}/{wildcards.noise}/{FIGURE_TABLES[wildcards.figure]}"
+
+
+def figure_options(wildcards):
+    """Params function: the keyword arguments of the figure's plotter."""
+    return {"mode_order": MODES, **FIGURE_OPTIONS.get(wildcards.figure, {})}
