@@ -99,7 +99,6 @@ RULE_MODULES = {
     "figures": ("__init__", "aggregate", "config", "epochs", "figures", "io"),
     "benchmarks": (
         "__init__",
-        "benchmarks",
         "checkpoint",
         "config",
         "data",
