@@ -88,11 +88,6 @@ def study_settings(config: Mapping) -> TrainSettings:
     return TrainSettings(**study_train(config))
 
 
-def reference_arch(config_path: str | os.PathLike = ORIGINAL_CONFIG) -> str:
-    """The original study's network (``model.arch`` of :data:`ORIGINAL_CONFIG`): the reference of the ratios."""
-    return study_config(config_path)["model"]["arch"]
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Devices, timing, images, CSV
 # ----------------------------------------------------------------------------------------------------------------
