@@ -1,7 +1,9 @@
-"""Benchmarks at tiny sizes: the code paths, the CSVs, and the correctness of every baseline (no timing checks)."""
+"""Benchmarks (benchmarks/ at the repository root) at tiny sizes: the code paths, the CSVs, the correctness of every
+baseline (no timing checks), and that their settings come from the study configs."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import math
 import os
@@ -16,14 +18,20 @@ import torch
 import yaml
 from fake_cifar import write_fake_cifar10
 
-from selfdistill import benchmarks as bm
+from benchmarks import cifar_epoch, common, input_pipeline, train_step
+from benchmarks import frequency as freq_bm
+from selfdistill.dataset_files import dataset_problem
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.frequency import frequency_table, median_sq_dist, pairwise_sq_dists
 from selfdistill.models import build_model, count_parameters
-from selfdistill.planning import dataset_problem
+from selfdistill.planning import library_files, train_params
 from selfdistill.training import DeviceImages, channel_stats
 
 REPO = Path(__file__).resolve().parents[1]
+ORIGINAL = yaml.safe_load((REPO / "config" / "cifar10_seed.yaml").read_text())
+SWEEP = yaml.safe_load((REPO / "config" / "cifar10_sweep.yaml").read_text())
+REFERENCE_ARCH = ORIGINAL["model"]["arch"]
+LIBRARY = REPO / "src" / "selfdistill"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -37,7 +45,7 @@ def empty_root(tmp_path) -> Path:
 
 def _check_csv(path: Path, benchmark: str, variants: set[str]) -> pd.DataFrame:
     df = pd.read_csv(path)
-    assert list(df.columns) == list(bm.COLUMNS)
+    assert list(df.columns) == list(common.COLUMNS)
     assert set(df["benchmark"]) == {benchmark}
     assert set(df["variant"]) == variants
     assert (df["seconds"] > 0).all() and (df["throughput"] > 0).all()
@@ -53,18 +61,18 @@ def _check_csv(path: Path, benchmark: str, variants: set[str]) -> pd.DataFrame:
 @pytest.mark.parametrize("device", DEVICES)
 def test_device_path_gives_the_training_loops_batches(device, monkeypatch):
     """The benchmark makes its batches with training.make_batch, in the training loop's order and draws."""
-    images, _ = bm.synthetic_images(300, seed=2)
+    images, _ = common.synthetic_images(300, seed=2)
     mean, std = channel_stats(images, 255.0)
     dev_images = DeviceImages(images, torch.device(device), 255.0, mean, std)
     seen = []
-    real = bm.make_batch
+    real = input_pipeline.make_batch
 
     def spy(images, idx, padding, generator):
         seen.append((idx.clone(), padding))
         return real(images, idx, padding, generator)
 
-    monkeypatch.setattr(bm, "make_batch", spy)
-    last = bm._device_batches(dev_images, 300, 64, 4, seed=1)()
+    monkeypatch.setattr(input_pipeline, "make_batch", spy)
+    last = input_pipeline._device_batches(dev_images, 300, 64, 4, seed=1)()
     order = torch.randperm(300, generator=torch.Generator().manual_seed(1)).to(device)
     assert [len(i) for i, _ in seen] == [64, 64, 64, 64, 44]
     assert torch.equal(torch.cat([i for i, _ in seen]), order)
@@ -77,10 +85,10 @@ def test_device_path_gives_the_training_loops_batches(device, monkeypatch):
 
 def test_pil_baseline_matches_the_device_path_normalisation():
     """Each PIL-pipeline image is one of the 9 x 9 x 2 crops/flips of its source, normalised as on the device."""
-    images, labels = bm.synthetic_images(6, seed=3)
+    images, labels = common.synthetic_images(6, seed=3)
     mean, std = channel_stats(images, 255.0)
     dev_images = DeviceImages(images, torch.device("cpu"), 255.0, mean, std)
-    dataset = bm.original_dataset(images, labels, mean.tolist(), std.tolist(), 4)
+    dataset = input_pipeline.original_dataset(images, labels, mean.tolist(), std.tolist(), 4)
     torch.manual_seed(0)
     padded = torch.nn.functional.pad(dev_images.data, (4, 4, 4, 4))
     for i in range(len(images)):
@@ -92,26 +100,26 @@ def test_pil_baseline_matches_the_device_path_normalisation():
         assert err < 1e-5
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True)
     xb, _ = next(iter(loader))
-    device_batch = bm._device_batches(dev_images, 4, 4, 4, seed=0)()
+    device_batch = input_pipeline._device_batches(dev_images, 4, 4, 4, seed=0)()
     assert xb.shape == device_batch.shape == (4, 3, 32, 32)
     assert xb.dtype == device_batch.dtype == torch.float32
 
 
 def test_synthetic_images_shape_and_classes():
-    images, labels = bm.synthetic_images(50, seed=1)
+    images, labels = common.synthetic_images(50, seed=1)
     assert images.shape == (50, 32, 32, 3) and images.dtype == np.uint8
     assert labels.dtype == np.int64 and set(labels) <= set(range(10))
-    got, got_labels, data = bm.load_images("no/such/root", 20, train=True, seed=1)
+    got, got_labels, data = common.load_images("no/such/root", 20, train=True, seed=1)
     assert data == "synthetic"
     assert got.shape == (20, 32, 32, 3) and got_labels.shape == (20,)
 
 
-class FakeCIFAR10(bm.PilImages):
+class FakeCIFAR10(input_pipeline.PilImages):
     """Stands in for torchvision's CIFAR10 (same constructor, ``data``, ``targets`` and item format)."""
 
     def __init__(self, root, train=True, download=False, transform=None):
         assert Path(root, "cifar-10-batches-py").is_dir() and not download
-        images, labels = bm.synthetic_images(300 if train else 100, seed=9)
+        images, labels = common.synthetic_images(300 if train else 100, seed=9)
         super().__init__(images, labels.tolist(), transform)
 
 
@@ -121,16 +129,18 @@ def test_cifar10_files_are_used_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
     root = tmp_path / "data"
     (root / "cifar-10-batches-py").mkdir(parents=True)
-    images, labels, data = bm.load_images(root, 50, train=False)
+    images, labels, data = common.load_images(root, 50, train=False)
     assert data == "cifar10" and images.shape == (50, 32, 32, 3)
     assert np.array_equal(labels, FakeCIFAR10(root, train=False).targets[:50])
-    df = bm.input_pipeline_benchmark(None, n_images=128, batch_size=64, workers=0, device="cpu", data_root=root)
+    df = input_pipeline.input_pipeline_benchmark(
+        None, n_images=128, batch_size=64, workers=0, device="cpu", data_root=root
+    )
     assert (df["data"] == "cifar10").all()
 
 
 def test_input_pipeline_quick(tmp_path, empty_root):
     out = tmp_path / "input_pipeline.csv"
-    df = bm.input_pipeline_benchmark(out, n_images=200, batch_size=64, device="cpu", data_root=empty_root)
+    df = input_pipeline.input_pipeline_benchmark(out, n_images=200, batch_size=64, device="cpu", data_root=empty_root)
     read = _check_csv(out, "input_pipeline", {"torchvision_dataloader", "device"})
     assert len(read) == len(df) == 3  # the baseline, and the device path at 1 and 2 threads
     assert (read["data"] == "synthetic").all() and (read["n_images"] == 200).all()
@@ -151,18 +161,18 @@ def test_input_pipeline_quick(tmp_path, empty_root):
 
 def test_train_step_quick(tmp_path):
     out = tmp_path / "train_step.csv"
-    archs = ["small_cnn", bm.REFERENCE_ARCH]
-    bm.train_step_benchmark(out, archs=archs, batch_sizes=(2, 4), warmup=0, steps=1, device="cpu", threads=1)
+    archs = ["small_cnn", REFERENCE_ARCH]
+    train_step.train_step_benchmark(out, archs=archs, batch_sizes=(2, 4), warmup=0, steps=1, device="cpu", threads=1)
     df = _check_csv(out, "train_step", set(archs))
     assert len(df) == 4 and set(df["batch_size"]) == {2, 4}
     assert (df["n_images"] == df["batch_size"]).all()
-    ref = df[df["variant"] == bm.REFERENCE_ARCH]
+    ref = df[df["variant"] == REFERENCE_ARCH]
     np.testing.assert_allclose(ref["ratio"], 1.0)
     np.testing.assert_allclose(df[df["batch_size"] == 2]["ratio_batch"], 1.0)
 
 
 def test_train_step_without_the_reference_has_nan_ratio(tmp_path):
-    df = bm.train_step_benchmark(None, archs=["small_cnn"], batch_sizes=(2,), warmup=0, steps=1, device="cpu")
+    df = train_step.train_step_benchmark(None, archs=["small_cnn"], batch_sizes=(2,), warmup=0, steps=1, device="cpu")
     assert math.isnan(df["ratio"].iloc[0]) and df["ratio_batch"].iloc[0] == 1.0
 
 
@@ -191,18 +201,18 @@ def test_original_frequency_ratio_matches_a_loop_reference():
     x = rng.random((30, 9))
     outputs = rng.normal(size=(3, 30, 4)) * 2
     deltas = [0.05, 0.3, 2.0]
-    got = bm.original_frequency_ratio(x, outputs, deltas)
+    got = freq_bm.original_frequency_ratio(x, outputs, deltas)
     assert got.shape == (3, 3)
     ref = [[loop_ratio(x, outputs[e], d) for d in deltas] for e in range(3)]
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
 
 
 def test_project_and_original_agree_on_tiny_data():
-    images, labels = bm.synthetic_images(40, seed=5)
+    images, labels = common.synthetic_images(40, seed=5)
     x = images.reshape(40, -1) / 255.0
-    outputs = bm.synthetic_logits(labels, epochs=5, seed=2)
+    outputs = freq_bm.synthetic_logits(labels, epochs=5, seed=2)
     deltas = np.geomspace(0.02, 1.0, 4) * median_sq_dist(pairwise_sq_dists(x))
-    base = bm.original_frequency_ratio(x, outputs, deltas)
+    base = freq_bm.original_frequency_ratio(x, outputs, deltas)
     for precision, tol in (("float64", 1e-12), ("float32", 1e-6)):
         table = frequency_table(x, outputs, deltas, precision=precision)
         got = table["ratio"].to_numpy().reshape(5, 4)
@@ -226,7 +236,7 @@ def test_float32_products_keep_relative_precision_at_small_delta():
 
 def test_frequency_quick(tmp_path, empty_root):
     out = tmp_path / "frequency.csv"
-    bm.frequency_benchmark(out, n=60, epochs=3, n_deltas=2, repeats=1, threads=1, data_root=empty_root)
+    freq_bm.frequency_benchmark(out, n=60, epochs=3, n_deltas=2, repeats=1, threads=1, data_root=empty_root)
     df = _check_csv(out, "frequency", {"project_float32", "original_per_epoch"})
     assert (df["n_epochs"] == 3).all() and (df["n_deltas"] == 2).all()
     assert (df["n_images"] == 60).all() and (df["data"] == "synthetic").all()
@@ -236,7 +246,7 @@ def test_frequency_quick(tmp_path, empty_root):
 
 def test_synthetic_logits_drift():
     labels = np.arange(20) % 10
-    z = bm.synthetic_logits(labels, epochs=6, seed=0)
+    z = freq_bm.synthetic_logits(labels, epochs=6, seed=0)
     assert z.shape == (6, 20, 10) and z.dtype == np.float32
     assert not np.allclose(z[0], z[-1])
 
@@ -270,42 +280,18 @@ def package_logging():
     logger.propagate = saved[2]
 
 
-@pytest.mark.parametrize(
-    ("config", "archs"),
-    [
-        ("cifar10_seed.yaml", [bm.REFERENCE_ARCH]),
-        ("cifar10_sweep.yaml", ["preact_resnet18", "fast_cnn"]),
-    ],
-)
-def test_cifar_epoch_settings_follow_the_cifar_configs(config, archs):
-    train = yaml.safe_load((REPO / "config" / config).read_text())["train"]
-    for arch in archs:
-        settings = bm.cifar_epoch_settings(arch, epochs=3)
-        assert settings["epochs"] == 3
-        for key, value in settings.items():
-            if key != "epochs":
-                assert train.get(key, value) == value, (config, arch, key)
-        assert settings["lr"] == train["lr"]
-        assert settings["weight_decay"] == train["weight_decay"]
-    frequency = yaml.safe_load((REPO / "config" / config).read_text())["frequency"]
-    assert bm.CIFAR_FREQ_SUBSETS == (
-        frequency["train_subset"],
-        frequency["test_subset"],
-    )
-
-
 def test_cifar_epoch_on_fake_cifar_files(tmp_path, fake_cifar_root, monkeypatch):
     """All three networks, one epoch each through train_run, on CIFAR-10 files read by torchvision's loader."""
     calls = []
-    real = bm.train_run
+    real = cifar_epoch.train_run
 
     def spy(data_path, *args, **kwargs):
         calls.append(kwargs)
         return real(data_path, *args, **kwargs)
 
-    monkeypatch.setattr(bm, "train_run", spy)
+    monkeypatch.setattr(cifar_epoch, "train_run", spy)
     out = tmp_path / "cifar_epoch.csv"
-    bm.run_benchmark(
+    common.run_benchmark(
         "cifar_epoch",
         out,
         device="cpu",
@@ -314,32 +300,34 @@ def test_cifar_epoch_on_fake_cifar_files(tmp_path, fake_cifar_root, monkeypatch)
         verify_md5=False,
         max_train_images=40,
     )
-    df = _check_csv(out, "cifar_epoch", set(bm.CIFAR_EPOCH_ARCHS))
-    assert list(df["variant"]) == list(bm.CIFAR_EPOCH_ARCHS)
+    archs = [ORIGINAL["model"]["arch"], SWEEP["model"]["arch"], "fast_cnn"]
+    df = _check_csv(out, "cifar_epoch", set(archs))
+    assert list(df["variant"]) == archs
     assert (df["data"] == "cifar10_unverified").all() and (df["device"] == "cpu").all()
-    assert (df["n_images"] == 40).all() and (df["batch_size"] == 128).all()
+    assert (df["n_images"] == 40).all() and (df["batch_size"] == ORIGINAL["train"]["batch_size"]).all()
     assert (df["n_epochs"] == 1).all() and (df["throughput_unit"] == "images/s").all()
     np.testing.assert_allclose(df["throughput"], 40 / df["seconds"])
     assert df["test_acc"].between(0, 1).all()
     for arch, n in zip(df["variant"], df["parameters"]):
         assert n == count_parameters(build_model(arch, (3, 32, 32), 10))
     ref = df.set_index("variant")["ratio"]
-    assert ref[bm.REFERENCE_ARCH] == pytest.approx(1.0)
+    assert ref[REFERENCE_ARCH] == pytest.approx(1.0)
     assert df["ratio_batch"].isna().all() and df["max_abs_diff"].isna().all()
-    # each network trained with its config's settings, on the benchmark's device
-    assert [c["model"]["arch"] for c in calls] == list(bm.CIFAR_EPOCH_ARCHS)
-    for call in calls:
-        assert call["train"] == bm.cifar_epoch_settings(call["model"]["arch"], 1)
+    # each network trained with its study config's train settings and stored-output subsets, on the benchmark's
+    # device; fast_cnn (in no config) with the sweep's
+    assert [c["model"]["arch"] for c in calls] == archs
+    for call, study in zip(calls, (ORIGINAL, SWEEP, SWEEP)):
+        assert call["train"] == {**train_params(study), "epochs": 1}
+        assert call["freq_subset"] == study["frequency"]["train_subset"]
+        assert call["freq_test_subset"] == study["frequency"]["test_subset"]
         assert call["device"] == "cpu" and call["mode"] == "ce"
-    assert calls[0]["train"]["lr"] == 0.2 and calls[1]["train"]["lr"] == 0.02
 
 
 def test_cifar_epoch_command_line_on_fake_files(tmp_path, fake_cifar_root, capsys, package_logging):
     """The whole training split (90 images), one network, through the command line's options."""
     out = tmp_path / "e.csv"
-    bm.main(
+    cifar_epoch.main(
         [
-            "cifar_epoch",
             "--out",
             str(out),
             "--data-root",
@@ -369,15 +357,14 @@ def test_cifar_epoch_needs_the_real_files(tmp_path, empty_root, fake_cifar_root,
     message = dataset_problem("cifar10", {"data_root": str(empty_root)})
     assert message and "\n" not in message
     with pytest.raises(DatasetNotFoundError) as err:
-        bm.cifar_epoch_benchmark(tmp_path / "x.csv", data_root=empty_root)
+        cifar_epoch.cifar_epoch_benchmark(tmp_path / "x.csv", data_root=empty_root)
     assert str(err.value) == message
     assert not (tmp_path / "x.csv").exists()
     with pytest.raises(DatasetNotFoundError, match="md5"):  # the fake files are not the real ones
-        bm.cifar_epoch_benchmark(None, data_root=fake_cifar_root, device="cpu")
+        cifar_epoch.cifar_epoch_benchmark(None, data_root=fake_cifar_root, device="cpu")
     with pytest.raises(SystemExit) as exit_info:
-        bm.main(
+        cifar_epoch.main(
             [
-                "cifar_epoch",
                 "--data-root",
                 str(empty_root),
                 "--out",
@@ -387,7 +374,137 @@ def test_cifar_epoch_needs_the_real_files(tmp_path, empty_root, fake_cifar_root,
     assert exit_info.value.code == 1
     assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the cifar_epoch options belong to it alone
-        bm.main(["frequency", "--archs", "fast_cnn"])
+        freq_bm.main(["--archs", "fast_cnn"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Study settings: read from config/*.yaml, not restated
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def edited_configs(tmp_path) -> Path:
+    """Copies of the two CIFAR-10 study configs with other settings than the real ones."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    original = yaml.safe_load((REPO / "config" / "cifar10_seed.yaml").read_text())
+    original["model"]["arch"] = "small_cnn"
+    original["train"].update(batch_size=6, crop_padding=2, lr=0.3, momentum=0.5, weight_decay=3e-3, nesterov=True)
+    original["frequency"].update(test_subset=30, deltas=[0.1, 0.4])
+    sweep = yaml.safe_load((REPO / "config" / "cifar10_sweep.yaml").read_text())
+    sweep["train"].update(lr=0.07, eval_batch_size=256)
+    (config_dir / "cifar10_seed.yaml").write_text(yaml.safe_dump(original))
+    (config_dir / "cifar10_sweep.yaml").write_text(yaml.safe_dump(sweep))
+    return config_dir
+
+
+def test_cifar_epoch_reads_its_settings_from_the_study_configs(edited_configs):
+    original = yaml.safe_load((edited_configs / "cifar10_seed.yaml").read_text())
+    sweep = yaml.safe_load((edited_configs / "cifar10_sweep.yaml").read_text())
+    assert cifar_epoch.cifar_epoch_archs(edited_configs) == ["small_cnn", sweep["model"]["arch"], "fast_cnn"]
+    assert cifar_epoch.cifar_epoch_settings("small_cnn", 3, edited_configs) == {**train_params(original), "epochs": 3}
+    for arch in (sweep["model"]["arch"], "fast_cnn"):
+        settings = cifar_epoch.cifar_epoch_settings(arch, 2, edited_configs)
+        assert settings == {**train_params(sweep), "epochs": 2}
+        assert settings["lr"] == 0.07 and settings["eval_batch_size"] == 256
+    # and the real configs by default
+    assert cifar_epoch.cifar_epoch_archs()[0] == REFERENCE_ARCH
+    assert cifar_epoch.cifar_epoch_settings(REFERENCE_ARCH) == {**train_params(ORIGINAL), "epochs": 1}
+    assert cifar_epoch.cifar_epoch_settings("fast_cnn") == {**train_params(SWEEP), "epochs": 1}
+
+
+def test_input_pipeline_reads_batch_size_and_padding_from_the_study_config(edited_configs, empty_root, monkeypatch):
+    paddings = set()
+    real = input_pipeline.make_batch
+
+    def spy(images, idx, padding, generator):
+        paddings.add(padding)
+        return real(images, idx, padding, generator)
+
+    monkeypatch.setattr(input_pipeline, "make_batch", spy)
+    df = input_pipeline.input_pipeline_benchmark(
+        None,
+        n_images=24,
+        workers=0,
+        repeats=1,
+        device="cpu",
+        data_root=empty_root,
+        config=edited_configs / "cifar10_seed.yaml",
+    )
+    assert (df["batch_size"] == 6).all() and paddings == {2}
+
+
+def test_train_step_reads_network_batch_and_sgd_from_the_study_config(edited_configs, monkeypatch):
+    optimisers = []
+    real = torch.optim.SGD
+
+    def spy(params, **kwargs):
+        optimisers.append(kwargs)
+        return real(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "SGD", spy)
+    df = train_step.train_step_benchmark(
+        None, archs=["small_cnn"], warmup=0, steps=1, device="cpu", config=edited_configs / "cifar10_seed.yaml"
+    )
+    assert sorted(df["batch_size"]) == [6, 24]  # the study's batch size and four times it
+    np.testing.assert_allclose(df["ratio"], 1.0)  # small_cnn is this study's network: the reference
+    assert optimisers == [{"lr": 0.3, "momentum": 0.5, "weight_decay": 3e-3, "nesterov": True}]
+
+
+def test_frequency_reads_its_sizes_from_the_study_config(edited_configs, empty_root, monkeypatch):
+    seen = []
+    real = freq_bm.frequency_table
+
+    def spy(x, outputs, deltas, **kwargs):
+        seen.append((len(x), np.asarray(deltas)))
+        return real(x, outputs, deltas, **kwargs)
+
+    monkeypatch.setattr(freq_bm, "frequency_table", spy)
+    config = edited_configs / "cifar10_seed.yaml"
+    df = freq_bm.frequency_benchmark(None, epochs=2, n_deltas=3, repeats=1, data_root=empty_root, config=config)
+    assert (df["n_images"] == 30).all()
+    n, deltas = seen[0]
+    assert n == 30
+    np.testing.assert_allclose(deltas[-1] / deltas[0], 0.4 / 0.1)  # the study's delta range
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outside the library
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_the_library_does_not_import_the_benchmarks():
+    assert not (LIBRARY / "benchmarks.py").exists()
+    for path in LIBRARY.glob("*.py"):
+        imported = {
+            node.module or ""
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+        }
+        imported |= {
+            alias.name
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        assert not any(m == "benchmarks" or m.startswith("benchmarks.") for m in imported), path
+
+
+def test_benchmark_rule_inputs_cover_the_code_and_configs_the_benchmarks_read():
+    """The rule's library inputs (read from the benchmarks' imports) hold every module Python really loads when
+    the benchmarks are imported; the rule lists the configs they read."""
+    code = (
+        "import sys; import benchmarks.common, benchmarks.input_pipeline, benchmarks.train_step, "
+        "benchmarks.frequency, benchmarks.cifar_epoch; "
+        "print(' '.join(m.split('.')[-1] if '.' in m else '__init__' for m in sys.modules if m.split('.')[0] == "
+        "'selfdistill'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    listed = {Path(p).stem for script in (REPO / "benchmarks").glob("*.py") for p in library_files(script)}
+    assert set(out.split()) <= listed, set(out.split()) - listed
+    rule = (REPO / "workflow" / "rules" / "benchmarks.smk").read_text()
+    for name in {common.ORIGINAL_CONFIG.name, *cifar_epoch.STUDY_CONFIGS}:
+        assert f'"{name}"' in rule, name
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -397,15 +514,16 @@ def test_cifar_epoch_needs_the_real_files(tmp_path, empty_root, fake_cifar_root,
 
 def test_run_benchmark_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown benchmark"):
-        bm.run_benchmark("nope")
+        common.run_benchmark("nope")
 
 
 def test_command_line_quick(tmp_path, empty_root):
     out = tmp_path / "f.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    args = ["frequency", "--quick", "--out", str(out), "--data-root", str(empty_root)]
-    result = subprocess.run(
-        [sys.executable, "-m", "selfdistill.benchmarks", *args],
+    args = ["--quick", "--out", str(out), "--data-root", str(empty_root)]
+    result = subprocess.run(  # as documented: from the repository root
+        [sys.executable, "-m", "benchmarks.frequency", *args],
+        cwd=REPO,
         capture_output=True,
         text=True,
         env=env,
@@ -427,11 +545,11 @@ def test_snakemake_plans_benchmarks_outside_the_default_target(tmp_path):
         return result.stdout
 
     planned = dry_run("benchmarks")
-    assert planned.count("rule benchmark:") == len(bm.DEFAULT_BENCHMARKS)
-    for name in bm.DEFAULT_BENCHMARKS:
+    assert planned.count("rule benchmark:") == len(common.DEFAULT_BENCHMARKS)
+    for name in common.DEFAULT_BENCHMARKS:
         assert f"results/benchmarks/{name}.csv" in planned
     # the CIFAR-10 epoch needs the real files: only built when named
-    assert "cifar_epoch" not in planned
+    assert "results/benchmarks/cifar_epoch.csv" not in planned
     planned = dry_run("results/benchmarks/cifar_epoch.csv")
     assert planned.count("rule benchmark:") == 1
     assert "rule benchmark:" not in dry_run()

@@ -18,7 +18,7 @@ and ``f_low = f - f_high``. ``w`` and the weights are float64; the product ``A (
 by default (``"float32"``; ``"float64"`` for a float64 product). As ``f - K f`` is never formed, nothing cancels
 when ``K`` is close to the identity (small delta): the rounding of ``f_high`` is about 1e-7 of the spread of
 ``f`` among the neighbours, times ``w``. The ratio is within ~1e-7 of the float64 value (the benchmark
-``python -m selfdistill.benchmarks frequency`` checks 1e-6 at n = 2,000); the float32 product is about twice as
+``python -m benchmarks.frequency`` checks 1e-6 at n = 2,000); the float32 product is about twice as
 fast and its matrix takes half the memory (n = 10,000: 400 MB next to the 800 MB distance matrix).
 """
 

@@ -5,7 +5,13 @@ input pipeline, train step, frequency analysis. The fourth, one real CIFAR-10 ep
 files in resources/data (cifar-10-batches-py/, or the config's dataset_options.data_root) and is built by name:
 `snakemake --cores 2 results/benchmarks/cifar_epoch.csv` (it stops with a one-line message when the files are
 missing). `--cores 2` runs the benchmarks one at a time, so that they do not disturb each other's timings.
+
+The benchmarks' code lives in benchmarks/ at the repository root (not in the library); they read the study
+settings (network, batch size, augmentation, SGD) from the CIFAR-10 study configs below. One benchmark from the
+shell: `python -m benchmarks.frequency [--quick] [--out CSV]` from the repository root.
 """
+
+import glob
 
 from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.planning import train_mem_mb
@@ -14,6 +20,14 @@ from selfdistill.planning import train_mem_mb
 BENCHMARK_NAMES = ["input_pipeline", "train_step", "frequency"]
 # built only when named (needs the real CIFAR-10 files)
 CIFAR_BENCHMARK_NAMES = ["cifar_epoch"]
+# the benchmarks' own code (the library modules they run are library_files("benchmarks"))
+BENCHMARK_CODE = sorted(glob.glob(os.path.join(workflow.basedir, "benchmarks", "*.py")))
+# the library modules they run, read from their imports
+BENCHMARK_LIBRARY = sorted({path for script in BENCHMARK_CODE for path in library_files(script)})
+# the study configs the benchmarks read their settings from (benchmarks/common.py, benchmarks/cifar_epoch.py)
+BENCHMARK_CONFIGS = [
+    os.path.join(workflow.basedir, "config", name) for name in ("cifar10_seed.yaml", "cifar10_sweep.yaml")
+]
 # whatever device is present: CUDA when this machine has one (the job then holds a `gpu` slot), else CPU
 BENCHMARK_DEVICE = planned_device("auto", inherit=not workflow.is_main_process)
 
@@ -29,7 +43,8 @@ rule benchmark:
     tidy CSV and a one-line summary (log; for cifar_epoch also each training run's progress).
     """
     input:
-        code=code_of("benchmark.py"),
+        code=BENCHMARK_CODE + BENCHMARK_LIBRARY,
+        study=BENCHMARK_CONFIGS,
     output:
         "results/benchmarks/{benchmark}.csv",
     log:

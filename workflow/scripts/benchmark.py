@@ -1,6 +1,15 @@
-"""Rule benchmark: forward the Snakemake object to selfdistill.benchmarks.run_benchmark."""
+"""Rule benchmark: forward the Snakemake object to benchmarks.common.run_benchmark.
 
-from selfdistill.benchmarks import run_benchmark
+The benchmarks are not part of the library: they live in benchmarks/ at the repository root, two folders up from
+this script (Snakemake sets ``__file__`` to the script's own path, in cluster jobs too), which goes on the path.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.common import run_benchmark  # after the path above
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_benchmark(
