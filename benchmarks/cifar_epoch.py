@@ -27,10 +27,10 @@ from pathlib import Path
 import h5py
 import pandas as pd
 import torch
-from selfdistill.config import DEFAULT_DATA_ROOT, dataset_problem
 
 from selfdistill import device as devices
 from selfdistill.data import SPLIT_FIELDS, build_corrupted_dataset
+from selfdistill.dataset_files import DEFAULT_DATA_ROOT, dataset_problem
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.models import ARCHITECTURES, build_model, count_parameters
 from selfdistill.training import train_run
@@ -127,7 +127,7 @@ def cifar_epoch_benchmark(
     timings hold, their accuracies need not).
 
     Raises :class:`selfdistill.datasets.DatasetNotFoundError` with the one-line message of
-    :func:`selfdistill.config.dataset_problem` when the files are missing: there is no synthetic fallback.
+    :func:`selfdistill.dataset_files.dataset_problem` when the files are missing: there is no synthetic fallback.
     """
     problem = dataset_problem("cifar10", {"data_root": str(data_root)})
     if problem:

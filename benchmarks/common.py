@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from selfdistill.config import DEFAULT_DATA_ROOT, train_params
 
 from selfdistill import device as devices
+from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.device import RunDevice, cpu_name
 from selfdistill.io import atomic_output, logged_step, setup_logging
+from selfdistill.planning import train_params
 from selfdistill.training import TrainSettings
 
 log = logging.getLogger("selfdistill.benchmarks")  # under the package's logger: setup_logging routes it
@@ -79,7 +80,7 @@ def study_config(path: str | os.PathLike = ORIGINAL_CONFIG) -> dict:
 
 
 def study_train(config: Mapping) -> dict:
-    """The ``train`` settings a study's training job receives (:func:`selfdistill.config.train_params`)."""
+    """The ``train`` settings a study's training job receives (:func:`selfdistill.planning.train_params`)."""
     return train_params(config)
 
 

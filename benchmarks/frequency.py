@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from selfdistill.config import DEFAULT_DATA_ROOT
 
+from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.frequency import frequency_table, median_sq_dist, pairwise_sq_dists
 
 from .common import (

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from selfdistill.config import DEFAULT_DATA_ROOT
 
 from selfdistill import device as devices
+from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.training import DeviceImages, channel_stats, make_batch
 
 from .common import (

@@ -17,9 +17,9 @@ from contextlib import nullcontext
 
 import pandas as pd
 import torch
-from selfdistill.config import DEFAULT_DATA_ROOT
 
 from selfdistill import device as devices
+from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.losses import ce_loss
 from selfdistill.models import ARCHITECTURES, build_model, count_parameters
 

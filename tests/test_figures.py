@@ -301,9 +301,9 @@ def test_modes_order_and_palette():
 
 
 def test_figure_step_does_not_import_the_planner():
-    """The figure jobs run without selfdistill.config (the planner), so editing it reruns no figure."""
+    """The figure jobs run without selfdistill.planning (the planner), so editing it reruns no figure."""
     import subprocess
     import sys
 
-    code = "import sys, selfdistill.figures; sys.exit('selfdistill.config' in sys.modules)"
+    code = "import sys, selfdistill.figures; sys.exit('selfdistill.planning' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
