@@ -1,7 +1,7 @@
 """selfdistill: self-distillation vs early stopping on noisy labels, seen through the frequency principle.
 
 Run the whole study with `snakemake --cores 2`; rebuild one figure by naming its file, e.g.
-`snakemake --cores 2 results/digits/pair40/figures/accuracy.png`.
+`snakemake --cores 2 results/default/pair40/figures/accuracy.png`.
 """
 
 import os
@@ -21,13 +21,15 @@ from snakemake.exceptions import WorkflowError
 
 from selfdistill.planning import config_file_problem
 
-# Snakemake's message for a config file that is not YAML, empty or a list names neither the file nor the line.
-_problem = config_file_problem(os.path.abspath("config.yaml"))
-if _problem:
-    raise WorkflowError(_problem)
+# A study config given with --configfile stands alone: it does not inherit config.yaml's settings (its left-out
+# keys take the schema's defaults). To build on config.yaml, name it first: --configfile config.yaml mine.yaml.
+if not workflow.overwrite_configfiles:
+    # Snakemake's message for a config file that is not YAML, empty or a list names neither the file nor the line.
+    _problem = config_file_problem(os.path.abspath("config.yaml"))
+    if _problem:
+        raise WorkflowError(_problem)
 
-
-configfile: "config.yaml"
+    configfile: "config.yaml"
 
 
 # Light steps run where Snakemake runs (the login node on a cluster), not as cluster jobs; no effect locally.

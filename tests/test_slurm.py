@@ -100,8 +100,8 @@ def test_training_went_through_sbatch(slurm_run, slurm_cluster):
         Path(log).resolve().parent.relative_to(slurm_logs).parts: job_id for job_id, log in SUBMITTED.findall(output)
     }
     smoke = yaml.safe_load(SMOKE.read_text())
-    dataset, noise = SETTING.parts[1:3]
-    runs = {("rule_train", f"{dataset}_{noise}_{seed}_{mode}") for seed in smoke["seeds"] for mode in smoke["modes"]}
+    setting = SETTING.parts[2]
+    runs = {("rule_train", f"{setting}_{seed}_{mode}") for seed in smoke["seeds"] for mode in smoke["modes"]}
     assert runs <= jobs.keys(), output
     controller = (slurm_cluster / "slurmctld.log").read_text()
     for run in sorted(runs):
@@ -126,7 +126,7 @@ def test_signalled_training_checkpoints_and_resumes_in_a_new_job(slurm_cluster, 
     racy for CI."""
     epochs, run = 1000, SETTING / "seed0" / "ce"
     log = tmp_path / SETTING / "logs" / "seed0" / "train_ce.log"
-    (tmp_path / "long.yaml").write_text(yaml.safe_dump({"train": {"epochs": epochs}}))
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump({"study": "smoke", "train": {"epochs": epochs}}))
     cmd = ["snakemake", str(run / "model.pt"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
     cmd += ["--configfile", str(SMOKE), str(tmp_path / "long.yaml")]
     cmd += ["--profile", str(REPO / "profiles" / "slurm"), "--profile", str(CLUSTER / "profile")]

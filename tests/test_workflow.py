@@ -16,7 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "config" / "smoke.yaml"
-SETTING = Path("results/digits/pair40")
+SETTING = Path("results/smoke/pair40")
 FIGURES = ["accuracy", "loss", "memorization", "frequency_ratio", "frequency_error"]
 
 pytestmark = pytest.mark.workflow

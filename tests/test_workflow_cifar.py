@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from fake_cifar import write_fake_cifar10, write_fake_cifar10n
+from test_workflow import planned_jobs
 from test_workflow import snakemake as run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,8 @@ def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
     override = shrink(tmp_path, data_root)
     snakemake(tmp_path, configfile=[study, override])
 
-    setting = tmp_path / "results" / "cifar10" / "pair40"
+    # an override file that does not name the study adds its stem to the study's name
+    setting = tmp_path / "results" / "cifar10_seed+override" / "pair40"
     for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv"):
         assert (setting / name).is_file(), name
     for fig in FIGURES:
@@ -91,10 +93,10 @@ def test_cifar10n_config_runs_with_human_labels(tmp_path, fake_data):
         for key in ("worse_label", "aggre_label")
     ]
     override = shrink(tmp_path, data_root, noise=noise, modes=["ce"])
-    targets = [f"results/cifar10/{name}/summary.csv" for name in ("human_worse", "human_aggre")]
+    targets = [f"results/cifar10n+override/{name}/summary.csv" for name in ("human_worse", "human_aggre")]
     snakemake(tmp_path, *targets, configfile=[REPO / "config" / "cifar10n.yaml", override])
     for name, key in (("human_worse", "worse_label"), ("human_aggre", "aggre_label")):
-        setting = tmp_path / "results" / "cifar10" / name
+        setting = tmp_path / "results" / "cifar10n+override" / name
         assert (setting / "summary.csv").is_file()
         with h5py.File(setting / "seed0" / "data.h5") as h5:
             for split in ("train", "val"):
@@ -115,14 +117,9 @@ def test_missing_dataset_stops_a_real_run_but_not_planning(tmp_path):
 
 
 def test_full_study_plans_without_data(tmp_path):
-    """The Done-when check: the original study's full plan, on a machine without CIFAR-10."""
-    result = snakemake(
-        tmp_path,
-        "-n",
-        "--quiet",
-        "rules",
-        configfile=REPO / "config" / "cifar10_seed.yaml",
-    )
+    """The seed study's full plan for GPU jobs, on a machine without CIFAR-10 (or a GPU: a login node)."""
+    config = ["--config", "train={device: cuda}"]
+    result = snakemake(tmp_path, "-n", "--quiet", "rules", *config, configfile=REPO / "config" / "cifar10_seed.yaml")
     counts = {
         line.split()[0]: int(line.split()[1])
         for line in result.stdout.splitlines()
@@ -130,3 +127,16 @@ def test_full_study_plans_without_data(tmp_path):
     }
     assert counts["corrupt"] == 3 and counts["train"] == 9 and counts["frequency"] == 9
     assert counts["all"] == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_cifar_network_that_auto_puts_on_the_cpu_stops_at_planning(tmp_path):
+    """device: auto on a machine without a GPU would make each Shake-Shake run days of CPU: one line says what to set."""
+    failed = snakemake(tmp_path, "-n", configfile=REPO / "config" / "cifar10_seed.yaml", check=False)
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert "set train.device: cuda" in output and "train.device: cpu" in output, output
+    explicit = snakemake(
+        tmp_path, "-n", "--config", "train={device: cpu}", configfile=REPO / "config" / "cifar10_seed.yaml"
+    )
+    assert "train" in planned_jobs(explicit.stdout)

@@ -40,7 +40,9 @@ def last_logged_epoch(text: str) -> int:
 def longer(tmp_path_factory) -> Path:
     """An override of the smoke study whose training runs take several seconds each."""
     path = tmp_path_factory.mktemp("override") / "longer.yaml"
-    path.write_text(yaml.safe_dump({"train": {"epochs": EPOCHS}, "frequency": {"record_epochs": {"every": 10}}}))
+    # the same study name: the results land where the smoke study's would
+    override = {"study": "smoke", "train": {"epochs": EPOCHS}, "frequency": {"record_epochs": {"every": 10}}}
+    path.write_text(yaml.safe_dump(override))
     return path
 
 

@@ -94,6 +94,24 @@ def train_time(config: Mapping, device: str) -> TrainTime:
     return TrainTime(estimate, runtime, math.ceil(estimate / runtime))
 
 
+#: Longest a training run planned for the CPU by ``device: auto`` may take before the plan stops and asks.
+CPU_AUTO_LIMIT_MIN = 120
+
+
+def cpu_training_problem(config: Mapping, times, device: str) -> str | None:
+    """One line when ``train.device: auto`` put runs on the CPU that would take longer than
+    :data:`CPU_AUTO_LIMIT_MIN` each (a CIFAR-size network on a login node without a GPU), else ``None``: such a
+    study should say ``cuda``, or ``cpu`` if it really means it."""
+    longest = max(time.estimate_min for time in times)
+    if config["train"]["device"] != "auto" or device != "cpu" or longest <= CPU_AUTO_LIMIT_MIN:
+        return None
+    return (
+        f"train.device is auto and no GPU is visible here, so {config['model']['arch']} on {config['dataset']} would "
+        f"train on the CPU (about {longest / 60:.0f} h per run); set train.device: cuda to plan GPU jobs (e.g. on a "
+        f"cluster login node), or train.device: cpu if the CPU is really meant"
+    )
+
+
 def train_params(config: Mapping) -> dict:
     """The ``train`` settings a training job receives (all but :data:`JOB_ONLY_TRAIN_KEYS`)."""
     return {k: v for k, v in config["train"].items() if k not in JOB_ONLY_TRAIN_KEYS}
@@ -155,6 +173,11 @@ def _bounds(schema: Mapping) -> str:
         if key in schema:
             parts.append(f"{sign} {schema[key]}")
     return " and ".join(parts)
+
+
+def load_schema(schema: str | os.PathLike | Mapping) -> dict:
+    """The config schema as a mapping (read from its file unless it is one already)."""
+    return _load_schema(schema)
 
 
 def _load_schema(schema: str | os.PathLike | Mapping) -> dict:

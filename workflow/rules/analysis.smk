@@ -1,15 +1,15 @@
 rule frequency:
     """Frequency analysis of one run's stored outputs (Gaussian low-pass filtering, docs/science.md, "Frequency analysis")."""
     input:
-        data="results/{dataset}/{noise}/seed{seed}/data.h5",
-        outputs="results/{dataset}/{noise}/seed{seed}/{mode}/outputs.h5",
+        data=run_data,
+        outputs=f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/outputs.h5",
         code=code_of("frequency.py"),
     output:
-        "results/{dataset}/{noise}/seed{seed}/{mode}/frequency.csv",
+        f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/frequency.csv",
     log:
-        "results/{dataset}/{noise}/logs/seed{seed}/frequency_{mode}.log",
+        f"{RESULTS}/{{setting}}/logs/seed{{seed}}/frequency_{{mode}}.log",
     benchmark:
-        "results/{dataset}/{noise}/benchmarks/seed{seed}/frequency_{mode}.tsv"
+        f"{RESULTS}/{{setting}}/benchmarks/seed{{seed}}/frequency_{{mode}}.tsv"
     conda:
         "../../envs/selfdistill.yaml"
     resources:
@@ -28,22 +28,22 @@ rule aggregate:
         histories=run_files("history.csv"),
         code=code_of("aggregate.py"),
     output:
-        histories="results/{dataset}/{noise}/histories.csv",
+        histories=f"{RESULTS}/{{setting}}/histories.csv",
         summary_csv=report(
-            "results/{dataset}/{noise}/summary.csv",
+            f"{RESULTS}/{{setting}}/summary.csv",
             caption="../report/summary.rst",
             category="Summary",
         ),
-        summary_md="results/{dataset}/{noise}/summary.md",
+        summary_md=f"{RESULTS}/{{setting}}/summary.md",
     log:
-        "results/{dataset}/{noise}/logs/aggregate.log",
+        f"{RESULTS}/{{setting}}/logs/aggregate.log",
     conda:
         "../../envs/selfdistill.yaml"
     params:
         runs=runs,
         mode_order=MODES,
         # what every history is checked against: one row per configured epoch, validation columns iff a split
-        epochs=config["train"]["epochs"],
+        epochs=lambda wc: SETTING_CONFIG[wc.setting]["train"]["epochs"],
         val_fraction=config["val_fraction"],
     script:
         "../scripts/aggregate.py"
@@ -55,9 +55,9 @@ rule aggregate_frequency:
         tables=run_files("frequency.csv"),
         code=code_of("aggregate_frequency.py"),
     output:
-        "results/{dataset}/{noise}/frequency.csv",
+        f"{RESULTS}/{{setting}}/frequency.csv",
     log:
-        "results/{dataset}/{noise}/logs/aggregate_frequency.log",
+        f"{RESULTS}/{{setting}}/logs/aggregate_frequency.log",
     conda:
         "../../envs/selfdistill.yaml"
     params:

@@ -13,39 +13,53 @@ from selfdistill.planning import (
     check_config,
     config_file_problem,
     config_notes,
+    cpu_training_problem,
     distill_keys,
     distill_params,
     explain_config_error,
     frequency_mem_mb,
     human_label_problem,
     library_files,
+    load_schema,
     noise_settings,
     train_mem_mb,
     train_params,
     train_time,
 )
 from selfdistill.dataset_files import dataset_problem
+from selfdistill.studies import apply_overrides, settings, study_name, variant_config, variant_problems
 from selfdistill.device import planned_device
 
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 # Every config problem stops the plan before any job starts, in one line that names the key (or the file and line):
 # a key YAML would silently drop (given twice in one file; Snakemake has read the files already), the schema's
-# first violation, then what the schema cannot see (selfdistill.planning.check_config).
+# first violation, then what the schema cannot see (selfdistill.planning.check_config), for the study and for
+# each of its variants.
 for _file in workflow.configfiles:
     _problem = config_file_problem(os.path.abspath(_file))
     if _problem:
         raise WorkflowError(_problem)
+# --config values arrive as strings (train='{lr: 0.02}' gives '0.02'): convert them by the schema's types
+apply_overrides(config, workflow.config_settings.config, load_schema(CONFIG_SCHEMA))
 try:
     validate(config, "../schemas/config.schema.yaml")
 except WorkflowError:
     raise WorkflowError(explain_config_error(config, CONFIG_SCHEMA) or "invalid config") from None
-_problems = check_config(config, CONFIG_SCHEMA)
+STUDY = study_name(config, workflow.configfiles, workflow.config_settings.config)
+NOISES = noise_settings(config)
+SETTINGS = settings(list(NOISES), config)
+# the config each setting trains with: the study's, with its variant's overrides
+SETTING_CONFIG = {path: variant_config(config, setting.variant) for path, setting in SETTINGS.items()}
+_problems = variant_problems(config, list(NOISES))
+for _variant in config["variants"]:
+    _problems += [f"variants.{_variant}: {p}" for p in check_config(variant_config(config, _variant), CONFIG_SCHEMA)]
+_problems = check_config(config, CONFIG_SCHEMA) + _problems
 if _problems:
     raise WorkflowError(_problems[0])
-NOISES = noise_settings(config)
-# values the pipeline adjusts (a frequency subset larger than its split) are said once, in the plan
 if workflow.is_main_process:
+    logger.info(f"study {STUDY}: results in results/{STUDY}/")
+    # values the pipeline adjusts (a frequency subset larger than its split) are said once, in the plan
     for _note in config_notes(config):
         logger.info(_note)
 
@@ -78,13 +92,18 @@ DISTILL_KEYS = distill_keys(CONFIG_SCHEMA)
 # (`auto` is resolved once by the planning process; cluster jobs re-parsing this file inherit its answer)
 TRAIN_DEVICE = planned_device(config["train"]["device"], inherit=not workflow.is_main_process)
 TRAIN_GPU = 1 if TRAIN_DEVICE.startswith("cuda") else 0
-TRAIN_TIME = train_time(config, TRAIN_DEVICE)
-RUN = "results/{dataset}/{noise}/seed{seed}/{mode}"
+TRAIN_TIME = {path: train_time(setting_config, TRAIN_DEVICE) for path, setting_config in SETTING_CONFIG.items()}
+# a CIFAR-size network that `auto` put on the CPU would be hours per epoch: say so instead of submitting it
+_problem = cpu_training_problem(config, TRAIN_TIME.values(), TRAIN_DEVICE)
+if _problem and workflow.is_main_process:
+    raise WorkflowError(_problem)
+RESULTS = f"results/{STUDY}"
+RUN = RESULTS + "/{setting}/seed{seed}/{mode}"
 
 
 wildcard_constraints:
-    dataset=re.escape(DATASET),
     noise="|".join(re.escape(name) for name in NOISES),
+    setting="|".join(re.escape(path) for path in SETTINGS),
     seed=r"\d+",
     mode="|".join(MODES),
 
@@ -97,19 +116,28 @@ def code_of(script):
 
 
 def runs(wildcards):
-    """Every (seed, mode) run of one dataset/noise setting, in config order."""
-    return [
-        dict(dataset=wildcards.dataset, noise=wildcards.noise, seed=seed, mode=mode) for seed in SEEDS for mode in MODES
-    ]
+    """Every (seed, mode) run of one setting, in config order, with the labels its tables carry."""
+    noise = SETTINGS[wildcards.setting].noise
+    return [dict(dataset=DATASET, noise=noise, seed=seed, mode=mode) for seed in SEEDS for mode in MODES]
 
 
 def run_files(name):
     """Input function: one file per run of the requested setting (e.g. history.csv)."""
 
     def inner(wildcards):
-        return [f"{RUN}/{name}".format(**run) for run in runs(wildcards)]
+        return [RUN.format(setting=wildcards.setting, **run) + f"/{name}" for run in runs(wildcards)]
 
     return inner
+
+
+def run_data(wildcards):
+    """Input function: the corrupted data of a run's noise setting and seed (shared by the study's variants)."""
+    return f"{RESULTS}/{SETTINGS[wildcards.setting].noise}/seed{wildcards.seed}/data.h5"
+
+
+def setting_config(section):
+    """Params function: one section of the config the setting trains with (its variant's, if any)."""
+    return lambda wildcards: SETTING_CONFIG[wildcards.setting][section]
 
 
 def human_label_file(wildcards):
@@ -121,10 +149,10 @@ def human_label_file(wildcards):
 
 
 def all_targets():
-    """Every figure and summary of every configured noise setting."""
+    """Every figure and summary of every setting of the study."""
     files = ["summary.csv", "summary.md", "histories.csv", "frequency.csv"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
-    return [f"results/{DATASET}/{noise}/{name}" for noise in NOISES for name in files]
+    return [f"{RESULTS}/{setting}/{name}" for setting in SETTINGS for name in files]
 
 
 # Rule figure: every figure of FIGURES is one job (selfdistill.figures.PLOTTERS draws it). Per figure: the table
@@ -144,7 +172,7 @@ FIGURE_OPTIONS = {
 
 def figure_table(wildcards):
     """Input function: the tidy table the figure is drawn from."""
-    return f"results/{wildcards.dataset}/{wildcards.noise}/{FIGURE_TABLES[wildcards.figure]}"
+    return f"{RESULTS}/{wildcards.setting}/{FIGURE_TABLES[wildcards.figure]}"
 
 
 def figure_options(wildcards):

@@ -4,14 +4,15 @@ rule corrupt:
         labels=human_label_file,
         code=code_of("corrupt.py"),
     output:
-        "results/{dataset}/{noise}/seed{seed}/data.h5",
+        f"{RESULTS}/{{noise}}/seed{{seed}}/data.h5",
     log:
-        "results/{dataset}/{noise}/logs/seed{seed}/corrupt.log",
+        f"{RESULTS}/{{noise}}/logs/seed{{seed}}/corrupt.log",
     conda:
         "../../envs/selfdistill.yaml"
     resources:
         mem_mb=2000,
     params:
+        dataset=DATASET,
         noise=lambda wc: NOISES[wc.noise],
         val_fraction=config["val_fraction"],
         dataset_options=config["dataset_options"],

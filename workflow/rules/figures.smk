@@ -5,13 +5,13 @@ rule figure:
         code=code_of("figure.py"),
     output:
         report(
-            "results/{dataset}/{noise}/figures/{figure}.png",
+            f"{RESULTS}/{{setting}}/figures/{{figure}}.png",
             caption="../report/figure.rst",
             category="Figures",
-            subcategory="{noise}",
+            subcategory="{setting}",
         ),
     log:
-        "results/{dataset}/{noise}/logs/figure_{figure}.log",
+        f"{RESULTS}/{{setting}}/logs/figure_{{figure}}.log",
     wildcard_constraints:
         figure="|".join(FIGURES),
     conda:

@@ -5,7 +5,7 @@ rule train:
     killed, preempted or timed-out job resumes where it stopped when it is rerun.
     """
     input:
-        data="results/{dataset}/{noise}/seed{seed}/data.h5",
+        data=run_data,
         code=code_of("train.py"),
     output:
         history=f"{RUN}/history.csv",
@@ -13,13 +13,13 @@ rule train:
         model=f"{RUN}/model.pt",
         early_stopped=f"{RUN}/model_early_stopped.pt",
     log:
-        "results/{dataset}/{noise}/logs/seed{seed}/train_{mode}.log",
+        f"{RESULTS}/{{setting}}/logs/seed{{seed}}/train_{{mode}}.log",
     benchmark:
-        "results/{dataset}/{noise}/benchmarks/seed{seed}/train_{mode}.tsv"
+        f"{RESULTS}/{{setting}}/benchmarks/seed{{seed}}/train_{{mode}}.tsv"
     # a preempted, timed-out or crashed attempt resumes from its checkpoint: enough attempts to finish a run that
     # is longer than one job's runtime, plus one for a transient failure. Only the planning Snakemake retries: inside
     # a cluster job a retry would start again just before the time limit ends the job.
-    retries: TRAIN_TIME.retries if workflow.is_main_process else 0
+    retries: max(time.retries for time in TRAIN_TIME.values()) if workflow.is_main_process else 0
     conda:
         "../../envs/selfdistill.yaml"
     threads: config["train"]["threads"]
@@ -27,18 +27,19 @@ rule train:
         gpu=TRAIN_GPU,
         # a retry after an out-of-memory kill gets twice the memory
         mem_mb=lambda wc, attempt: train_mem_mb(DATASET) * min(attempt, 2),
-        runtime=TRAIN_TIME.runtime_min,
+        runtime=lambda wc: TRAIN_TIME[wc.setting].runtime_min,
         # which attempt this is (the script object has no attempt of its own): a retry after an error that a retry
         # cannot fix stops at once
         attempt=lambda wc, attempt: attempt,
     params:
-        model=config["model"],
-        train=train_params(config),
-        distill=lambda wc: distill_params(config["distill"], wc.mode, DISTILL_KEYS),
+        model=setting_config("model"),
+        train=lambda wc: train_params(SETTING_CONFIG[wc.setting]),
+        distill=lambda wc: distill_params(SETTING_CONFIG[wc.setting]["distill"], wc.mode, DISTILL_KEYS),
         freq_subset=config["frequency"]["train_subset"],
         freq_test_subset=config["frequency"]["test_subset"],
         record_epochs=config["frequency"]["record_epochs"],
         checkpoint=f"{RUN}/checkpoint",
         device=TRAIN_DEVICE,
+        run_name=lambda wc: f"{STUDY}/{wc.setting}/seed{wc.seed}/{wc.mode}",
     script:
         "../scripts/train.py"

@@ -5,7 +5,7 @@ from selfdistill.data import build_corrupted_dataset
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 build_corrupted_dataset(
     sm.output[0],
-    dataset=sm.wildcards.dataset,
+    dataset=sm.params.dataset,
     noise=sm.params.noise,
     seed=int(sm.wildcards.seed),
     val_fraction=sm.params.val_fraction,

@@ -20,7 +20,7 @@ train_run(
     checkpoint_dir=sm.params.checkpoint,
     device=sm.params.device,
     threads=sm.threads,
-    run_name=f"{sm.wildcards.dataset}/{sm.wildcards.noise}/seed{sm.wildcards.seed}/{sm.wildcards.mode}",
+    run_name=sm.params.run_name,
     log_path=sm.log[0],
     attempt_number=sm.resources.attempt,
 )

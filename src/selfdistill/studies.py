@@ -1,0 +1,164 @@
+"""A study's name, its variants and its settings: what keeps every study in its own results folder.
+
+Planning only (the Snakefile imports this; no job does). A study is everything one config (plus its override files
+and command-line values) asks for; its results live under ``results/{study}/``:
+
+- ``{noise}/seed{seed}/data.h5``: the corrupted data, shared by the study's variants;
+- ``{setting}/seed{seed}/{mode}/``: one training run, where a setting is ``{noise}`` or, in a study with variants,
+  ``{noise}/{variant}``;
+- ``summary.md``, ``summary.csv``: the study-level summary over every setting.
+
+The study's name is the config's ``study`` key, extended so that two different configs never share a folder: each
+override file given after the last file that names the study adds ``+{its file stem}``, and command-line values
+(``--config``) add ``+{key=value,...}`` (a digest when that is long). Setting ``study`` on the command line names
+the study exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+#: What a study or variant name may contain (it becomes a folder name).
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,-]*$")
+#: Folder names a variant may not take: they already have a meaning inside a setting's folder.
+RESERVED = re.compile(r"^(seed\d+|figures|logs|benchmarks|checkpoint)$")
+#: Sections of the config a variant may override.
+VARIANT_SECTIONS = ("train", "model", "distill")
+_LONGEST_SLUG = 40
+
+
+def _flatten(values: Mapping, prefix: str = "") -> list[tuple[str, object]]:
+    items = []
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            items += _flatten(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _spelled(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "-".join(map(_spelled, value))
+    if isinstance(value, Mapping):
+        return "-".join(f"{k}{_spelled(v)}" for k, v in value.items())
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def override_slug(overrides: Mapping) -> str:
+    """A short, folder-safe name for command-line config values: ``modes=ce``, ``train.lr=0.02,seeds=0-1``; a
+    digest ``cli-<8 hex>`` when that would be longer than 40 characters."""
+    slug = ",".join(f"{key}={_spelled(value)}" for key, value in sorted(_flatten(overrides)))
+    slug = re.sub(r"[^A-Za-z0-9_.=,-]", "_", slug)
+    if len(slug) <= _LONGEST_SLUG:
+        return slug
+    return "cli-" + hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def study_name(config: Mapping, config_files: Sequence[str | Path], overrides: Mapping) -> str:
+    """The study's folder name under ``results/`` (see the module doc).
+
+    ``config`` is the merged config, ``config_files`` the config files in the order they were merged and
+    ``overrides`` the command-line values (``--config``)."""
+    if "study" in overrides:
+        return str(overrides["study"])
+    named, extra = False, []
+    for path in config_files:
+        content = yaml.safe_load(Path(path).read_text()) or {}
+        if isinstance(content, Mapping) and "study" in content:
+            named, extra = True, []
+        else:
+            extra.append(Path(path).stem)
+    name = "+".join([str(config["study"])] * named + extra) or "default"
+    return f"{name}+{override_slug(overrides)}" if overrides else name
+
+
+def _deep_update(base: dict, update: Mapping) -> dict:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _typed(value, schema: Mapping):
+    """``value`` (a command-line string, or a structure of them) converted to the types ``schema`` asks for."""
+    if isinstance(value, Mapping):
+        properties = schema.get("properties", {})
+        return {key: _typed(item, properties.get(key, {})) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item, schema.get("items", {})) for item in value]
+    if not isinstance(value, str):
+        return value
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if "string" in types and "null" not in types and "number" not in types:
+        return value
+    parsed = yaml.safe_load(value) if value.strip() else None
+    if isinstance(parsed, str):
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            return value
+    return _typed(parsed, schema) if isinstance(parsed, (list, Mapping)) else parsed
+
+
+def typed_overrides(overrides: Mapping, schema: Mapping) -> dict:
+    """Command-line values converted by the schema's types: Snakemake hands nested values such as
+    ``--config train='{lr: 0.02}'`` over as strings (``'0.02'``); this makes them the numbers, booleans, nulls and
+    lists the schema expects. Values the schema wants as strings stay strings."""
+    return _typed(dict(overrides), schema)
+
+
+def apply_overrides(config: dict, overrides: Mapping, schema: Mapping) -> dict:
+    """``config`` (modified in place and returned) with the typed command-line values merged over it."""
+    return _deep_update(config, typed_overrides(overrides, schema))
+
+
+def variant_config(config: Mapping, variant: str | None) -> dict:
+    """The config one variant runs: the study's config with the variant's overrides of ``train``, ``model`` and
+    ``distill`` merged in (``None``: the study's own config)."""
+    merged = copy.deepcopy({key: value for key, value in config.items() if key != "variants"})
+    if variant is not None:
+        _deep_update(merged, config["variants"][variant])
+    return merged
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One folder of runs: a noise setting, and a variant in a study that has variants."""
+
+    noise: str
+    variant: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The ``{setting}`` part of result paths: ``pair40`` or ``pair40/lr0.001``."""
+        return self.noise if self.variant is None else f"{self.noise}/{self.variant}"
+
+
+def settings(noises: Sequence[str], config: Mapping) -> dict[str, Setting]:
+    """Every setting of the study, by its path, noise settings outermost, variants in config order."""
+    variants = list(config.get("variants") or {}) or [None]
+    return {s.path: s for s in (Setting(noise, variant) for noise in noises for variant in variants)}
+
+
+def variant_problems(config: Mapping, noises: Sequence[str]) -> list[str]:
+    """Variant names that cannot be folders next to the runs (``seed0``, ``figures``, a noise setting's name)."""
+    problems = []
+    for name in config.get("variants") or {}:
+        if RESERVED.match(name) or name in noises:
+            problems.append(
+                f"invalid config: variants.{name}: the name is taken by a folder of the results "
+                f"(seed<N>, figures, logs, checkpoint or a noise setting); choose another"
+            )
+    return problems
