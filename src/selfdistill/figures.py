@@ -808,6 +808,8 @@ def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: S
                         ha="center",
                         va="bottom",
                         fontsize="small",
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+                        zorder=6,
                     )
         handles = [
             Patch(
