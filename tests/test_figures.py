@@ -9,6 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 
 from selfdistill import figures
 
@@ -141,7 +142,16 @@ def csvs(tmp_path):
     return write
 
 
-ALL_FIGURES = ("accuracy", "loss", "memorization", "frequency_ratio", "frequency_error")
+ALL_FIGURES = (
+    "accuracy",
+    "loss",
+    "memorization",
+    "frequency_ratio",
+    "frequency_error",
+    "frequency_by_delta",
+    "frequency_clean_vs_noisy",
+    "accuracy_bars",
+)
 # variant: (data options, figures to draw) -- kept small, every figure costs ~0.5 s
 VARIANTS = {
     "full": ({}, ALL_FIGURES),
@@ -307,3 +317,179 @@ def test_figure_step_does_not_import_the_planner():
 
     code = "import sys, selfdistill.figures; sys.exit('selfdistill.planning' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# what the newer figures draw, on small hand-built tables
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Keep the figures a plotter saves (``_save`` still writes the PNG); returns the list they are appended to."""
+    kept = []
+    save = figures._save
+
+    def keep(fig, out_png):
+        kept.append(fig)
+        save(fig, out_png)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return kept
+
+
+def line(ax, label):
+    """(x, y) of the one line labelled ``label`` in ``ax``."""
+    (hit,) = [ln for ln in ax.lines if ln.get_label() == label]
+    return hit.get_xdata().astype(float).tolist(), hit.get_ydata().astype(float).tolist()
+
+
+def freq_rows(rows):
+    """A frequency table from (seed, mode, split, source, epoch, delta_rel, ratio, e_high_clean) tuples."""
+    cols = ["seed", "mode", "split", "source", "epoch", "delta_rel", "ratio", "e_high_clean"]
+    df = pd.DataFrame(rows, columns=cols).assign(dataset="digits", noise="pair40")
+    df["delta"] = 10 * df["delta_rel"]
+    for col in ("e_low_noisy", "e_high_noisy", "e_low_clean"):
+        df[col] = 0.5
+    return df
+
+
+def test_frequency_by_delta_draws_last_epoch_means_and_label_references(tmp_path, drawn):
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        for mode, level in (("ce", 0.3), ("self_distill", 0.5)):
+            for rel in (0.1, 1.0):
+                for split in ("train_subset", "test"):
+                    rows.append((seed, mode, split, "probs", 1, rel, 0.9, 0.5))  # epoch 1: not plotted
+                    rows.append((seed, mode, split, "probs", 2, rel, level + shift + rel, 0.5))
+                    rows.append((seed, mode, split, "labels_clean", np.nan, rel, 0.8 + seed * 0.02, np.nan))
+                rows.append((seed, mode, "train_subset", "labels_noisy", np.nan, rel, 0.4, np.nan))
+    path = tmp_path / "freq.csv"
+    freq_rows(rows).to_csv(path, index=False)
+    out = tmp_path / "out" / "by_delta.png"
+    figures.plot_frequency_by_delta(path, out)
+    assert_png(out)
+    (fig,) = drawn
+    assert len(fig.axes) == 2  # one source (probs) × two splits
+    train, test = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == [
+        "training subset · softmax probabilities",
+        "test split · softmax probabilities",
+    ]
+    assert train.get_xscale() == "log"
+    # last epoch (2), mean over the two seeds: level + 0.05 + δ_rel
+    assert line(train, "ce") == ([0.1, 1.0], pytest.approx([0.45, 1.35]))
+    assert line(train, "self_distill") == ([0.1, 1.0], pytest.approx([0.65, 1.55]))
+    assert line(train, "labels_clean")[1] == pytest.approx([0.81, 0.81])  # each seed once
+    assert line(train, "labels_noisy")[1] == pytest.approx([0.4, 0.4])
+    assert "labels_noisy" not in [ln.get_label() for ln in test.lines]  # the test split has no noisy labels
+    assert all(ln.get_linestyle() == "--" for ln in train.lines if ln.get_label().startswith("labels_"))
+
+
+def test_last_epoch_rows_per_run():
+    rows = [
+        (0, "ce", "train_subset", "probs", 3, 1.0, 0.1, 0.5),
+        (0, "ce", "train_subset", "probs", 5, 1.0, 0.2, 0.5),
+        (1, "ce", "train_subset", "probs", 4, 1.0, 0.3, 0.5),  # a run stopped at epoch 4 keeps its epoch 4
+        (0, "ce", "train_subset", "labels_clean", np.nan, 1.0, 0.9, np.nan),
+    ]
+    last = figures.last_epoch_rows(freq_rows(rows))
+    assert sorted(zip(last["seed"], last["epoch"], last["ratio"], strict=True)) == [(0, 5, 0.2), (1, 4, 0.3)]
+
+
+def test_frequency_clean_vs_noisy_draws_both_targets(tmp_path, drawn):
+    freq = make_frequency(seeds=(0, 1), modes=("ce", "self_distill"), n_epochs=4)
+    path = tmp_path / "freq.csv"
+    freq.to_csv(path, index=False)
+    out = tmp_path / "out" / "clean_vs_noisy.png"
+    figures.plot_frequency_clean_vs_noisy(path, out, delta=0.4)  # nearest δ_rel: 0.5
+    assert_png(out)
+    (fig,) = drawn
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        "e_low against the NOISY labels",
+        "e_low against the CLEAN labels",
+        "e_high against the NOISY labels",
+        "e_high against the CLEAN labels",
+    ]
+    assert "δ_rel = 0.5" in fig._suptitle.get_text()
+    t = np.arange(1, 5) / 4
+    by_title = dict(zip(titles, fig.axes, strict=True))
+    x, y = line(by_title["e_high against the NOISY labels"], "ce")
+    assert x == [1, 2, 3, 4] and y == pytest.approx(1.0 - 0.7 * t)
+    assert line(by_title["e_high against the NOISY labels"], "self_distill")[1] == pytest.approx(1.0 - 0.2 * t)
+    assert line(by_title["e_high against the CLEAN labels"], "ce")[1] == pytest.approx(0.9 - 0.1 * t)
+    assert line(by_title["e_low against the CLEAN labels"], "self_distill")[1] == pytest.approx(0.7 * (1 - t) + 0.1)
+    legend = [txt.get_text() for txt in by_title["e_high against the NOISY labels"].get_legend().get_texts()]
+    assert legend == ["ce: 0.30", "self_distill: 0.80"]
+
+
+def hand_histories(with_val=True) -> pd.DataFrame:
+    """Two modes × two seeds × three epochs with known last / early-stopped / oracle test accuracies."""
+    rows = [
+        # mode, seed, epoch, val_acc, test_acc
+        ("ce", 0, 1, 0.5, 0.60),
+        ("ce", 0, 2, 0.7, 0.80),  # early stop (best val) and oracle
+        ("ce", 0, 3, 0.6, 0.50),  # last
+        ("ce", 1, 1, 0.8, 0.70),  # early stop
+        ("ce", 1, 2, 0.6, 0.90),  # oracle
+        ("ce", 1, 3, 0.5, 0.40),
+        ("self_distill", 0, 1, 0.5, 0.70),
+        ("self_distill", 0, 2, 0.6, 0.75),
+        ("self_distill", 0, 3, 0.7, 0.80),
+        ("self_distill", 1, 1, 0.5, 0.72),
+        ("self_distill", 1, 2, 0.6, 0.78),
+        ("self_distill", 1, 3, 0.7, 0.76),
+    ]
+    df = pd.DataFrame(rows, columns=["mode", "seed", "epoch", "val_acc", "test_acc"])
+    df = df.assign(dataset="digits", noise="pair40")
+    return df if with_val else df.drop(columns="val_acc")
+
+
+def bars(fig) -> dict[str, list[float]]:
+    """Bar heights per protocol (the bar container's label)."""
+    (ax,) = fig.axes
+    return {c.get_label(): list(c.datavalues) for c in ax.containers if isinstance(c, BarContainer)}
+
+
+def test_accuracy_bars_heights_are_per_seed_means(tmp_path, drawn):
+    path = tmp_path / "hist.csv"
+    hand_histories().to_csv(path, index=False)
+    out = tmp_path / "out" / "bars.png"
+    figures.plot_accuracy_bars(path, out)
+    assert_png(out)
+    (fig,) = drawn
+    got = bars(fig)
+    assert list(got) == ["last epoch", "early-stopped (best noisy val)", "oracle (best test epoch)"]
+    # ce, self_distill (in percent)
+    assert got["last epoch"] == pytest.approx([45.0, 78.0])
+    assert got["early-stopped (best noisy val)"] == pytest.approx([75.0, 78.0])
+    assert got["oracle (best test epoch)"] == pytest.approx([85.0, 79.0])
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ce", "self_distill"]
+    ce_line = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert ce_line and ce_line[0].get_ydata()[0] == pytest.approx(75.0)  # early-stopped ce
+    seeds = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets()) == 2])
+    assert sorted(seeds) == pytest.approx(sorted([50, 40, 80, 76, 80, 70, 80, 76, 80, 90, 80, 78]))
+
+
+def test_accuracy_bars_without_validation_split(tmp_path, drawn):
+    path = tmp_path / "hist.csv"
+    hand_histories(with_val=False).to_csv(path, index=False)
+    out = tmp_path / "out" / "bars.png"
+    figures.plot_accuracy_bars(path, out, mode_order=["self_distill", "ce"])
+    assert_png(out)
+    (fig,) = drawn
+    got = bars(fig)
+    assert list(got) == ["last epoch", "oracle (best test epoch)"]
+    assert got["last epoch"] == pytest.approx([78.0, 45.0])  # mode_order kept
+    assert "no validation split" in fig._suptitle.get_text()
+    (ax,) = fig.axes
+    assert not [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    # an empty val_acc column (val_fraction 0 in the pipeline) is the same as none
+    empty = tmp_path / "hist_empty.csv"
+    hand_histories().assign(val_acc=np.nan).to_csv(empty, index=False)
+    assert set(figures.accuracy_protocols(pd.read_csv(empty))["protocol"]) == {
+        "last epoch",
+        "oracle (best test epoch)",
+    }

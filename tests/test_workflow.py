@@ -17,7 +17,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "config" / "smoke.yaml"
 SETTING = Path("results/smoke/pair40")
-FIGURES = ["accuracy", "loss", "memorization", "frequency_ratio", "frequency_error"]
+FIGURES = [
+    "accuracy",
+    "loss",
+    "memorization",
+    "frequency_ratio",
+    "frequency_error",
+    "frequency_by_delta",
+    "frequency_clean_vs_noisy",
+    "accuracy_bars",
+]
 
 pytestmark = pytest.mark.workflow
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .aggregate import per_run_summary
@@ -151,6 +152,42 @@ def label_reference(freq: pd.DataFrame, key: str, split: str = TRAIN_SPLIT) -> p
     rows = freq[freq["source"].isin(list(LABEL_SOURCES)) & (freq["split"] == split)]
     per_seed = rows.groupby(["source", key, "seed"], as_index=False)["ratio"].mean()
     return per_seed.groupby(["source", key], as_index=False)["ratio"].mean()
+
+
+def last_epoch_rows(freq: pd.DataFrame) -> pd.DataFrame:
+    """The rows of network outputs at each run's last recorded epoch, per split and source (label rows dropped)."""
+    out = freq[~freq["source"].astype(str).isin(list(LABEL_SOURCES))].copy()
+    out["epoch"] = out["epoch"].astype(int)
+    group = ["dataset", "noise", "mode", "seed", "split", "source"]
+    last = out.groupby(group)["epoch"].transform("max")
+    return out[out["epoch"] == last].reset_index(drop=True)
+
+
+def mean_sd(data: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Mean, sample sd (NaN for one seed) and seed count of ``y`` per ``x`` over the rows (seeds) of each ``x``;
+    a seed with several rows at one ``x`` counts once (its mean)."""
+    per_seed = data.groupby([x, "seed"], as_index=False)[y].mean()
+    return per_seed.groupby(x)[y].agg(mean="mean", sd="std", n="count").reset_index()
+
+
+#: the three test accuracies of :func:`selfdistill.aggregate.per_run_summary`: column and bar label
+ACCURACY_PROTOCOLS = (
+    ("last_test_acc", "last epoch"),
+    ("early_stop_test_acc", "early-stopped (best noisy val)"),
+    ("oracle_test_acc", "oracle (best test epoch)"),
+)
+
+
+def accuracy_protocols(hist: pd.DataFrame) -> pd.DataFrame:
+    """Per run and protocol, the test accuracy (long table: mode, seed, protocol, test_acc), from
+    :func:`selfdistill.aggregate.per_run_summary`. Without a validation split (no run has a ``val_acc`` value) there
+    is no early-stopped accuracy and that protocol is left out."""
+    if "val_acc" not in hist.columns:
+        hist = hist.assign(val_acc=np.nan)
+    runs = per_run_summary(hist)
+    protocols = [(col, name) for col, name in ACCURACY_PROTOCOLS if runs[col].notna().any()]
+    frames = [runs[["mode", "seed"]].assign(protocol=name, test_acc=runs[col]) for col, name in protocols]
+    return pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -578,6 +615,227 @@ def plot_frequency_error(
         _save(fig, out_png)
 
 
+def _mode_curves(ax, data: pd.DataFrame, x: str, y: str, modes, palette, **kw) -> dict[str, float]:
+    """Mean ± sd over seeds of ``y`` against ``x``, one line (labelled with its mode) per mode; returns each mode's
+    mean at its largest ``x``."""
+    ends = {}
+    for m in modes:
+        stats = mean_sd(data[data["mode"] == m], x, y).dropna(subset=["mean"])
+        if stats.empty:
+            continue
+        ax.plot(stats[x], stats["mean"], color=palette[m], lw=1.8, label=m, **kw)
+        band = stats.dropna(subset=["sd"])
+        if not band.empty:
+            ax.fill_between(
+                band[x], band["mean"] - band["sd"], band["mean"] + band["sd"], color=palette[m], alpha=0.2, lw=0
+            )
+        ends[m] = float(stats["mean"].iloc[-1])
+    return ends
+
+
+def _seed_range(df: pd.DataFrame) -> str:
+    """'N seeds' (or the per-mode range)."""
+    counts = df.groupby("mode")["seed"].nunique()
+    lo, hi = int(counts.min()), int(counts.max())
+    n = str(lo) if lo == hi else f"{lo}–{hi}"
+    return f"{n} seed{'s' if hi > 1 else ''}"
+
+
+def plot_frequency_by_delta(
+    frequency_csv: PathLike,
+    out_png: PathLike,
+    mode_order: Sequence[str] | None = None,
+) -> None:
+    """Low-frequency energy fraction of the network's outputs at each run's last epoch against δ (log scale).
+
+    One line per mode (mean ± sd over seeds), with the ratio of the clean and noisy one-hot label matrices as dashed
+    references (the test split has no noisy labels); one panel per source (rows) and split (columns) present.
+    """
+    freq = pd.read_csv(frequency_csv)
+    title = _setting_title(freq)
+    last = last_epoch_rows(freq)
+    if last.empty:
+        raise ValueError(f"{frequency_csv}: no rows of network outputs")
+    key = delta_column(last)
+    modes = ordered_modes(last["mode"].unique(), mode_order)
+    last = last[last["mode"].isin(modes)]
+    palette = mode_palette(modes)
+    labels = freq[freq["source"].isin(list(LABEL_SOURCES))]
+    present = set(last["source"])
+    sources = [s for s in SOURCE_NAMES if s in present] + sorted(present - set(SOURCE_NAMES))
+    splits = [s for s in (TRAIN_SPLIT, "test") if s in set(last["split"])]
+    splits += sorted(set(last["split"]) - set(splits))
+    epochs = sorted(last["epoch"].unique())
+    epoch_text = f"epoch {epochs[0]}" if len(epochs) == 1 else "each run's last epoch"
+    split_names = {TRAIN_SPLIT: "training subset", "test": "test split"}
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(
+            len(sources),
+            len(splits),
+            figsize=(FIG_WIDTH, 3.6 * len(sources) + 0.6),
+            sharex=True,
+            sharey="row",
+            squeeze=False,
+        )
+        for i, source in enumerate(sources):
+            for j, split in enumerate(splits):
+                ax = axes[i, j]
+                rows = last[(last["source"] == source) & (last["split"] == split)]
+                _mode_curves(ax, rows, key, "ratio", modes, palette, marker="o", ms=4)
+                refs = label_reference(labels, key, split) if key in labels.columns else pd.DataFrame()
+                for src in LABEL_SOURCES:
+                    ref = refs[refs["source"] == src].sort_values(key) if not refs.empty else refs
+                    if not ref.empty:
+                        ax.plot(ref[key], ref["ratio"], color=LABEL_COLOURS[src], ls="--", lw=1.2, label=src)
+                ax.set_xscale("log")
+                ax.set_title(f"{split_names.get(split, split)} · {SOURCE_NAMES.get(source, source)}")
+                ax.set_ylabel("low-frequency energy fraction" if j == 0 else "")
+                ax.tick_params(labelleft=True)
+                last_row = i == len(sources) - 1
+                ax.set_xlabel(("δ / median squared distance" if key == "delta_rel" else "δ") if last_row else "")
+        handles = _mode_handles(modes, palette) + [
+            Line2D([], [], color=LABEL_COLOURS[s], ls="--", lw=1.2, label=f"ratio of {n}")
+            for s, n in LABEL_SOURCES.items()
+            if s in set(labels["source"])
+        ]
+        _fig_legend(fig, handles, ncol=min(len(handles), 5))
+        fig.suptitle(
+            f"{title} — low-frequency energy fraction at {epoch_text} against the filter width δ\n"
+            f"{_n_seeds_text(last)}; dashed: the same fraction of the one-hot label matrices"
+        )
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+def plot_frequency_clean_vs_noisy(
+    frequency_csv: PathLike,
+    out_png: PathLike,
+    delta: float | None = None,
+    mode_order: Sequence[str] | None = None,
+    source: str = "probs",
+) -> None:
+    """e_low and e_high of the outputs on the training subset against the noisy (left) and the clean (right) one-hot
+    labels, per mode vs epoch (mean ± sd over seeds), for one δ (nearest available; default the middle one).
+
+    Each panel's legend gives every mode's mean at the last epoch.
+    """
+    train, _, key, modes, palette, title = _read_frequency(frequency_csv, source, mode_order)
+    avail = train[key].unique()
+    value = middle_delta(avail) if delta is None else select_deltas(avail, [delta])[0]
+    rows = train[np.isclose(train[key], value)]
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(2, 2, figsize=(FIG_WIDTH, 7.4), sharex=True, sharey="row")
+        for i, band in enumerate(("low", "high")):
+            for j, target in enumerate(("noisy", "clean")):
+                ax = axes[i, j]
+                ends = _mode_curves(ax, rows, "epoch", f"e_{band}_{target}", modes, palette)
+                ax.legend(
+                    handles=[Line2D([], [], color=palette[m], lw=1.8, label=f"{m}: {v:.2f}") for m, v in ends.items()],
+                    title="last epoch",
+                    loc="best",
+                    fontsize="small",
+                    title_fontsize="small",
+                )
+                ax.set_title(f"e_{band} against the {target.upper()} labels")
+                ax.set_ylabel(f"‖h_{band} − y_{band}‖ / ‖y_{band}‖" if j == 0 else "")
+                ax.tick_params(labelleft=True)
+                ax.set_xlabel("epoch" if i == 1 else "")
+                _integer_epochs(ax)
+        _fig_legend(fig, _mode_handles(modes, palette))
+        fig.suptitle(
+            f"{title} — frequency-resolved error of {SOURCE_NAMES.get(source, source)}: noisy vs clean targets\n"
+            f"training subset, {_delta_text(key, value, rows)}; {_n_seeds_text(rows)}"
+        )
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+#: bar style per protocol (alpha, hatch): the mode's colour, solid for the last epoch
+PROTOCOL_STYLE = {
+    "last epoch": (1.0, None),
+    "early-stopped (best noisy val)": (0.55, "//"),
+    "oracle (best test epoch)": (0.25, ".."),
+}
+
+
+def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None) -> None:
+    """Test accuracy at the last, early-stopped (best noisy val) and oracle (best test) epoch per mode: grouped
+    bars of the mean over seeds with ±1 sd error bars and one dot per seed; the dashed line is early-stopped ce, the
+    accuracy a mode's last epoch has to reach. Without a validation split only the last and oracle bars are drawn.
+    """
+    hist, modes, palette = _read_histories(histories_csv, mode_order)
+    title = _setting_title(hist)
+    acc = _percent(accuracy_protocols(hist), ["test_acc"])
+    protocols = [name for _, name in ACCURACY_PROTOCOLS if name in set(acc["protocol"])]
+    width = 0.8 / len(protocols)
+    x = np.arange(len(modes))
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, ax = plt.subplots(figsize=(min(FIG_WIDTH, 2.2 * len(modes) + 3.0), 4.8))
+        tops = []
+        for k, name in enumerate(protocols):
+            alpha, hatch = PROTOCOL_STYLE[name]
+            sub = acc[acc["protocol"] == name]
+            stats = sub.groupby("mode")["test_acc"].agg(mean="mean", sd="std").reindex(modes)
+            xs = x + (k - (len(protocols) - 1) / 2) * width
+            ax.bar(
+                xs,
+                stats["mean"],
+                width * 0.92,
+                color=[(*palette[m][:3], alpha) for m in modes],
+                edgecolor="black",
+                linewidth=0.7,
+                hatch=hatch,
+                label=name,
+                zorder=2,
+            )
+            sd = stats["sd"].fillna(0.0)
+            ax.errorbar(xs, stats["mean"], yerr=sd, fmt="none", ecolor="black", capsize=3, lw=1, zorder=3)
+            for xi, m in zip(xs, modes, strict=True):
+                seeds = sub[sub["mode"] == m]["test_acc"].to_numpy()
+                jitter = np.linspace(-0.25, 0.25, seeds.size) * width if seeds.size > 1 else np.zeros(1)
+                ax.scatter(xi + jitter[: seeds.size], seeds, s=12, color="black", zorder=4, lw=0)
+                top = np.nanmax([stats.loc[m, "mean"] + sd[m], *seeds]) if seeds.size else np.nan
+                tops.append(top)
+                if np.isfinite(stats.loc[m, "mean"]):
+                    ax.annotate(
+                        f"{stats.loc[m, 'mean']:.1f}",
+                        (xi, top),
+                        xytext=(0, 3),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize="small",
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+                        zorder=6,
+                    )
+        handles = [
+            Patch(
+                facecolor=(0.5, 0.5, 0.5, PROTOCOL_STYLE[n][0]), edgecolor="black", hatch=PROTOCOL_STYLE[n][1], label=n
+            )
+            for n in protocols
+        ]
+        handles.append(Line2D([], [], ls="", marker="o", ms=4, color="black", label="one seed"))
+        early = "early-stopped (best noisy val)"
+        ce_early = acc[(acc["mode"] == "ce") & (acc["protocol"] == early)]["test_acc"].mean()
+        if np.isfinite(ce_early):
+            ax.axhline(ce_early, color=palette["ce"], ls="--", lw=1.2, zorder=1)
+            handles.append(Line2D([], [], color=palette["ce"], ls="--", lw=1.2, label="early-stopped ce (mean)"))
+        ax.set_xticks(x, modes)
+        for tick, m in zip(ax.get_xticklabels(), modes, strict=True):
+            tick.set_color(palette[m])
+            tick.set_fontweight("bold")
+        ax.set_ylim(0, min(110.0, float(np.nanmax(tops)) + 9))
+        ax.set_ylabel("test accuracy (%, clean labels)")
+        _fig_legend(fig, handles, ncol=min(len(handles), 3))
+        note = "" if early in protocols else "\nno validation split: no early-stopping signal, so no early-stopped bar"
+        fig.suptitle(f"{title} — test accuracy by stopping rule, mean ± sd over {_seed_range(acc)}{note}")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
 #: The drawing function of every figure, by name (= file stem); the planner's ``FIGURES`` lists the same names in
 #: the same order (tests/test_planning.py checks), without importing this module.
 PLOTTERS = {
@@ -586,6 +844,9 @@ PLOTTERS = {
     "memorization": plot_memorization,
     "frequency_ratio": plot_frequency_ratio,
     "frequency_error": plot_frequency_error,
+    "frequency_by_delta": plot_frequency_by_delta,
+    "frequency_clean_vs_noisy": plot_frequency_clean_vs_noisy,
+    "accuracy_bars": plot_accuracy_bars,
 }
 
 

@@ -44,7 +44,16 @@ DIGITS_TEST_FRACTION = 0.2  # datasets.load_digits's default
 ASYMMETRIC_DEFAULT_MAP = ("digits", "cifar10")
 
 #: Every figure the pipeline builds per dataset/noise setting (file stem = name).
-FIGURES = ("accuracy", "loss", "memorization", "frequency_ratio", "frequency_error")
+FIGURES = (
+    "accuracy",
+    "loss",
+    "memorization",
+    "frequency_ratio",
+    "frequency_error",
+    "frequency_by_delta",
+    "frequency_clean_vs_noisy",
+    "accuracy_bars",
+)
 
 
 def train_mem_mb(dataset: str) -> int:

@@ -163,10 +163,14 @@ FIGURE_TABLES = {
     "memorization": "histories.csv",
     "frequency_ratio": "frequency.csv",
     "frequency_error": "frequency.csv",
+    "frequency_by_delta": "frequency.csv",
+    "frequency_clean_vs_noisy": "frequency.csv",
+    "accuracy_bars": "histories.csv",
 }
 FIGURE_OPTIONS = {
     "frequency_ratio": {"deltas": config["frequency"]["plot_deltas"] or None},
     "frequency_error": {"delta": config["frequency"]["plot_delta"]},
+    "frequency_clean_vs_noisy": {"delta": config["frequency"]["plot_delta"]},
 }
 
 
