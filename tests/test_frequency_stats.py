@@ -56,7 +56,9 @@ def test_degenerate_deltas_flags_a_vanishing_low_pass_part():
     frame = table()
     frame.loc[(frame["source"] == "labels_clean") & (frame["delta_rel"] == 0.2), "ratio"] = 0.0005
     bad = fs.degenerate_deltas(frame)
-    assert set(bad["delta_config"]) == {0.02, 0.2} and any("constant" in r for r in bad["reason"])
+    assert set(bad["delta_config"]) == {0.02, 0.2} and any(
+        "low-pass part of the labels vanishes" in r for r in bad["reason"]
+    )
 
 
 def test_drop_degenerate_logs_the_reason(caplog):
@@ -116,3 +118,13 @@ def test_kernel_self_weight_against_the_written_out_kernel():
         delta = rel * median
         diag = [1.0 / sum(math.exp(-d / (2 * delta)) for d in d2[i]) for i in range(5)]
         assert got == pytest.approx(sum(diag) / 5, rel=1e-12)
+
+
+def test_degenerate_deltas_flags_a_global_average_kernel_given_the_classes():
+    frame = table()
+    frame.loc[(frame["source"] == "labels_clean") & (frame["delta_rel"] == 0.2), "ratio"] = 0.105
+    assert set(fs.degenerate_deltas(frame)["delta_config"]) == {0.02}  # without C: only the identity side
+    bad = fs.degenerate_deltas(frame, num_classes=10)
+    # (0.105 - 0.1) / 0.9 = 0.0056 < 0.01
+    assert set(bad["delta_config"]) == {0.02, 0.2} and any("global average" in r for r in bad["reason"])
+    assert set(fs.degenerate_deltas(table(), num_classes=10)["delta_config"]) == {0.02}  # 0.3 is well inside

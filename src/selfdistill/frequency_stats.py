@@ -30,6 +30,9 @@ QUANTITIES = {
 }
 #: a width is degenerate when the clean labels' low-frequency ratio is above / below these
 RATIO_HIGH, RATIO_LOW = 0.999, 0.001
+#: with ``num_classes`` C known, a width is also degenerate when the clean labels' ratio, rescaled so that the
+#: constant function's 1/C (balanced classes) is 0 and 1 is 1, is below this: the kernel is about a global average
+NORMALISED_LOW = 0.01
 #: the columns of :func:`frequency_differences`' table after the setting keys
 DIFFERENCE_COLUMNS = (
     "split",
@@ -59,25 +62,46 @@ def with_delta_config(frequency: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def degenerate_deltas(frequency: pd.DataFrame, high: float = RATIO_HIGH, low: float = RATIO_LOW) -> pd.DataFrame:
-    """The (setting, split, delta_config) whose clean-label reference ratio is above ``high`` (the kernel is about
-    the identity: the labels' high-pass part vanishes and e_high divides by it) or below ``low`` (the low-pass part
-    vanishes) in any run, with the worst ratio and the reason in words. Columns: setting keys, split,
-    delta_config, label_ratio, reason."""
+def degenerate_deltas(
+    frequency: pd.DataFrame,
+    high: float = RATIO_HIGH,
+    low: float = RATIO_LOW,
+    num_classes: int | None = None,
+    normalised_low: float = NORMALISED_LOW,
+) -> pd.DataFrame:
+    """The (setting, split, delta_config) whose clean-label reference ratio is degenerate in any run, with the
+    worst ratio and the reason in words: above ``high`` (the kernel is about the identity: the labels' high-pass
+    part vanishes and e_high divides by it), below ``low``, or, given ``num_classes`` C, with
+    ``(ratio - 1/C) / (1 - 1/C)`` below ``normalised_low`` (the kernel is about a global average: the low-pass part
+    of the labels is only their class mean). Columns: setting keys, split, delta_config, label_ratio, reason."""
     freq = with_delta_config(frequency)
     keys = [*setting_keys(freq), "split", "delta_config"]
     labels = freq[freq["source"] == "labels_clean"]
     rows = []
     for values, group in labels.groupby(keys, sort=True):
         hi, lo = float(group["ratio"].max()), float(group["ratio"].min())
-        if hi > high:
-            reason = f"clean-label ratio {hi:.4f} > {high}: the kernel is about the identity (delta too small)"
-        elif lo < low:
-            reason = f"clean-label ratio {lo:.4f} < {low}: the kernel is about constant (delta too large)"
-        else:
-            continue
-        rows.append({**dict(zip(keys, values, strict=True)), "label_ratio": hi if hi > high else lo, "reason": reason})
+        reason = _degenerate_reason(hi, lo, high, low, num_classes, normalised_low)
+        if reason is not None:
+            ratio = hi if hi > high else lo
+            rows.append({**dict(zip(keys, values, strict=True)), "label_ratio": ratio, "reason": reason})
     return pd.DataFrame(rows, columns=[*keys, "label_ratio", "reason"])
+
+
+def _degenerate_reason(hi, lo, high, low, num_classes, normalised_low) -> str | None:
+    """Why a width with clean-label ratios in [lo, hi] is degenerate, or None."""
+    if hi > high:
+        return f"clean-label ratio {hi:.4f} > {high}: the kernel is about the identity (delta too small)"
+    if lo < low:
+        return f"clean-label ratio {lo:.4f} < {low}: the low-pass part of the labels vanishes (delta too large)"
+    if num_classes is not None:
+        floor = 1.0 / num_classes
+        normalised = (lo - floor) / (1.0 - floor)
+        if normalised < normalised_low:
+            return (
+                f"clean-label ratio {lo:.4f} is {normalised:.4f} of the way from 1/C = {floor:.4g} to 1 "
+                f"(< {normalised_low}): the kernel is about a global average (delta too large)"
+            )
+    return None
 
 
 def drop_degenerate(frequency: pd.DataFrame, degenerate: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -103,12 +127,14 @@ def last_epoch_rows(frequency: pd.DataFrame) -> pd.DataFrame:
     return outputs[outputs["epoch"] == last]
 
 
-def frequency_differences(frequency: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:
+def frequency_differences(
+    frequency: pd.DataFrame, reference: str = "ce", degenerate: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per (setting, split, source, delta_config, mode other than ``reference``, quantity of :data:`QUANTITIES`):
     the seeds' paired differences mode − ``reference`` at the last epoch, their mean, 95% t-interval and verdict.
     Degenerate widths are dropped first (logged); a quantity without values (e_high vs noisy labels on the test
-    split) is left out."""
-    rows = last_epoch_rows(drop_degenerate(frequency))
+    split) is left out. ``degenerate``: the widths to drop (default :func:`degenerate_deltas` with its defaults)."""
+    rows = last_epoch_rows(drop_degenerate(frequency, degenerate))
     cell = [*setting_keys(rows), "split", "source", "delta_config"]
     out = []
     for values, group in rows.groupby(cell, sort=True):
@@ -180,15 +206,17 @@ def summarise_frequency(
     out_csv: str | os.PathLike,
     out_md: str | os.PathLike,
     reference: str = "ce",
+    num_classes: int | None = None,
     log_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Pipeline step: from one setting's tidy frequency.csv (rule aggregate_frequency) write
-    frequency_summary.csv (:func:`frequency_differences`) and its Markdown section."""
+    frequency_summary.csv (:func:`frequency_differences`) and its Markdown section; ``num_classes`` (the
+    dataset's) also drops widths whose kernel is about a global average (:func:`degenerate_deltas`)."""
     if log_path is not None:
         setup_logging(log_path)
     frequency = pd.read_csv(frequency_csv)
-    degenerate = degenerate_deltas(frequency)
-    table = frequency_differences(frequency, reference)
+    degenerate = degenerate_deltas(frequency, num_classes=num_classes)
+    table = frequency_differences(frequency, reference, degenerate)
     with atomic_output(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_output(out_md) as tmp:
