@@ -445,8 +445,8 @@ def comparison_markdown(summary: pd.DataFrame) -> list[str]:
 
 
 def verdicts(summary: pd.DataFrame) -> list[str]:
-    """One sentence per (setting, mode) and comparison from the paired intervals (docs/science.md, "Evaluation
-    protocol"): does the mode's last epoch beat early-stopped ce, and would early stopping still help the mode?
+    """One sentence per (setting, mode) and comparison from the paired intervals: does the mode's last epoch beat
+    early-stopped ce, and would early stopping still help the mode (docs/science.md, "Evaluation protocol")?
 
     A verdict is "better" / "worse" only when the 95% t-interval over seeds of the paired differences excludes 0,
     so a lucky draw is not read as a result; with one seed it is always inconclusive.
