@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from reference_stats import paired_interval, t_quantile_by_integration
 
 from selfdistill import aggregate as ag
 
@@ -176,42 +177,50 @@ def test_summary_markdown_contents():
     assert md.endswith("\n")
 
 
-def test_verdict_distillation_wins():
+def test_verdict_distillation_inconclusive_with_two_seeds():
     summary = ag.summarise(histories_frame())
     lines = ag.verdicts(summary)
-    assert len(lines) == 1
-    # last-epoch self_distill 85.00 vs early-stopped ce 81.00
-    assert "self_distill" in lines[0] and "85.00%" in lines[0] and "81.00%" in lines[0]
-    assert "≥" in lines[0] and "matches or beats" in lines[0]
-    assert lines[0] in ag.summary_markdown(summary)
+    # self_distill last − ce early per seed: 0.86 − 0.80, 0.84 − 0.82: mean +4.00 points, wide interval (dof 1)
+    (line,) = [x for x in lines if "self_distill − early-stopped ce" in x]
+    assert "+4.00 points" in line and "95% t-interval over seeds" in line and "inconclusive" in line
+    assert "2 paired seeds" in line and "the interval contains 0" in line
+    assert line in ag.summary_markdown(summary)
+    assert "within one sd" not in ag.summary_markdown(summary)
 
 
 def test_verdict_early_stopping_wins():
     runs = dict(RUNS)
-    # self_distill collapses at the last epoch: last test 0.70 and 0.72 → mean 0.71 < 0.81
+    # self_distill collapses at the last epoch: last − ce early = 0.70 − 0.80 and 0.72 − 0.82, both −10 points
     for seed, last in [(0, 0.70), (1, 0.72)]:
         val, test = runs[("self_distill", seed)]
         runs[("self_distill", seed)] = (val, [*test[:4], last])
     summary = ag.summarise(histories_frame(runs))
-    lines = ag.verdicts(summary)
-    assert len(lines) == 1
-    assert "<" in lines[0] and "≥" not in lines[0]
-    assert "early stopping wins" in lines[0]
-    assert "71.00%" in lines[0] and "81.00%" in lines[0]
+    row = summary.set_index("mode").loc["self_distill"]
+    assert row["last_minus_ce_early_verdict"] == "worse"
+    assert row["last_minus_ce_early_mean"] == pytest.approx(-0.10)
+    (line,) = [x for x in ag.verdicts(summary) if "− early-stopped ce" in x]
+    assert "-10.00 points" in line and ": worse" in line
 
 
-def test_verdict_tie_counts_as_match():
+def test_verdict_single_seed_is_inconclusive_and_says_why():
     runs = {
         ("ce", 0): ([0.1, 0.9, 0.2], [0.5, 0.75, 0.6]),  # early stop epoch 2: 0.75
-        ("self_distill", 0): ([0.1, 0.2, 0.3], [0.5, 0.6, 0.75]),  # last 0.75
+        ("self_distill", 0): ([0.1, 0.2, 0.3], [0.5, 0.6, 0.95]),  # last 0.95
     }
-    lines = ag.verdicts(ag.summarise(histories_frame(runs)))
-    assert len(lines) == 1 and "≥" in lines[0]
+    summary = ag.summarise(histories_frame(runs))
+    row = summary.set_index("mode").loc["self_distill"]
+    assert row["last_minus_ce_early_n_pairs"] == 1 and row["last_minus_ce_early_mean"] == pytest.approx(0.20)
+    assert math.isnan(row["last_minus_ce_early_ci95_low"]) and math.isnan(row["last_minus_ce_early_ci95_high"])
+    assert row["last_minus_ce_early_verdict"] == "inconclusive"
+    (line,) = [x for x in ag.verdicts(summary) if "− early-stopped ce" in x]
+    assert "no interval" in line and "1 seed" in line and "inconclusive" in line
 
 
-def test_verdicts_without_ce_are_empty():
+def test_verdicts_without_ce_compare_each_mode_only_with_itself():
     runs = {k: v for k, v in RUNS.items() if k[0] != "ce"}
-    assert ag.verdicts(ag.summarise(histories_frame(runs))) == []
+    summary = ag.summarise(histories_frame(runs))
+    assert summary["last_minus_ce_early_verdict"].tolist() == ["no ce runs"]
+    assert all("its own early-stopped epoch" in line for line in ag.verdicts(summary) if "no ce runs" not in line)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,36 +273,56 @@ def test_concat_runs_length_mismatch(tmp_path):
         ag.concat_runs([p], [{"dataset": "d", "noise": "n", "seed": 0, "mode": "ce"}] * 2)
 
 
-def test_verdict_flags_gaps_within_one_sd():
-    def summary(last_mean, last_sd, ce_early, ce_sd):
-        return pd.DataFrame(
-            [
-                {"dataset": "d", "noise": "n", "mode": "ce", "last_mean": 0.5, "last_sd": 0.01,
-                 "early_stop_mean": ce_early, "early_stop_sd": ce_sd},
-                {"dataset": "d", "noise": "n", "mode": "self_distill", "last_mean": last_mean, "last_sd": last_sd,
-                 "early_stop_mean": 0.0, "early_stop_sd": 0.0},
-            ]
-        )  # fmt: skip
+def test_paired_differences_against_explicit_loops():
+    """Every (mode, comparison) of the hand-built runs against reference_stats' loops and integrated t quantile."""
+    t975 = t_quantile_by_integration(0.975, 1)
+    summary = ag.summarise(histories_frame()).set_index("mode")
+    for mode in ("ce", "self_distill"):
+        last = [EXPECTED_RUNS[(mode, s)][0] for s in (0, 1)]
+        ce_early = [EXPECTED_RUNS[("ce", s)][2] for s in (0, 1)]
+        own_early = [EXPECTED_RUNS[(mode, s)][2] for s in (0, 1)]
+        for name, ref in (("last_minus_ce_early", ce_early), ("last_minus_early", own_early)):
+            mean, low, high = paired_interval(last, ref, t975)
+            row = summary.loc[mode]
+            assert row[f"{name}_n_pairs"] == 2
+            assert row[f"{name}_mean"] == pytest.approx(mean, abs=1e-12)
+            assert row[f"{name}_ci95_low"] == pytest.approx(low, abs=1e-9)
+            assert row[f"{name}_ci95_high"] == pytest.approx(high, abs=1e-9)
 
-    (close,) = ag.verdicts(summary(0.82, 0.01, 0.80, 0.05))
-    assert "matches or beats" in close and "within one sd, 5.00" in close and "+2.00" in close
-    (clear,) = ag.verdicts(summary(0.95, 0.01, 0.80, 0.05))
-    assert "matches or beats" in clear and "within one sd" not in clear
-    (lost,) = ag.verdicts(summary(0.70, 0.01, 0.80, 0.02))
-    assert "early stopping wins" in lost and "within one sd" not in lost
+
+def test_pairs_are_by_seed_and_unpaired_seeds_are_left_out():
+    runs = dict(RUNS)
+    runs[("self_distill", 7)] = RUNS[("self_distill", 0)]  # no ce run with seed 7
+    row = ag.summarise(histories_frame(runs)).set_index("mode").loc["self_distill"]
+    assert row["last_minus_ce_early_n_pairs"] == 2 and row["last_minus_early_n_pairs"] == 3
+    assert row["last_minus_ce_early_mean"] == pytest.approx(0.04)
+
+
+def test_new_columns_are_appended_after_the_existing_ones():
+    summary = ag.summarise(histories_frame())
+    legacy = ["dataset", "noise", "mode", "n_seeds", "last_mean", "last_sd", "early_stop_mean", "early_stop_sd",
+              "early_stop_epoch_mean", "oracle_mean", "oracle_sd", "oracle_epoch_mean"]  # fmt: skip
+    parts = ("n_pairs", "mean", "ci95_low", "ci95_high", "verdict")
+    new = [f"{name}_{part}" for name in ag.COMPARISONS for part in parts]
+    assert summary.columns.tolist() == legacy + new
+
+
+def test_comparisons_are_per_variant():
+    runs = ag.per_run_summary(histories_frame())
+    tagged = pd.concat([runs.assign(variant="a"), runs.assign(variant="b")], ignore_index=True)
+    table = ag.comparison_columns(tagged)
+    assert len(table) == 4 and set(table["variant"]) == {"a", "b"}
+    assert (table["last_minus_ce_early_n_pairs"] == 2).all()
 
 
 def test_verdict_without_validation_split_says_so():
-    summary = pd.DataFrame(
-        [
-            {"dataset": "d", "noise": "n", "mode": "ce", "last_mean": 0.5, "last_sd": 0.01,
-             "early_stop_mean": math.nan, "early_stop_sd": math.nan},
-            {"dataset": "d", "noise": "n", "mode": "self_distill", "last_mean": 0.8, "last_sd": 0.01,
-             "early_stop_mean": math.nan, "early_stop_sd": math.nan},
-        ]
-    )  # fmt: skip
-    (line,) = ag.verdicts(summary)
-    assert "no validation split" in line and "wins" not in line
+    summary = ag.summarise(histories_frame().assign(val_acc=math.nan, val_loss=math.nan))
+    assert (summary["last_minus_ce_early_verdict"] == "no validation split").all()
+    assert (summary["last_minus_early_verdict"] == "no validation split").all()
+    assert summary["last_minus_ce_early_mean"].isna().all() and (summary["last_minus_early_n_pairs"] == 0).all()
+    lines = ag.verdicts(summary)
+    assert lines and all("no numbers: no validation split" in line for line in lines)
+    assert "no validation split" in ag.summary_markdown(summary)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -17,10 +17,22 @@ import numpy as np
 import pandas as pd
 
 from .io import FREQUENCY_CSV_COLUMNS, HISTORY_COLUMNS, InputFileError, atomic_output, logged_step, setup_logging
+from .stats import INTERVAL_NAME, Interval, t_interval, verdict, why_inconclusive
 
 log = logging.getLogger(__name__)
 
 RUN_KEYS = ("dataset", "noise", "seed", "mode")
+#: the columns that name one setting (a study's variant is present only in tables tagged with one)
+SETTING_KEYS = ("dataset", "variant", "noise")
+#: the reference of every paired comparison: plain cross-entropy, early-stopped on the noisy validation split
+REFERENCE_MODE = "ce"
+#: the paired comparisons appended to summary.csv: name -> (this mode's column, reference mode or None for the same
+#: run, reference column); each gives the columns {name}_n_pairs, _mean, _ci95_low, _ci95_high and _verdict
+COMPARISONS = {
+    "last_minus_ce_early": ("last_test_acc", REFERENCE_MODE, "early_stop_test_acc"),
+    "last_minus_early": ("last_test_acc", None, "early_stop_test_acc"),
+}
+NO_VALIDATION = "no validation split"
 
 #: history columns that hold a finite number in every row of a finished run
 FINITE_COLUMNS = (
@@ -290,6 +302,7 @@ def summarise(histories: pd.DataFrame, mode_order: Sequence[str] | None = None) 
         oracle_epoch_mean=("oracle_epoch", "mean"),
     )
     agg = agg.reset_index()
+    agg = agg.merge(comparison_columns(runs), on=["dataset", "noise", "mode"], how="left", validate="one_to_one")
     if mode_order is not None:
         rank = {m: i for i, m in enumerate(mode_order)}
         agg = agg.sort_values("mode", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable")
@@ -320,38 +333,136 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "Test accuracy in percent, mean ± sd over seeds. The oracle column picks the epoch by *test*",
     ]
     lines += ["accuracy and is an upper bound only, never a result."]
-    lines += [""] + verdicts(summary)
+    lines += [""] + comparison_markdown(summary) + [""] + verdicts(summary)
     return "\n".join(lines) + "\n"
 
 
-def verdicts(summary: pd.DataFrame) -> list[str]:
-    """One sentence per non-ce mode: does its last epoch match early-stopped ce (docs/science.md, "Evaluation protocol")?
+def setting_keys(frame: pd.DataFrame) -> list[str]:
+    """The columns of :data:`SETTING_KEYS` that ``frame`` has: a study's tables carry ``variant``, one setting's may
+    not, and every grouping here must work for both."""
+    return [key for key in SETTING_KEYS if key in frame.columns]
 
-    The comparison is on the means over seeds; a gap smaller than the larger of the two sds is flagged as not
-    distinguishable with these seeds, so a lucky draw is not read as a result.
+
+def paired_differences(runs: pd.DataFrame, column: str, ref_mode: str | None, ref_column: str) -> pd.DataFrame:
+    """Per run (setting, mode, seed): ``column`` minus ``ref_column`` of the same seed's ``ref_mode`` run (of the
+    same run when ``ref_mode`` is None). Paired by seed because a seed fixes the data, the initialisation and the
+    batch order; a seed without a reference run has no difference (it is dropped and logged)."""
+    keys = setting_keys(runs)
+    on = [*keys, "seed"] if ref_mode is not None else [*keys, "mode", "seed"]
+    ref = runs if ref_mode is None else runs[runs["mode"] == ref_mode]
+    ref = ref[[*on, ref_column]].rename(columns={ref_column: "_reference"})
+    both = runs[[*keys, "mode", "seed", column]].merge(ref, on=on, how="inner", validate="many_to_one")
+    if ref_mode is not None and len(both) < len(runs) and (runs["mode"] == ref_mode).any():
+        log.info(
+            "%d runs have no %s run with the same seed: left out of the paired differences",
+            len(runs) - len(both),
+            ref_mode,
+        )
+    both["difference"] = both[column] - both["_reference"]
+    return both[[*keys, "mode", "seed", "difference"]]
+
+
+def comparison_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, mode) of :func:`per_run_summary`'s table: for every comparison of
+    :data:`COMPARISONS` the paired seeds, the mean difference, its 95% t-interval over seeds and the verdict."""
+    keys = setting_keys(runs)
+    rows = []
+    for values, setting in runs.groupby(keys, sort=False):
+        diffs = {name: paired_differences(setting, *spec) for name, spec in COMPARISONS.items()}
+        for mode in setting["mode"].unique():
+            row = dict(zip(keys, values, strict=True), mode=mode)
+            for name, (_, ref_mode, ref_column) in COMPARISONS.items():
+                mine = diffs[name].loc[diffs[name]["mode"] == mode, "difference"]
+                row.update(_comparison_cells(name, setting, mine, ref_mode, ref_column))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _comparison_cells(name: str, setting: pd.DataFrame, differences: pd.Series, ref_mode, ref_column) -> dict:
+    """The five cells of one comparison: no numbers, and the reason as the verdict, when the setting has no
+    validation split or no reference runs."""
+    interval = t_interval(differences.tolist())
+    if not setting[ref_column].notna().any():
+        reason = NO_VALIDATION
+    elif ref_mode is not None and not (setting["mode"] == ref_mode).any():
+        reason = f"no {ref_mode} runs"
+    else:
+        reason = None
+    if reason is not None:
+        interval = t_interval([])
+    return {
+        f"{name}_n_pairs": interval.n,
+        f"{name}_mean": interval.mean,
+        f"{name}_ci95_low": interval.low,
+        f"{name}_ci95_high": interval.high,
+        f"{name}_verdict": reason or verdict(interval),
+    }
+
+
+def _points(x: float) -> str:
+    """A difference of fractions as signed percentage points."""
+    return f"{100 * x:+.2f}"
+
+
+def _interval_text(row, name: str) -> str:
+    """'+1.23 points, 95% t-interval over seeds [-0.50, +2.96] (3 paired seeds)', or why there are no numbers."""
+    n, mean, low, high = (getattr(row, f"{name}_{part}") for part in ("n_pairs", "mean", "ci95_low", "ci95_high"))
+    text = getattr(row, f"{name}_verdict")
+    if text in ("better", "worse", "inconclusive"):
+        why = why_inconclusive(Interval(int(n), mean, low, high))
+        bounds = "no interval" if math.isnan(low) else f"{INTERVAL_NAME} [{_points(low)}, {_points(high)}]"
+        seeds = f"{int(n)} paired seed{'s' if n != 1 else ''}"
+        return f"{_points(mean)} points, {bounds} ({seeds}): {text}{f' ({why})' if why else ''}"
+    return f"no numbers: {text}"
+
+
+def comparison_markdown(summary: pd.DataFrame) -> list[str]:
+    """The paired comparisons of :func:`comparison_columns` as a Markdown table, one row per (setting, mode)."""
+    keys = [k for k in setting_keys(summary) if k != "dataset"]
+    head = " | ".join(keys)
+    lines = [
+        f"| {head} | mode | last − early-stopped ce | verdict | last − own early-stopped | verdict |",
+        "|" + "---|" * (len(keys) + 5),
+    ]
+    for row in summary.itertuples(index=False):
+        cells = []
+        for name in COMPARISONS:
+            mean, low, high = (getattr(row, f"{name}_{part}") for part in ("mean", "ci95_low", "ci95_high"))
+            numbers = "—" if math.isnan(mean) else _points(mean)
+            if not math.isnan(low):
+                numbers += f" [{_points(low)}, {_points(high)}]"
+            cells += [numbers, getattr(row, f"{name}_verdict")]
+        lines.append(f"| {' | '.join(str(getattr(row, k)) for k in keys)} | {row.mode} | {' | '.join(cells)} |")
+    lines += [
+        "",
+        (
+            "Differences in percentage points, per seed paired (same data, initialisation and batch order), mean and "
+            f"{INTERVAL_NAME} (Student t, n − 1 degrees of freedom). Verdict: better / worse when the interval "
+            "excludes 0, else inconclusive (always with 1 seed: no interval)."
+        ),
+    ]
+    return lines
+
+
+def verdicts(summary: pd.DataFrame) -> list[str]:
+    """One sentence per (setting, mode) and comparison from the paired intervals: does the mode's last epoch beat
+    early-stopped ce, and would early stopping still help the mode (docs/science.md, "Evaluation protocol")?
+
+    A verdict is "better" / "worse" only when the 95% t-interval over seeds of the paired differences excludes 0,
+    so a lucky draw is not read as a result; with one seed it is always inconclusive.
     """
     out = []
-    for (dataset, noise), group in summary.groupby(["dataset", "noise"], sort=False):
-        ce = group[group["mode"] == "ce"]
-        if ce.empty:
-            continue
-        ce_early, ce_sd = (
-            float(ce["early_stop_mean"].iloc[0]),
-            float(ce["early_stop_sd"].iloc[0]),
-        )
-        if math.isnan(ce_early):
-            out.append(f"- {dataset}/{noise}: no validation split, so no early-stopped ce to compare with.")
-            continue
-        for row in group[group["mode"] != "ce"].itertuples(index=False):
-            holds = row.last_mean >= ce_early
-            gap = 100 * (row.last_mean - ce_early)
-            spread = 100 * max((v for v in (row.last_sd, ce_sd) if not math.isnan(v)), default=math.nan)
-            caveat = f" (gap {gap:+.2f} points is within one sd, {spread:.2f})" if abs(gap) < spread else ""
+    for row in summary.itertuples(index=False):
+        where = "/".join(str(getattr(row, k)) for k in setting_keys(summary))
+        if row.mode != REFERENCE_MODE:
             out.append(
-                f"- {dataset}/{noise}: last-epoch {row.mode} {100 * row.last_mean:.2f}% "
-                f"{'≥' if holds else '<'} early-stopped ce {100 * ce_early:.2f}% — "
-                f"{'matches or beats early stopping' if holds else 'early stopping wins'}{caveat}."
+                f"- {where}: last-epoch {row.mode} − early-stopped {REFERENCE_MODE}: "
+                f"{_interval_text(row, 'last_minus_ce_early')}."
             )
+        out.append(
+            f"- {where}: last-epoch {row.mode} − its own early-stopped epoch (negative: early stopping would still "
+            f"help): {_interval_text(row, 'last_minus_early')}."
+        )
     return out
 
 

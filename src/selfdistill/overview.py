@@ -1,0 +1,201 @@
+"""The study-level summary across all noise settings and variants: one table (summary.csv / summary.md) and one
+overview figure.
+
+Inputs are the per-setting summary tables of :func:`selfdistill.aggregate.summarise` (with their paired
+comparisons), each tagged with its ``variant`` and ``noise`` (strings); nothing here assumes a single variant.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .io import atomic_output, logged_step, setup_logging
+from .published import published_cell
+from .stats import INTERVAL_NAME
+
+log = logging.getLogger(__name__)
+
+#: the study table's columns, in order (``published_ce`` only for CIFAR studies)
+STUDY_COLUMNS = (
+    "dataset",
+    "variant",
+    "noise",
+    "mode",
+    "n_seeds",
+    "last_mean",
+    "last_sd",
+    "early_stop_mean",
+    "early_stop_sd",
+    "oracle_mean",
+    "oracle_sd",
+    "last_minus_ce_early_n_pairs",
+    "last_minus_ce_early_mean",
+    "last_minus_ce_early_ci95_low",
+    "last_minus_ce_early_ci95_high",
+    "last_minus_ce_early_verdict",
+)
+REFERENCE_MODE = "ce"
+
+
+def study_summary(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Stack the per-setting summary tables (each with one ``variant`` and one ``noise`` value, as strings) into the
+    study table of :data:`STUDY_COLUMNS`, in the order given; a CIFAR study gets ``published_ce``, the published
+    CE number at the nearest protocol with its source (:mod:`selfdistill.published`)."""
+    parts = []
+    for i, table in enumerate(tables):
+        for key in ("variant", "noise"):
+            if key not in table.columns or table[key].nunique() != 1:
+                raise ValueError(f"summary table {i} must be tagged with exactly one {key}")
+        parts.append(table.astype({"variant": str, "noise": str}))
+    if not parts:
+        raise ValueError("no summary tables given")
+    study = pd.concat(parts, ignore_index=True)
+    missing = [col for col in STUDY_COLUMNS if col not in study.columns]
+    if missing:
+        raise ValueError(f"the summary tables lack the columns {', '.join(missing)}")
+    study = study[list(STUDY_COLUMNS)]
+    if study["dataset"].astype(str).str.startswith("cifar").any():
+        study["published_ce"] = [published_cell(d, n) for d, n in zip(study["dataset"], study["noise"], strict=True)]
+    return study
+
+
+def _pct(mean: float, sd: float) -> str:
+    """'mm.mm ± s.ss' percent; '—' without a value, no sd with one seed."""
+    if math.isnan(mean):
+        return "—"
+    return f"{100 * mean:.2f}" if math.isnan(sd) else f"{100 * mean:.2f} ± {100 * sd:.2f}"
+
+
+def _difference(row) -> str:
+    """'+1.23 [-0.50, +2.96]' points, or '—'."""
+    mean, low, high = row.last_minus_ce_early_mean, row.last_minus_ce_early_ci95_low, row.last_minus_ce_early_ci95_high
+    if math.isnan(mean):
+        return "—"
+    text = f"{100 * mean:+.2f}"
+    return text if math.isnan(low) else f"{text} [{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
+def study_markdown(study: pd.DataFrame) -> str:
+    """The study table as Markdown, in percent, with the legend saying what each column is."""
+    published = "published_ce" in study.columns
+    head = "| variant | noise | mode | seeds | last epoch | early-stopped | oracle (upper bound) "
+    head += "| last − early-stopped ce | verdict |" + (" published CE (source, recipe) |" if published else "")
+    lines = [head, "|" + "---|" * (9 + published)]
+    for row in study.itertuples(index=False):
+        cells = [
+            row.variant,
+            row.noise,
+            row.mode,
+            str(row.n_seeds),
+            _pct(row.last_mean, row.last_sd),
+            _pct(row.early_stop_mean, row.early_stop_sd),
+            _pct(row.oracle_mean, row.oracle_sd),
+            _difference(row),
+            row.last_minus_ce_early_verdict,
+        ]
+        if published:  # CE numbers: on the ce rows only (the CSV has them on every row)
+            cells.append((row.published_ce or "none") if row.mode == REFERENCE_MODE else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        (
+            "Test accuracy in percent, mean ± sd over seeds; early-stopped: the epoch of best accuracy on the noisy "
+            "validation split; oracle: the epoch of best test accuracy, an upper bound only. Last − early-stopped ce: "
+            f"per seed paired difference in points, mean and {INTERVAL_NAME}; better / worse when the interval "
+            "excludes 0, else inconclusive."
+        ),
+    ]
+    if published:
+        lines.append("Published numbers come from other networks and recipes: context, not a target.")
+    return "\n".join(lines) + "\n"
+
+
+def overview_figure(study: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Last-epoch test accuracy per mode across noise settings (mean ± sd over seeds), early-stopped ce as the
+    black reference marker and each mode's oracle as a faint upper bound; one panel per variant. PNG, atomic."""
+    variants = list(dict.fromkeys(study["variant"]))
+    noises = list(dict.fromkeys(study["noise"]))
+    modes = list(dict.fromkeys(study["mode"]))
+    colours = dict(zip(modes, sns.color_palette("colorblind", len(modes)), strict=True))
+    fig, axes = plt.subplots(1, len(variants), figsize=(1.2 + 2.2 * len(noises) * len(variants) ** 0.5, 3.6),
+                             sharey=True, squeeze=False)  # fmt: skip
+    for ax, variant in zip(axes[0], variants, strict=True):
+        _overview_panel(ax, study[study["variant"] == variant], noises, modes, colours)
+        ax.set_title(f"variant {variant}")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, 1.08))
+    try:
+        with atomic_output(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _overview_panel(ax, rows: pd.DataFrame, noises: list[str], modes: list[str], colours: dict) -> None:
+    """One variant: per noise setting a group of points (one per mode) at x = setting index + offset."""
+    width = 0.7 / max(len(modes), 1)
+    for j, mode in enumerate(modes):
+        for i, noise in enumerate(noises):
+            cell = rows[(rows["mode"] == mode) & (rows["noise"] == noise)]
+            if cell.empty:
+                continue
+            r = cell.iloc[0]
+            x = i + (j - (len(modes) - 1) / 2) * width
+            first = i == 0
+            ax.errorbar(x, 100 * r["last_mean"], yerr=_nan0(100 * r["last_sd"]), fmt="o", color=colours[mode],
+                        capsize=3, label=f"{mode} (last epoch)" if first else None)  # fmt: skip
+            ax.plot(x, 100 * r["oracle_mean"], "^", color=colours[mode], alpha=0.3, markersize=5,
+                    label="oracle best test (upper bound)" if first and j == 0 else None)  # fmt: skip
+            if mode == REFERENCE_MODE and not math.isnan(r["early_stop_mean"]):
+                ax.hlines(100 * r["early_stop_mean"], i - 0.4, i + 0.4, colors="black", linewidth=1.5,
+                          label="early-stopped ce" if first else None)  # fmt: skip
+    ax.set_xticks(range(len(noises)), noises)
+    ax.set_xlabel("noise setting")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _nan0(x: float) -> float:
+    """0 for NaN (no error bar with one seed)."""
+    return 0.0 if math.isnan(x) else x
+
+
+@logged_step
+def write_study_summary(
+    summary_paths: Sequence[str | os.PathLike],
+    settings: Sequence[dict],
+    out_csv: str | os.PathLike,
+    out_md: str | os.PathLike,
+    out_png: str | os.PathLike | None = None,
+    log_path: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Pipeline step: read each setting's summary.csv, tag it with its ``settings`` entry (``variant``, ``noise``),
+    and write the study's summary.csv, summary.md and, given ``out_png``, the overview figure."""
+    if log_path is not None:
+        setup_logging(log_path)
+    if len(summary_paths) != len(settings):
+        raise ValueError(f"got {len(summary_paths)} summary files for {len(settings)} settings")
+    tables = [
+        pd.read_csv(path).assign(variant=str(s["variant"]), noise=str(s["noise"]))
+        for path, s in zip(summary_paths, settings, strict=True)
+    ]
+    study = study_summary(tables)
+    with atomic_output(out_csv) as tmp:
+        study.to_csv(tmp, index=False)
+    with atomic_output(out_md) as tmp:
+        tmp.write_text(study_markdown(study))
+    if out_png is not None:
+        overview_figure(study, out_png)
+    log.info("study summary of %d settings written to %s", len(tables), out_csv)
+    return study
