@@ -38,6 +38,8 @@ localrules:
     benchmarks,
     aggregate,
     aggregate_frequency,
+    frequency_summary,
+    study_summary,
     figure,
 
 

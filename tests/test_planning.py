@@ -19,7 +19,7 @@ from selfdistill.training import TrainSettings
 REPO = Path(__file__).resolve().parents[1]
 # benchmark.py runs code in benchmarks/, whose rule inputs tests/test_benchmarks.py checks
 SCRIPTS = sorted(p for p in (REPO / "workflow" / "scripts").glob("*.py") if p.name != "benchmark.py")
-JOB_FREE = {"planning"}
+JOB_FREE = {"planning", "studies"}
 
 
 def _modules_loaded_by(script: Path) -> set[str]:

@@ -64,3 +64,46 @@ rule aggregate_frequency:
         runs=runs,
     script:
         "../scripts/aggregate_frequency.py"
+
+
+rule frequency_summary:
+    """Per delta, each mode minus ce at the last epoch (low-frequency ratio, e_high against noisy and clean labels),
+    paired by seed, with 95% t-intervals; degenerate deltas are dropped with the reason logged."""
+    input:
+        table=f"{RESULTS}/{{setting}}/frequency.csv",
+        code=code_of("frequency_summary.py"),
+    output:
+        csv=report(
+            f"{RESULTS}/{{setting}}/frequency_summary.csv",
+            caption="../report/frequency_summary.rst",
+            category="Summary",
+            subcategory="{setting}",
+        ),
+        md=f"{RESULTS}/{{setting}}/frequency_summary.md",
+    log:
+        f"{RESULTS}/{{setting}}/logs/frequency_summary.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    params:
+        num_classes=NUM_CLASSES,
+    script:
+        "../scripts/frequency_summary.py"
+
+
+rule study_summary:
+    """The study's summary over every noise setting and variant, and its overview figure."""
+    input:
+        summaries=[f"{RESULTS}/{path}/summary.csv" for path in SETTINGS],
+        code=code_of("study_summary.py"),
+    output:
+        csv=report(f"{RESULTS}/summary.csv", caption="../report/study_summary.rst", category="Study"),
+        md=f"{RESULTS}/summary.md",
+        png=report(f"{RESULTS}/overview.png", caption="../report/overview.rst", category="Study"),
+    log:
+        f"{RESULTS}/logs/study_summary.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    params:
+        settings=[{"variant": setting.variant or "", "noise": setting.noise} for setting in SETTINGS.values()],
+    script:
+        "../scripts/study_summary.py"

@@ -8,6 +8,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from selfdistill.planning import (
+    DATASET_SHAPES,
     FIGURES,
     NoiseSpec,
     check_config,
@@ -64,6 +65,7 @@ if workflow.is_main_process:
         logger.info(_note)
 
 DATASET = config["dataset"]
+NUM_CLASSES = DATASET_SHAPES[DATASET][1]
 # Missing data is reported in one line before any job starts (onstart runs only for real runs with jobs to do, so
 # a study can still be planned with -n before its data is downloaded, and figures rebuilt without raw data).
 DATA_PROBLEMS = [
@@ -150,9 +152,10 @@ def human_label_file(wildcards):
 
 def all_targets():
     """Every figure and summary of every setting of the study."""
-    files = ["summary.csv", "summary.md", "histories.csv", "frequency.csv"]
+    files = ["summary.csv", "summary.md", "histories.csv", "frequency.csv", "frequency_summary.md"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
-    return [f"{RESULTS}/{setting}/{name}" for setting in SETTINGS for name in files]
+    study = [f"{RESULTS}/{name}" for name in ("summary.csv", "summary.md", "overview.png")]
+    return study + [f"{RESULTS}/{setting}/{name}" for setting in SETTINGS for name in files]
 
 
 # Rule figure: every figure of FIGURES is one job (selfdistill.figures.PLOTTERS draws it). Per figure: the table
