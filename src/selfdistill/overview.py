@@ -132,7 +132,7 @@ def overview_figure(study: pd.DataFrame, out_png: str | os.PathLike) -> None:
                              sharey=True, squeeze=False)  # fmt: skip
     for ax, variant in zip(axes[0], variants, strict=True):
         _overview_panel(ax, study[study["variant"] == variant], noises, modes, colours)
-        ax.set_title(f"variant {variant}")
+        ax.set_title(f"variant {variant}" if variant else "")
     axes[0][0].set_ylabel("test accuracy (%)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, 1.08))

@@ -476,7 +476,7 @@ def noise_problems(config: Mapping) -> list[str]:
         if name in names:
             problems.append(
                 f"invalid config: {where} duplicates the setting {name!r} of noise[{names[name]}] (both would write "
-                f"results/{dataset}/{name}); remove one"
+                f"results/{{study}}/{name}); remove one"
             )
         names.setdefault(name, i)
     return problems
