@@ -40,5 +40,8 @@ rule train:
         record_epochs=config["frequency"]["record_epochs"],
         checkpoint=f"{RUN}/checkpoint",
         device=TRAIN_DEVICE,
+    # one line when the job starts; the run itself then reports its progress (selfdistill.training.ConsoleProgress)
+    message:
+        "train {wildcards.dataset}/{wildcards.noise}/seed{wildcards.seed}/{wildcards.mode}"
     script:
         "../scripts/train.py"
