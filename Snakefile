@@ -55,3 +55,18 @@ rule all:
     default_target: True
     input:
         all_targets(),
+    message:
+        "every figure and summary of the study is up to date"
+
+
+# The report's landing page (`snakemake --report report.html`): the question, this study's config, the summary table.
+report: "workflow/report/workflow.rst"
+
+
+from selfdistill.aggregate import summary_pointer
+
+
+# After a successful run, say where the results are (onsuccess does not run for a dry run or a failed one).
+onsuccess:
+    for _line in summary_pointer([f"results/{DATASET}/{noise}/summary.md" for noise in NOISES]):
+        logger.info(_line)

@@ -18,6 +18,8 @@ rule frequency:
         deltas=config["frequency"]["deltas"],
         delta_scale=config["frequency"]["delta_scale"],
         sources=config["frequency"]["sources"],
+    message:
+        "frequency analysis of {wildcards.dataset}/{wildcards.noise}/seed{wildcards.seed}/{wildcards.mode}"
     script:
         "../scripts/frequency.py"
 
@@ -31,10 +33,18 @@ rule aggregate:
         histories="results/{dataset}/{noise}/histories.csv",
         summary_csv=report(
             "results/{dataset}/{noise}/summary.csv",
-            caption="../report/summary.rst",
+            caption="../report/summary_csv.rst",
             category="Summary",
+            subcategory="{noise}",
         ),
         summary_md="results/{dataset}/{noise}/summary.md",
+        # the same numbers rounded, as the report shows them (on its landing page too)
+        summary_html=report(
+            "results/{dataset}/{noise}/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            subcategory="{noise}",
+        ),
     log:
         "results/{dataset}/{noise}/logs/aggregate.log",
     conda:
@@ -45,6 +55,8 @@ rule aggregate:
         # what every history is checked against: one row per configured epoch, validation columns iff a split
         epochs=config["train"]["epochs"],
         val_fraction=config["val_fraction"],
+    message:
+        "summary of {wildcards.dataset}/{wildcards.noise}: {output.summary_md}"
     script:
         "../scripts/aggregate.py"
 
@@ -62,5 +74,7 @@ rule aggregate_frequency:
         "../../envs/selfdistill.yaml"
     params:
         runs=runs,
+    message:
+        "frequency table of {wildcards.dataset}/{wildcards.noise}: {output}"
     script:
         "../scripts/aggregate_frequency.py"

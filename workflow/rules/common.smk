@@ -115,6 +115,6 @@ def human_label_file(wildcards):
 
 def all_targets():
     """Every figure and summary of every configured noise setting."""
-    files = ["summary.csv", "summary.md", "histories.csv", "frequency.csv"]
+    files = ["summary.csv", "summary.md", "summary.html", "histories.csv", "frequency.csv"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
     return [f"results/{DATASET}/{noise}/{name}" for noise in NOISES for name in files]
