@@ -93,7 +93,7 @@ def test_console_names_runs_and_points_at_the_summaries(study):
     for noise in noise_settings(config):
         for mode in config["modes"]:
             run = f"digits/{noise}/seed0/{mode}"
-            assert re.search(rf"^Job \d+: train {run}$", console, flags=re.MULTILINE)
+            assert re.search(rf"^Job \d+: train {run} on cpu \(gpu=0, threads=1\)$", console, flags=re.MULTILINE)
             log = f"results/digits/{noise}/logs/seed0/train_{mode}.log"
             assert f"[{run}] training, 4 epochs on cpu; per-epoch log: tail -f {log}" in console
             assert re.search(rf"\[{run}\] done: 4 epochs in \d+s; test 0\.\d{{3}} at the last epoch", console)

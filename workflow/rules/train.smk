@@ -40,8 +40,10 @@ rule train:
         record_epochs=config["frequency"]["record_epochs"],
         checkpoint=f"{RUN}/checkpoint",
         device=TRAIN_DEVICE,
-    # one line when the job starts; the run itself then reports its progress (selfdistill.training.ConsoleProgress)
+    # one line when the job starts (with where it runs: a plan shows which jobs hold a gpu slot); the run itself then
+    # reports its progress (selfdistill.training.ConsoleProgress)
     message:
-        "train {wildcards.dataset}/{wildcards.noise}/seed{wildcards.seed}/{wildcards.mode}"
+        "train {wildcards.dataset}/{wildcards.noise}/seed{wildcards.seed}/{wildcards.mode} on {params.device} "
+        "(gpu={resources.gpu}, threads={threads})"
     script:
         "../scripts/train.py"
