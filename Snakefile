@@ -19,7 +19,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.getenv("PYTHO
 
 from snakemake.exceptions import WorkflowError
 
-from selfdistill.planning import config_file_problem
+from selfdistill.planning import config_file_problem, summary_pointer
 
 # A study config given with --configfile stands alone: it does not inherit config.yaml's settings (its left-out
 # keys take the schema's defaults). To build on config.yaml, name it first: --configfile config.yaml mine.yaml.
@@ -55,3 +55,15 @@ rule all:
     default_target: True
     input:
         all_targets(),
+    message:
+        "every figure and summary of the study is up to date"
+
+
+# The report's landing page (`snakemake --report report.html`): the question, this study's config, the summary table.
+report: "workflow/report/workflow.rst"
+
+
+# After a successful run, say where the results are (onsuccess does not run for a dry run or a failed one).
+onsuccess:
+    for _line in summary_pointer([f"{RESULTS}/summary.md"]):
+        logger.info(_line)

@@ -16,6 +16,7 @@ import pytest
 from reference_stats import paired_interval, t_quantile_by_integration
 
 from selfdistill import aggregate as ag
+from selfdistill.planning import summary_pointer
 
 DATASET, NOISE = "digits", "pair40"
 
@@ -392,3 +393,51 @@ def test_a_table_with_a_run_key_column_is_refused(tmp_path):
     make_history("ce", 0, *RUNS[("ce", 0)]).assign(seed=3).to_csv(path, index=False)
     with pytest.raises(ag.InputFileError, match="has a column seed, which is the run's key"):
         ag.concat_runs([path], [{"dataset": "d", "noise": "n", "seed": 0, "mode": "ce"}], ag.read_history)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a person sees: the report's rounded table and the console's pointer to the summaries
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_summary_html_rounds_like_the_markdown_and_is_ascii():
+    summary = ag.summarise(histories_frame(), mode_order=["ce", "self_distill"])
+    page = ag.summary_html(summary)
+    page.encode("ascii")  # ± and ≥ as character references, whatever encoding a viewer assumes
+    assert page.count("<table") == 1 and f"{DATASET} / {NOISE}" in page
+    rows = [line for line in page.splitlines() if line.startswith("<tr><td>")]
+    assert [row.split("</td>")[0] for row in rows] == ["<tr><td>ce", "<tr><td>self_distill"]
+    # ce: last 67.50 ± 3.54, early-stopped 81.00 ± 1.41 at epoch 2.5 → "2", oracle 87.50 ± 3.54
+    for text in ("67.50 &#177; 3.54", "81.00 &#177; 1.41", "87.50 &#177; 3.54"):
+        assert text in rows[0]
+    assert "upper bound" in page and "matches or beats early stopping" in page
+    assert "0.675" not in page  # no unrounded fractions
+
+
+def test_aggregate_histories_writes_the_html_table_only_when_asked(tmp_path):
+    paths, runs = [], []
+    for (mode, seed), (val, test) in RUNS.items():
+        p = tmp_path / f"{mode}_{seed}.csv"
+        make_history(mode, seed, val, test).to_csv(p, index=False)
+        paths.append(p)
+        runs.append({"dataset": DATASET, "noise": NOISE, "seed": seed, "mode": mode})
+    out = tmp_path / "out"
+    files = [out / name for name in ("histories.csv", "summary.csv", "summary.md")]
+    summary = ag.aggregate_histories(paths, runs, *files, out_summary_html=out / "summary.html")
+    assert (out / "summary.html").read_text() == ag.summary_html(summary)
+    plain = tmp_path / "plain"
+    ag.aggregate_histories(paths, runs, *(plain / f.name for f in files))
+    assert not (plain / "summary.html").exists()
+    assert (plain / "summary.csv").read_bytes() == (out / "summary.csv").read_bytes()
+
+
+def test_summary_pointer_names_each_summary_with_its_table(tmp_path):
+    summary = ag.summarise(histories_frame(), mode_order=["ce", "self_distill"])
+    md = tmp_path / "pair40" / "summary.md"
+    md.parent.mkdir()
+    md.write_text(ag.summary_markdown(summary))
+    lines = summary_pointer([md, tmp_path / "not_built" / "summary.md"])
+    assert lines[0] == f"summary: {md} (test accuracy %, mean ± sd over seeds)"
+    assert lines[1:5] == ag.summary_markdown(summary).splitlines()[:4]  # header, rule, one row per mode
+    assert lines[5:] == ["figures and summaries in one page: snakemake --report report.html"]
+    assert summary_pointer([tmp_path / "none.md"]) == []

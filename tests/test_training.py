@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 
@@ -17,8 +18,11 @@ from selfdistill.io import setup_logging
 from selfdistill.models import build_model, count_parameters
 from selfdistill.training import (
     HISTORY_COLUMNS,
+    ConsoleProgress,
     DeviceImages,
+    Progress,
     crop_flip,
+    format_duration,
     train_run,
 )
 
@@ -44,6 +48,7 @@ def _train(data, out_dir, mode="ce", seed=0, **overrides):
         run_name=f"test/{mode}/seed{seed}",
         log_path=overrides.pop("log_path", None),
         attempt_number=overrides.pop("attempt_number", 1),
+        console=overrides.pop("console", None),
     )
 
 
@@ -317,3 +322,69 @@ def test_channel_stats_match_a_float64_loop_in_any_block_size(monkeypatch, block
         s = math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
         assert mean[c].item() == pytest.approx(m, rel=1e-6)
         assert std[c].item() == pytest.approx(s, rel=1e-6)
+
+
+def test_console_shows_start_and_end_of_a_short_run_and_the_log_every_epoch(digits_pair40, tmp_path):
+    """A run of a few seconds: two console lines (start with the log to follow, end with the accuracies)."""
+    console, log = io.StringIO(), tmp_path / "train.log"
+    history = _train(digits_pair40, tmp_path, "ce", console=console, log_path=log)
+    lines = console.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0] == f"[test/ce/seed0] training, 3 epochs on cpu; per-epoch log: tail -f {log}"
+    best = int(history["val_acc"].idxmax())
+    assert lines[1].startswith("[test/ce/seed0] done: 3 epochs in ")
+    assert f"test {history['test_acc'].iloc[-1]:.3f} at the last epoch" in lines[1]
+    assert f"{history['test_acc'].iloc[best]:.3f} early-stopped (best noisy val, epoch {best + 1})" in lines[1]
+    assert all(f"epoch {e}/3" in log.read_text() for e in (1, 2, 3))
+    assert "[test/ce/seed0]" not in log.read_text()
+
+
+def _row(epoch):
+    return {"epoch": epoch, "test_acc": 0.5, "val_acc": 0.4, "train_acc_noisy": 0.9}
+
+
+def _console_lines(epochs, seconds_per_epoch, first_epoch=1, **limits):
+    """The console lines of a run of ``epochs`` epochs that takes ``seconds_per_epoch`` each (a fake clock)."""
+    now = [0.0]
+    out = io.StringIO()
+    shown = ConsoleProgress(out, "d/n/seed0/ce", epochs, clock=lambda: now[0], **limits)
+    shown.start(first_epoch, "cpu", "x.log")
+    progress = Progress(rows=[_row(e) for e in range(1, first_epoch)])
+    for epoch in range(first_epoch, epochs + 1):
+        now[0] += seconds_per_epoch
+        progress.rows.append(_row(epoch))
+        shown.epoch_done(progress)
+    return out.getvalue().splitlines()
+
+
+def test_console_lines_every_tenth_of_the_epochs_but_not_too_often():
+    # 100 epochs of a minute: each 10% takes 10 minutes, more than max_seconds (5 minutes): a line every 5 epochs
+    slow = _console_lines(100, 60.0)
+    assert [line.split()[2] for line in slow[1:-1]] == [f"{e}/100" for e in range(5, 100, 5)]
+    assert slow[1] == (
+        "[d/n/seed0/ce] epoch 5/100 (5%) test 0.500 val 0.400 train(noisy) 0.900, elapsed 5m00s, ETA 1h35m"
+    )
+    assert slow[-1].startswith("[d/n/seed0/ce] done: 100 epochs in 1h40m; test 0.500 at the last epoch")
+    # 100 epochs of 5 s: every 10% (50 s) is over min_seconds, under max_seconds
+    medium = _console_lines(100, 5.0)
+    assert [line.split()[2] for line in medium[1:-1]] == [f"{e}/100" for e in range(10, 100, 10)]
+    # a run of seconds: start and end only
+    assert len(_console_lines(60, 0.3)) == 2
+
+
+def test_console_after_a_resume_names_the_epoch_and_estimates_from_this_attempt():
+    lines = _console_lines(20, 100.0, first_epoch=11)
+    assert lines[0] == "[d/n/seed0/ce] training, resuming at epoch 11/20 on cpu; per-epoch log: tail -f x.log"
+    assert lines[1].endswith("elapsed 3m20s, ETA 13m20s")  # epoch 12: 200 s for 2 epochs, 8 to go
+    assert lines[-1].startswith("[d/n/seed0/ce] done: 20 epochs in 16m40s")
+
+
+def test_console_is_silent_without_a_stream():
+    shown = ConsoleProgress(None, "run", 1)
+    shown.start(1, "cpu", None)
+    shown.epoch_done(Progress(rows=[_row(1)]))
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.4, "0s"), (42, "42s"), (185, "3m05s"), (7620, "2h07m")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text

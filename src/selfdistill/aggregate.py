@@ -8,6 +8,7 @@ that uses test labels and is always labelled as such.
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import math
 import os
@@ -466,6 +467,62 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
     return out
 
 
+#: the HTML summary's look: it is shown on its own (the report's viewer) and inside the report's landing page
+_SUMMARY_STYLE = (
+    "table.selfdistill-summary{border-collapse:collapse;font-size:0.9em}"
+    ".selfdistill-summary th,.selfdistill-summary td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}"
+    ".selfdistill-summary td.num{text-align:right;white-space:nowrap}"
+)
+_SUMMARY_HEAD = (
+    "<thead><tr><th>mode</th><th>seeds</th><th>last epoch</th><th>early-stopped (best noisy val)</th>"
+    "<th>epoch</th><th>oracle best test (upper bound)</th><th>epoch</th>"
+    "<th>last &minus; early-stopped ce, paired by seed</th></tr></thead>"
+)
+
+
+def _summary_row_html(row) -> str:
+    """One mode's row of :func:`summary_html`."""
+    numbers = [
+        row.n_seeds,
+        _pm(row.last_mean, row.last_sd),
+        _pm(row.early_stop_mean, row.early_stop_sd),
+        f"{row.early_stop_epoch_mean:.0f}",
+        _pm(row.oracle_mean, row.oracle_sd),
+        f"{row.oracle_epoch_mean:.0f}",
+        _interval_text(row, "last_minus_ce_early"),
+    ]
+    cells = "".join(f'<td class="num">{html.escape(str(v))}</td>' for v in numbers)
+    return f"<tr><td>{html.escape(str(row.mode))}</td>{cells}</tr>"
+
+
+def summary_html(summary: pd.DataFrame) -> str:
+    """The summary as a small HTML fragment for the Snakemake report: one table per dataset/noise setting (test
+    accuracy in percent, mean ± sd over seeds, rounded as in :func:`summary_markdown`, and the paired difference
+    with early-stopped ce), then the verdicts.
+
+    ASCII only (other characters as references), so that it reads the same whatever encoding a viewer assumes.
+    """
+    parts = [f"<style>{_SUMMARY_STYLE}</style>"]
+    for (dataset, noise), group in summary.groupby(["dataset", "noise"], sort=False):
+        parts += [
+            '<table class="selfdistill-summary">',
+            f"<caption>Test accuracy (%), {html.escape(str(dataset))} / {html.escape(str(noise))}</caption>",
+            _SUMMARY_HEAD,
+            "<tbody>",
+            *(_summary_row_html(row) for row in group.itertuples(index=False)),
+            "</tbody>",
+            "</table>",
+        ]
+    parts.append(
+        "<p>Mean &plusmn; sd over seeds; epochs are means over seeds. The oracle column picks the epoch by "
+        "<em>test</em> accuracy and is an upper bound only, never a result.</p>"
+    )
+    lines = [html.escape(line.removeprefix("- ")) for line in verdicts(summary)]
+    if lines:
+        parts.append("<ul>" + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
+    return "\n".join(parts).encode("ascii", "xmlcharrefreplace").decode("ascii") + "\n"
+
+
 @logged_step
 def aggregate_histories(
     history_paths: Sequence[str | os.PathLike],
@@ -477,8 +534,10 @@ def aggregate_histories(
     log_path: str | os.PathLike | None = None,
     epochs: int | None = None,
     val_fraction: float | None = None,
+    out_summary_html: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Pipeline step: tidy all runs' histories and write the per-mode summary as CSV and Markdown.
+    """Pipeline step: tidy all runs' histories and write the per-mode summary as CSV (full precision), Markdown and,
+    given ``out_summary_html``, the rounded HTML table of the report.
 
     Every history is checked first (:func:`read_history`, against the configured ``epochs`` and ``val_fraction``):
     a malformed one stops the step with one line naming the file and the column, and nothing is written.
@@ -494,6 +553,9 @@ def aggregate_histories(
         summary.to_csv(tmp, index=False)
     with atomic_output(out_summary_md) as tmp:
         tmp.write_text(summary_markdown(summary))
+    if out_summary_html is not None:
+        with atomic_output(out_summary_html) as tmp:
+            tmp.write_text(summary_html(summary))
     log.info("aggregated %d runs into %s", len(runs), out_histories)
     return summary
 

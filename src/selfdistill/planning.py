@@ -14,11 +14,12 @@ and line of a config file that is not YAML, is empty, is not a mapping or repeat
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -678,3 +679,17 @@ def human_label_problem(noises: Mapping[str, Mapping]) -> str | None:
                 f"noise[].label_file"
             )
     return None
+
+
+def summary_pointer(summary_md_paths: Sequence[str | os.PathLike]) -> list[str]:
+    """What the console says after a successful run: each existing summary.md with its table (the Markdown table
+    without the notes and verdicts under it), then how to build the report. Empty when no summary exists yet."""
+    lines = []
+    for path in map(Path, summary_md_paths):
+        if not path.is_file():
+            continue
+        table = list(itertools.takewhile(str.strip, path.read_text().splitlines()))
+        lines += [f"summary: {path} (test accuracy %, mean ± sd over seeds)", *table]
+    if lines:
+        lines.append("figures and summaries in one page: snakemake --report report.html")
+    return lines

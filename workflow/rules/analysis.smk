@@ -18,6 +18,8 @@ rule frequency:
         deltas=config["frequency"]["deltas"],
         delta_scale=config["frequency"]["delta_scale"],
         sources=config["frequency"]["sources"],
+    message:
+        "frequency analysis of {wildcards.setting}/seed{wildcards.seed}/{wildcards.mode}"
     script:
         "../scripts/frequency.py"
 
@@ -31,10 +33,18 @@ rule aggregate:
         histories=f"{RESULTS}/{{setting}}/histories.csv",
         summary_csv=report(
             f"{RESULTS}/{{setting}}/summary.csv",
-            caption="../report/summary.rst",
+            caption="../report/summary_csv.rst",
             category="Summary",
+            subcategory="{setting}",
         ),
         summary_md=f"{RESULTS}/{{setting}}/summary.md",
+        # the same numbers rounded, as the report shows them (on its landing page too)
+        summary_html=report(
+            f"{RESULTS}/{{setting}}/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            subcategory="{setting}",
+        ),
     log:
         f"{RESULTS}/{{setting}}/logs/aggregate.log",
     conda:
@@ -45,6 +55,8 @@ rule aggregate:
         # what every history is checked against: one row per configured epoch, validation columns iff a split
         epochs=lambda wc: SETTING_CONFIG[wc.setting]["train"]["epochs"],
         val_fraction=config["val_fraction"],
+    message:
+        "summary of {wildcards.setting}: {output.summary_md}"
     script:
         "../scripts/aggregate.py"
 
@@ -62,6 +74,8 @@ rule aggregate_frequency:
         "../../envs/selfdistill.yaml"
     params:
         runs=runs,
+    message:
+        "frequency table of {wildcards.setting}: {output}"
     script:
         "../scripts/aggregate_frequency.py"
 
@@ -86,6 +100,8 @@ rule frequency_summary:
         "../../envs/selfdistill.yaml"
     params:
         num_classes=NUM_CLASSES,
+    message:
+        "frequency summary of {wildcards.setting}: {output.md}"
     script:
         "../scripts/frequency_summary.py"
 
@@ -105,5 +121,7 @@ rule study_summary:
         "../../envs/selfdistill.yaml"
     params:
         settings=[{"variant": setting.variant or "", "noise": setting.noise} for setting in SETTINGS.values()],
+    message:
+        "study summary: {output.md}"
     script:
         "../scripts/study_summary.py"

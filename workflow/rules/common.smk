@@ -152,7 +152,7 @@ def human_label_file(wildcards):
 
 def all_targets():
     """Every figure and summary of every setting of the study."""
-    files = ["summary.csv", "summary.md", "histories.csv", "frequency.csv", "frequency_summary.md"]
+    files = ["summary.csv", "summary.md", "summary.html", "histories.csv", "frequency.csv", "frequency_summary.md"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
     study = [f"{RESULTS}/{name}" for name in ("summary.csv", "summary.md", "overview.png")]
     return study + [f"{RESULTS}/{setting}/{name}" for setting in SETTINGS for name in files]

@@ -16,5 +16,7 @@ rule corrupt:
         noise=lambda wc: NOISES[wc.noise],
         val_fraction=config["val_fraction"],
         dataset_options=config["dataset_options"],
+    message:
+        "corrupt the labels of {params.dataset} with noise {wildcards.noise}, seed {wildcards.seed}"
     script:
         "../scripts/corrupt.py"

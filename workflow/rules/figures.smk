@@ -19,5 +19,7 @@ rule figure:
     params:
         kind=lambda wildcards: wildcards.figure,
         options=figure_options,
+    message:
+        "figure {wildcards.figure} of {wildcards.setting}"
     script:
         "../scripts/figure.py"

@@ -41,5 +41,9 @@ rule train:
         checkpoint=f"{RUN}/checkpoint",
         device=TRAIN_DEVICE,
         run_name=lambda wc: f"{STUDY}/{wc.setting}/seed{wc.seed}/{wc.mode}",
+    # one line when the job starts (with where it runs: a plan shows which jobs hold a gpu slot); the run itself then
+    # reports its progress (selfdistill.training.ConsoleProgress)
+    message:
+        "train {params.run_name} on {params.device} " "(gpu={resources.gpu}, threads={threads})"
     script:
         "../scripts/train.py"

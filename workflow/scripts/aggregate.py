@@ -13,4 +13,5 @@ aggregate_histories(
     log_path=sm.log[0],
     epochs=sm.params.epochs,
     val_fraction=sm.params.val_fraction,
+    out_summary_html=sm.output.summary_html,
 )

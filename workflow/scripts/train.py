@@ -1,4 +1,7 @@
-"""Rule train: forward the Snakemake object to selfdistill.training.train_run."""
+"""Rule train: forward the Snakemake object to selfdistill.training.train_run (progress lines on stderr, which
+Snakemake shows on the console)."""
+
+import sys
 
 from selfdistill.training import train_run
 
@@ -23,4 +26,5 @@ train_run(
     run_name=sm.params.run_name,
     log_path=sm.log[0],
     attempt_number=sm.resources.attempt,
+    console=sys.stderr,
 )
