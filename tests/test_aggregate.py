@@ -410,7 +410,8 @@ def test_summary_html_rounds_like_the_markdown_and_is_ascii():
     # ce: last 67.50 ± 3.54, early-stopped 81.00 ± 1.41 at epoch 2.5 → "2", oracle 87.50 ± 3.54
     for text in ("67.50 &#177; 3.54", "81.00 &#177; 1.41", "87.50 &#177; 3.54"):
         assert text in rows[0]
-    assert "upper bound" in page and "matches or beats early stopping" in page
+    # the paired difference with early-stopped ce, and the verdict sentences under the table
+    assert "upper bound" in page and "95% t-interval over seeds" in page and "<li>" in page
     assert "0.675" not in page  # no unrounded fractions
 
 

@@ -100,7 +100,7 @@ _problem = cpu_training_problem(config, TRAIN_TIME.values(), TRAIN_DEVICE)
 if _problem and workflow.is_main_process:
     raise WorkflowError(_problem)
 RESULTS = f"results/{STUDY}"
-RUN = RESULTS + "/{setting}/seed{seed}/{mode}"
+RUN = f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}"
 
 
 wildcard_constraints:
@@ -127,7 +127,7 @@ def run_files(name):
     """Input function: one file per run of the requested setting (e.g. history.csv)."""
 
     def inner(wildcards):
-        return [RUN.format(setting=wildcards.setting, **run) + f"/{name}" for run in runs(wildcards)]
+        return [os.path.join(RUN.format(setting=wildcards.setting, **run), name) for run in runs(wildcards)]
 
     return inner
 
