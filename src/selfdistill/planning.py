@@ -57,11 +57,13 @@ def train_mem_mb(dataset: str) -> int:
 #: only; digits runs take well under a second. ``train.epoch_seconds`` overrides them.
 EPOCH_SECONDS = {
     ("cifar", "shake_shake_26_2x32d", "cuda"): 30,
+    ("cifar", "shake_shake_26_2x32d_original", "cuda"): 30,
     ("cifar", "preact_resnet18", "cuda"): 20,
     ("cifar", "fast_cnn", "cuda"): 5,
     ("cifar", "small_cnn", "cuda"): 5,
     ("cifar", "mlp", "cuda"): 3,
     ("cifar", "shake_shake_26_2x32d", "cpu"): 1200,
+    ("cifar", "shake_shake_26_2x32d_original", "cpu"): 1200,
     ("cifar", "preact_resnet18", "cpu"): 2400,
     ("cifar", "fast_cnn", "cpu"): 600,
     ("cifar", "small_cnn", "cpu"): 120,
