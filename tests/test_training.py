@@ -18,7 +18,9 @@ from selfdistill.models import build_model, count_parameters
 from selfdistill.training import (
     HISTORY_COLUMNS,
     DeviceImages,
+    TrainSettings,
     crop_flip,
+    lr_schedule,
     train_run,
 )
 
@@ -244,6 +246,40 @@ def test_per_epoch_cosine_schedule(digits_pair40, tmp_path):
     # per-epoch cosine: the lr used in epoch e is lr0 · ½(1 + cos(π (e−1) / E))
     expected = [0.05 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 4)) for e in (1, 2, 3, 4)]
     assert history["lr"].tolist() == pytest.approx(expected)
+
+
+def _original_lr(e: int, epochs: int = 1800, peak: float = 0.04) -> float:
+    """The original repository's lr in 0-based epoch ``e``: 0.2 x 0.2 x ½(1 + cos(π s / E)) with s = e + 1 (its
+    LambdaLR multiplier on base lr 0.2, stepped once before each epoch), in float64."""
+    s = np.float64(e + 1)
+    return float(np.float64(peak) * 0.5 * (1.0 + np.cos(np.pi * s / np.float64(epochs))))
+
+
+def test_epoch_ahead_schedule_is_the_originals_for_all_1800_epochs():
+    """The scheduler the training builds, stepped as the training loop steps it (once per epoch, after it)."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    weight.grad = torch.zeros(1)
+    optimiser = torch.optim.SGD([weight], lr=0.04, momentum=0.9, weight_decay=1e-4)
+    cfg = TrainSettings(epochs=1800, batch_size=128, lr=0.04, schedule_unit="epoch_ahead")
+    scheduler = lr_schedule(optimiser, cfg, n_train=50_000)
+    used = []
+    for _ in range(1800):
+        used.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    reference = [_original_lr(e) for e in range(1800)]
+    np.testing.assert_allclose(used, reference, rtol=1e-12, atol=1e-15)
+    assert used[0] == pytest.approx(0.04 * 0.5 * (1 + math.cos(math.pi / 1800)))  # the first epoch at ≈0.04
+    assert used[899] == pytest.approx(0.02)  # s = 900: half way
+    assert used[-1] == 0.0  # s = 1800: exactly 0
+    assert used[0] < 0.04  # never the nominal peak itself
+
+
+def test_epoch_ahead_schedule_in_a_training_run(digits_pair40, tmp_path):
+    history = _train(digits_pair40, tmp_path, train={"schedule_unit": "epoch_ahead", "epochs": 4, "lr": 0.04})
+    expected = [_original_lr(e, epochs=4) for e in range(4)]
+    assert history["lr"].tolist() == pytest.approx(expected, abs=1e-15)
+    assert history["lr"].iloc[-1] == 0.0
 
 
 def test_per_step_cosine_schedule(digits_pair40, tmp_path):

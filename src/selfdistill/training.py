@@ -76,7 +76,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     nesterov: bool = False
     schedule: str = "cosine"  # cosine | constant
-    schedule_unit: str = "step"  # step | epoch
+    schedule_unit: str = "step"  # step | epoch | epoch_ahead (see lr_schedule)
     augment: str = "none"  # none | crop_flip
     crop_padding: int = 4
     eval_batch_size: int = 1024
@@ -225,6 +225,28 @@ def constant_factor(t: int) -> float:
     return 1.0
 
 
+#: ``train.schedule_unit`` values: ``step`` - the schedule advances after every optimiser step; ``epoch`` - after
+#: every epoch (epoch e, 0-based, trains with factor(e)); ``epoch_ahead`` - once per epoch *before* that epoch, the
+#: original repository's, so epoch e trains with factor(e + 1) and the last epoch with factor(epochs) (0 for cosine).
+SCHEDULE_UNITS = ("step", "epoch", "epoch_ahead")
+
+
+def lr_schedule(
+    optimiser: torch.optim.Optimizer, cfg: TrainSettings, n_train: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's lr scheduler (cosine or constant over ``cfg.epochs``, in ``cfg.schedule_unit``s).
+
+    ``epoch_ahead`` is stepped after each epoch like ``epoch`` but its factor is one epoch ahead, which is the same as
+    stepping before each epoch (and resumes alike from a checkpoint taken between epochs)."""
+    if cfg.schedule_unit not in SCHEDULE_UNITS:
+        raise ValueError(f"train.schedule_unit must be one of {', '.join(SCHEDULE_UNITS)}, got {cfg.schedule_unit!r}")
+    horizon = cfg.epochs * (math.ceil(n_train / cfg.batch_size) if cfg.schedule_unit == "step" else 1)
+    ahead = 1 if cfg.schedule_unit == "epoch_ahead" else 0
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: cosine_factor(t + ahead, horizon))
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, constant_factor)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The run's state
 # ------------------------------------------------------------------------------------------------------------------
@@ -323,9 +345,7 @@ class TrainingRun:
             weight_decay=cfg.weight_decay,
             nesterov=cfg.nesterov,
         )
-        horizon = cfg.epochs * (math.ceil(self.n_train / cfg.batch_size) if cfg.schedule_unit == "step" else 1)
-        factor = (lambda t: cosine_factor(t, horizon)) if cfg.schedule == "cosine" else constant_factor
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, factor)
+        self.scheduler = lr_schedule(self.optimiser, cfg, self.n_train)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that decides the rest of the run, as tensors and plain values (loadable with weights_only)."""
@@ -531,7 +551,7 @@ def train_one_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopReques
             if cfg.checkpoint_every:
                 checkpoint(run, folder)
             preempt(run, stop, checkpointed=bool(cfg.checkpoint_every))
-    if cfg.schedule_unit == "epoch":
+    if cfg.schedule_unit in ("epoch", "epoch_ahead"):
         run.scheduler.step()
     train_loss = float(p.loss_sum) / sum(c.numel() for c in chunks)
     if not math.isfinite(train_loss):
