@@ -353,3 +353,39 @@ def test_channel_stats_match_a_float64_loop_in_any_block_size(monkeypatch, block
         s = math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
         assert mean[c].item() == pytest.approx(m, rel=1e-6)
         assert std[c].item() == pytest.approx(s, rel=1e-6)
+
+
+def test_fixed_normalisation_constants_are_what_the_network_sees(digits_pair40, tmp_path):
+    """train.normalize {mean, std}: the run normalises with the constants (not the split's statistics): the saved
+    network applied to (pixels / pixel_max − mean) / std, computed here in float64, gives the stored test logits."""
+    mean, std = 0.3, 0.25
+    _train(digits_pair40, tmp_path, train={"epochs": 2, "normalize": {"mean": [mean], "std": [std]}})
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    net = build_model("mlp", (1, 8, 8), 10, MODEL["width"], MODEL["depth"])
+    net.load_state_dict(saved["state_dict"])
+    with h5py.File(digits_pair40) as data:
+        images = data["test/images"][()].astype(np.float64)
+        pixel_max = float(data.attrs["pixel_max"])
+    x = (images / pixel_max - mean) / std
+    with torch.no_grad():
+        logits = net.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2)).float()).numpy()
+    with h5py.File(tmp_path / "outputs.h5") as out:
+        np.testing.assert_allclose(out["test/logits"][-1], logits[out["test/indices"][()]], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out.attrs["norm_mean"], [mean], rtol=1e-7)
+        np.testing.assert_allclose(out.attrs["norm_std"], [std], rtol=1e-7)
+
+
+def test_split_normalisation_is_stored_with_the_outputs(digits_pair40, tmp_path):
+    _train(digits_pair40, tmp_path, train={"epochs": 1})
+    with h5py.File(digits_pair40) as data, h5py.File(tmp_path / "outputs.h5") as out:
+        pixels = data["train/images"][()].astype(np.float64) / float(data.attrs["pixel_max"])
+        np.testing.assert_allclose(out.attrs["norm_mean"], [pixels.mean()], rtol=1e-6)
+        np.testing.assert_allclose(out.attrs["norm_std"], [pixels.std()], rtol=1e-6)
+
+
+def test_normalisation_constants_must_match_the_channels():
+    from selfdistill.training import normalisation
+
+    images = np.zeros((4, 2, 2, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="1 means and 1 stds for images of 3 channels"):
+        normalisation({"mean": [0.5], "std": [0.2]}, images, 255.0)

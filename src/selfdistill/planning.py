@@ -36,6 +36,8 @@ DATASET_SHAPES = {
     "cifar10": (60000, 10),
     "cifar100": (60000, 100),
 }
+#: Image channels of each dataset (the digits are 8×8 grey images: 1 channel, also for the MLP on flat pixels).
+DATASET_CHANNELS = {"digits": 1, "cifar10": 3, "cifar100": 3}
 #: (training images, test images) of the datasets with a fixed split; digits' split is drawn with
 #: ``dataset_options.test_fraction`` (:func:`split_sizes`). The validation split is taken from the training images.
 FIXED_SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
@@ -475,6 +477,19 @@ def _frequency_problems(config: Mapping) -> list[str]:
     return problems
 
 
+def _normalize_problems(config: Mapping) -> list[str]:
+    norm, dataset = config["train"].get("normalize", "split"), config["dataset"]
+    if not isinstance(norm, Mapping):
+        return []
+    channels = DATASET_CHANNELS[dataset]
+    return [
+        f"invalid config: train.normalize.{key} has {len(norm[key])} values, but {dataset} images have {channels} "
+        f"channel{'s' if channels > 1 else ''}; give one per channel"
+        for key in ("mean", "std")
+        if len(norm[key]) != channels
+    ][:1]
+
+
 def _distill_problems(config: Mapping) -> list[str]:
     if "self_distill_seq" not in config["modes"]:
         return []
@@ -503,6 +518,7 @@ def config_problems(config: Mapping) -> list[str]:
         problems.append(option)
     problems += noise_problems(config)
     problems += _split_problems(config)
+    problems += _normalize_problems(config)
     problems += _distill_problems(config)
     problems += _frequency_problems(config)
     return problems

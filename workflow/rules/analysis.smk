@@ -18,6 +18,7 @@ rule frequency:
         deltas=config["frequency"]["deltas"],
         delta_scale=config["frequency"]["delta_scale"],
         sources=config["frequency"]["sources"],
+        inputs=config["frequency"]["inputs"],
     script:
         "../scripts/frequency.py"
 
