@@ -264,6 +264,13 @@ BAD = [
     ("normalize-no-std", put("train.normalize", {"mean": [0.5]}), ["train.normalize", "'std'"]),
     ("schedule-unit-unknown", put("train.schedule_unit", "epochs"), ["train.schedule_unit", "epoch_ahead"]),
     ("frequency-inputs-unknown", put("frequency.inputs", "normalized"), ["frequency.inputs", "normalised"]),
+    ("noise-count-unknown", put("noise.0.count", "binomial"), ["noise[0].count = 'binomial'", "bernoulli"]),
+    ("noise-count-on-none", noise({"type": "none", "count": "bernoulli"}), ["noise[0].count applies to drawn noise"]),
+    (
+        "noise-exact-and-bernoulli-are-two-settings-but-twice-bernoulli-is-one",
+        lambda c: c.update(noise=[{**PAIR, "count": "bernoulli"}, {**PAIR, "count": "bernoulli"}]),
+        ["noise[1] duplicates the setting 'pair40b'"],
+    ),
 ]
 
 
@@ -311,6 +318,7 @@ GOOD = [
     ("lr-written-for-yaml", put("train.lr", yaml.safe_load("1.0e-3"))),
     ("normalize-constants-on-digits", put("train.normalize", {"mean": [0.5], "std": [0.25]})),
     ("schedule-epoch-ahead", put("train.schedule_unit", "epoch_ahead")),
+    ("noise-exact-beside-bernoulli", lambda c: c.update(noise=[PAIR, {**PAIR, "count": "bernoulli"}])),
     ("frequency-normalised-inputs", put("frequency.inputs", "normalised")),
     ("big-subsets-are-notes", both(put("frequency.train_subset", 100000), put("frequency.test_subset", 100000))),
 ]

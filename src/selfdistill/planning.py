@@ -403,6 +403,11 @@ def noise_problems(config: Mapping) -> list[str]:
             problems.append(
                 f"invalid config: {where} is {kind} with rate 0; give {where}.rate, or use type: none for clean labels"
             )
+        if "count" in entry and kind in ("none", "human"):
+            problems.append(
+                f"invalid config: {where}.count applies to drawn noise (pair, symmetric, asymmetric), not to {kind}; "
+                f"drop it"
+            )
         if "class_map" in entry and kind != "asymmetric":
             problems.append(
                 f"invalid config: {where}.class_map applies to asymmetric noise only, not to {kind}; drop it or set "
