@@ -307,3 +307,16 @@ def test_figure_step_does_not_import_the_planner():
 
     code = "import sys, selfdistill.figures; sys.exit('selfdistill.planning' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_figures_without_validation_split(tmp_path):
+    """val_fraction 0: no early-stopping epoch to mark; the history figures still draw (test curves only)."""
+    hist = make_histories().assign(val_acc=np.nan, val_loss=np.nan)
+    path = tmp_path / "hist.csv"
+    hist.to_csv(path, index=False)
+    points = figures.early_stop_points(pd.read_csv(path), "test_acc")
+    assert points["early_stop_epoch"].isna().all()
+    for name, plot in (("acc", figures.plot_accuracy), ("loss", figures.plot_loss), ("mem", figures.plot_memorization)):
+        out = tmp_path / name / "figure.png"
+        plot(path, out)
+        assert_png(out)
