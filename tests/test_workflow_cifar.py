@@ -76,7 +76,7 @@ def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
     for mode in modes:
         run = setting / "seed0" / mode
         saved = torch.load(run / "model.pt", weights_only=True)
-        assert saved["model"]["arch"] == "shake_shake_26_2x32d"
+        assert saved["model"]["arch"] == "shake_shake_26_2x32d_original"
         with h5py.File(run / "outputs.h5") as out:
             assert out["test/probs"].shape == (2, 30, 10)
             assert out["train_subset/probs"].shape == (2, 60, 10)
