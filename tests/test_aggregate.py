@@ -155,6 +155,16 @@ def test_per_run_summary_without_validation_split():
     assert runs["last_test_acc"].notna().all() and runs["oracle_test_acc"].notna().all()
 
 
+def test_summary_markdown_without_validation_split_says_so_in_the_early_stopped_column():
+    h = histories_frame()
+    h["val_acc"] = float("nan")
+    md = ag.summary_markdown(ag.summarise(h, mode_order=["ce", "self_distill"]))
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| digits |")]
+    assert rows and all(cells[5] == "n/a (no validation split)" for cells in rows)
+    assert "nan" not in md
+    assert all(cells[4][0].isdigit() and cells[6][0].isdigit() for cells in rows)  # last epoch, oracle: numbers
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Markdown and verdicts
 # ----------------------------------------------------------------------------------------------------------------

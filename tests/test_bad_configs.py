@@ -245,6 +245,32 @@ BAD = [
         ["distill.seq_warmup = 59 with train.epochs = 60", "at most 58"],
     ),
     ("one-epoch-seq", put("train.epochs", 1), ["distill.seq_warmup = 5 with train.epochs = 1", "at least 7"]),
+    (
+        "normalize-three-channels-on-digits",
+        put("train.normalize", {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}),
+        ["train.normalize.mean has 3 values, but digits images have 1 channel"],
+    ),
+    (
+        "normalize-one-channel-on-cifar",
+        both(put("dataset", "cifar10"), put("train.normalize", {"mean": [0.5], "std": [0.2]})),
+        ["train.normalize.mean has 1 values, but cifar10 images have 3 channels"],
+    ),
+    ("normalize-unknown-word", put("train.normalize", "dataset"), ["train.normalize = 'dataset'", "split"]),
+    (
+        "normalize-zero-std",
+        put("train.normalize", {"mean": [0.5], "std": [0.0]}),
+        ["train.normalize.std[0] = 0.0 is out of range"],
+    ),
+    ("normalize-no-std", put("train.normalize", {"mean": [0.5]}), ["train.normalize", "'std'"]),
+    ("schedule-unit-unknown", put("train.schedule_unit", "epochs"), ["train.schedule_unit", "epoch_ahead"]),
+    ("frequency-inputs-unknown", put("frequency.inputs", "normalized"), ["frequency.inputs", "normalised"]),
+    ("noise-count-unknown", put("noise.0.count", "binomial"), ["noise[0].count = 'binomial'", "bernoulli"]),
+    ("noise-count-on-none", noise({"type": "none", "count": "bernoulli"}), ["noise[0].count applies to drawn noise"]),
+    (
+        "noise-exact-and-bernoulli-are-two-settings-but-twice-bernoulli-is-one",
+        lambda c: c.update(noise=[{**PAIR, "count": "bernoulli"}, {**PAIR, "count": "bernoulli"}]),
+        ["noise[1] duplicates the setting 'pair40b'"],
+    ),
 ]
 
 
@@ -290,6 +316,10 @@ GOOD = [
     ("human-on-cifar10", both(put("dataset", "cifar10"), noise({"type": "human", "key": "aggre_label"}))),
     ("none-with-rate-0", noise({"type": "none", "rate": 0.0})),
     ("lr-written-for-yaml", put("train.lr", yaml.safe_load("1.0e-3"))),
+    ("normalize-constants-on-digits", put("train.normalize", {"mean": [0.5], "std": [0.25]})),
+    ("schedule-epoch-ahead", put("train.schedule_unit", "epoch_ahead")),
+    ("noise-exact-beside-bernoulli", lambda c: c.update(noise=[PAIR, {**PAIR, "count": "bernoulli"}])),
+    ("frequency-normalised-inputs", put("frequency.inputs", "normalised")),
     ("big-subsets-are-notes", both(put("frequency.train_subset", 100000), put("frequency.test_subset", 100000))),
 ]
 

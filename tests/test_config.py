@@ -64,11 +64,12 @@ def test_shipped_configs_are_valid(rel):
 
 #: (config files as a user passes them, after config.yaml) -> (architecture, parameters for 10 classes)
 STUDY_NETWORKS = {
-    ("config/cifar10_seed.yaml",): ("shake_shake_26_2x32d", 2_923_162),
+    ("config/cifar10_seed.yaml",): ("shake_shake_26_2x32d_original", 2_922_714),
     ("config/cifar10_seed.yaml", "config/epochs_1800.yaml"): (
-        "shake_shake_26_2x32d",
-        2_923_162,
+        "shake_shake_26_2x32d_original",
+        2_922_714,
     ),
+    ("config/original.yaml",): ("shake_shake_26_2x32d_original", 2_922_714),
     ("config/cifar10_sweep.yaml",): ("preact_resnet18", 11_172_170),
     ("config/cifar10n.yaml",): ("preact_resnet18", 11_172_170),
 }
@@ -132,7 +133,7 @@ def test_unknown_key_in_noise_entry(config):
     config["noise"][0]["rte"] = 0.4
     msg = explain(config)
     assert "'rte'" in msg and "noise[0]" in msg
-    assert "class_map, key, label_file, rate, type" in msg
+    assert "class_map, count, key, label_file, rate, type" in msg
 
 
 def test_unknown_class_map_key_names_only_the_bad_key(config):

@@ -30,6 +30,7 @@ ATTRS = {
     "val_fraction",
     "noise_name",
     "noise_type",
+    "noise_count",
     "noise_rate_requested",
     "noise_rate_realised",
     "n_flipped",
@@ -133,6 +134,7 @@ def test_attributes(pair_s0):
     assert float(attrs["pixel_max"]) == 16.0
     assert int(attrs["seed"]) == 0
     assert float(attrs["val_fraction"]) == 0.1
+    assert attrs["noise_count"] == "exact"
     assert attrs["noise_name"] == "pair40"
     assert attrs["noise_type"] == "pair"
     assert float(attrs["noise_rate_requested"]) == 0.4

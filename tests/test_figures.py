@@ -493,3 +493,16 @@ def test_accuracy_bars_without_validation_split(tmp_path, drawn):
         "last epoch",
         "oracle (best test epoch)",
     }
+
+
+def test_figures_without_validation_split(tmp_path):
+    """val_fraction 0: no early-stopping epoch to mark; the history figures still draw (test curves only)."""
+    hist = make_histories().assign(val_acc=np.nan, val_loss=np.nan)
+    path = tmp_path / "hist.csv"
+    hist.to_csv(path, index=False)
+    points = figures.early_stop_points(pd.read_csv(path), "test_acc")
+    assert points["early_stop_epoch"].isna().all()
+    for name, plot in (("acc", figures.plot_accuracy), ("loss", figures.plot_loss), ("mem", figures.plot_memorization)):
+        out = tmp_path / name / "figure.png"
+        plot(path, out)
+        assert_png(out)

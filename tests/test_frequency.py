@@ -652,3 +652,71 @@ def test_analyse_run_verifies_both_checksums(tmp_path, rng):
 
 def test_csv_columns_are_the_tables_keyed_by_split_source_and_epoch():
     assert fq.CSV_COLUMNS == ("split", "source", "epoch", *fq.TABLE_COLUMNS[1:])
+
+
+def _loop_sq_dists(images: np.ndarray, pixel_max: float, mean, std) -> np.ndarray:
+    """Squared distances of per-channel normalised images ((n, H, W, C) uint8), pixel by pixel, in float64."""
+    n, h, w, c = images.shape
+    d2 = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            total = 0.0
+            for a in range(h):
+                for b in range(w):
+                    for ch in range(c):
+                        xi = (float(images[i, a, b, ch]) / pixel_max - mean[ch]) / std[ch]
+                        xj = (float(images[j, a, b, ch]) / pixel_max - mean[ch]) / std[ch]
+                        total += (xi - xj) ** 2
+            d2[i, j] = total
+    return d2
+
+
+def _set_norm(out_path, mean, std):
+    with h5py.File(out_path, "a") as f:
+        f.attrs["norm_mean"] = np.asarray(mean, dtype=np.float64)
+        f.attrs["norm_std"] = np.asarray(std, dtype=np.float64)
+
+
+def test_analyse_run_on_normalised_inputs_matches_a_float64_loop(tmp_path, rng):
+    """frequency.inputs: normalised - the kernel sees (pixels / pixel_max − mean) / std per channel, with the run's
+    constants from outputs.h5; checked through the median distance and the ratios at absolute deltas."""
+    data_path, out_path, info = _write_run(tmp_path, rng, n_train=20, n_sub=12, n_test=10)
+    mean, std = [0.4914, 0.4822], [0.2023, 0.1994]  # two channels in this fixture
+    _set_norm(out_path, mean, std)
+    pixel_max = info["pixel_max"]
+    images = {"train_subset": info["train"]["images"][info["idx"]], "test": info["test"]["images"]}
+    d2 = {split: _loop_sq_dists(im, pixel_max, mean, std) for split, im in images.items()}
+    median = fq.analyse_run(
+        data_path, out_path, tmp_path / "m.csv", [1.0], delta_scale="median", sources=("logits",), inputs="normalised"
+    )
+    for split, d in d2.items():
+        want = np.median(d[np.triu_indices(len(d), k=1)])
+        np.testing.assert_allclose(median.loc[median.split == split, "delta"].unique(), [want], rtol=1e-12)
+    deltas = [1.0, 10.0, 100.0]
+    df = fq.analyse_run(
+        data_path,
+        out_path,
+        tmp_path / "a.csv",
+        deltas,
+        delta_scale="absolute",
+        sources=("logits",),
+        inputs="normalised",
+    )
+    pixels = fq.analyse_run(data_path, out_path, tmp_path / "p.csv", deltas, sources=("logits",))
+    assert not np.allclose(df["ratio"], pixels["ratio"])
+    for split, d in d2.items():
+        for delta in deltas:
+            k = ref_kernel(d, delta)
+            for ie, epoch in enumerate(info["epochs"]):
+                row = df[(df.split == split) & (df.source == "logits") & (df.epoch == epoch) & (df.delta == delta)]
+                h = np.asarray(info["out"][split]["logits"][ie], dtype=np.float64)
+                np.testing.assert_allclose(row["ratio"].iloc[0], ref_ratio(k, h), rtol=RTOL)
+
+
+def test_normalised_inputs_need_the_runs_normalisation(tmp_path, rng):
+    data_path, out_path, _ = _write_run(tmp_path, rng)
+    with pytest.raises(fq.InputFileError, match="norm_mean / norm_std"):
+        fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [1.0], inputs="normalised")
+    _set_norm(out_path, [0.5, 0.5, 0.5], [0.2, 0.2, 0.2])
+    with pytest.raises(fq.InputFileError, match="norm_mean has 3 channels"):
+        fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [1.0], inputs="normalised")

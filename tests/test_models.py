@@ -33,6 +33,8 @@ NEW_ARCHS = ("shake_shake_26_2x32d", "preact_resnet18", "fast_cnn")
         ("shake_shake_26_2x32d", None, 2_923_162),
         # the paper's 2x64d: 11.7M
         ("shake_shake_26_2x32d", 64, 11_653_978),
+        # the original repository's layout: the same minus the three skips' BNs (2·(32 + 64 + 128) = 448)
+        ("shake_shake_26_2x32d_original", None, 2_922_714),
         # pre-activation ResNet-18: 11.17M (kuangliu/DivideMix's 11,171,146 + the final BN's 2·512)
         ("preact_resnet18", None, 11_172_170),
         # airbench94: 1.97M trainable (its BN scales are frozen; the 2×2 stem is trainable here)
@@ -81,7 +83,8 @@ def test_unknown_arch_names_every_allowed_arch():
     with pytest.raises(ValueError) as err:
         build_model("resnet", CIFAR, 10)
     assert str(err.value) == (
-        "unknown architecture 'resnet'; allowed: mlp, small_cnn, shake_shake_26_2x32d, preact_resnet18, fast_cnn"
+        "unknown architecture 'resnet'; allowed: mlp, small_cnn, shake_shake_26_2x32d, "
+        "shake_shake_26_2x32d_original, preact_resnet18, fast_cnn"
     )
 
 
@@ -312,3 +315,101 @@ def test_train_step_bf16_autocast_channels_last(arch):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
     changed = [not torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True)]
     assert sum(changed) == len(trainable)
+
+
+# ------------------------------------------------------------------------------------- the original's shake-shake
+
+
+def _original_count_by_hand(c_in: int = 3, classes: int = 10, w: int = 32, stem: int = 16) -> int:
+    """Parameters of the original repository's Shake-Shake-26 2×32d, from its layer shapes alone."""
+
+    def conv(cin, cout, k):
+        return cin * cout * k * k  # bias-free
+
+    def bn(c):
+        return 2 * c  # weight and bias
+
+    def branch(cin, cout):
+        return conv(cin, cout, 3) + bn(cout) + conv(cout, cout, 3) + bn(cout)
+
+    total = conv(c_in, stem, 3) + bn(stem)
+    cin = stem
+    for cout in (w, 2 * w, 4 * w):
+        for i in range(4):
+            total += 2 * branch(cin, cout)
+            if i == 0:  # the skip: two 1×1 convs to cout/2 each, no BN
+                total += 2 * conv(cin, cout // 2, 1)
+            cin = cout
+    return total + cin * classes + classes  # linear with bias
+
+
+def test_original_shake_shake_parameter_count_by_hand():
+    # stem 432 + 32; stage 1: 28,416 + 3 · 37,120; stage 2: 113,152 + 3 · 147,968; stage 3: 451,584 + 3 · 590,848;
+    # linear 1,290 → 464 + 139,776 + 557,056 + 2,224,128 + 1,290
+    assert 464 + 139_776 + 557_056 + 2_224_128 + 1_290 == 2_922_714
+    assert _original_count_by_hand() == 2_922_714
+    assert count_parameters(build_model("shake_shake_26_2x32d_original", CIFAR, 10)) == _original_count_by_hand()
+    gastaldi = count_parameters(build_model("shake_shake_26_2x32d", CIFAR, 10))
+    assert gastaldi - _original_count_by_hand() == 2 * (32 + 64 + 128)  # Gastaldi's BN after each skip concat
+
+
+def test_original_shake_shake_layout_and_init():
+    torch.manual_seed(0)
+    net = build_model("shake_shake_26_2x32d_original", CIFAR, 10)
+    assert isinstance(net.stem[2], nn.ReLU)
+    skips = [m for m in net.modules() if isinstance(m, models.OriginalShakeSkip)]
+    assert len(skips) == 3 and not any(isinstance(m, nn.BatchNorm2d) for s in skips for m in s.modules())
+    # no ReLU between the last block and the pooling
+    assert [type(m) for m in net.head] == [nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear]
+    conv = net.stages[2][1].branch1[4]  # 128→128 3×3: He-normal, fan-out 9·128
+    assert conv.weight.std().item() == pytest.approx((2 / (9 * 128)) ** 0.5, rel=0.02)
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all((bn.weight == 1).all() and (bn.bias == 0).all() for bn in bns)
+    lin = net.head[-1]  # PyTorch's default init: U(±1/√fan_in) for weight and bias, bias not zeroed
+    bound = 1 / 128**0.5
+    assert (lin.bias != 0).all() and lin.bias.abs().max() <= bound and lin.weight.abs().max() <= bound
+    assert lin.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+
+
+def _original_reference(net, x):
+    """The original layout in evaluation mode, op by op: stem ReLU, skip without ReLU/BN, no final ReLU."""
+    h = torch.relu(_bn_eval(_conv(x, net.stem[0]), net.stem[1]))
+    for stage in net.stages:
+        for block in stage:
+            branches = []
+            for br in (block.branch1, block.branch2):
+                y = _bn_eval(_conv(torch.relu(h), br[1]), br[2])
+                branches.append(_bn_eval(_conv(torch.relu(y), br[4]), br[5]))
+            if isinstance(block.shortcut, nn.Identity):
+                skip = h
+            else:
+                sc, s = block.shortcut, block.shortcut.stride
+                shifted = torch.zeros_like(h)
+                shifted[:, :, :-1, :-1] = h[:, :, 1:, 1:]
+                y1 = torch.einsum("oc,nchw->nohw", sc.conv1.weight[:, :, 0, 0], h[:, :, ::s, ::s])
+                y2 = torch.einsum("oc,nchw->nohw", sc.conv2.weight[:, :, 0, 0], shifted[:, :, ::s, ::s])
+                skip = torch.cat([y1, y2], dim=1)
+            h = skip + 0.5 * branches[0] + 0.5 * branches[1]
+    lin = net.head[-1]
+    return h.mean(dim=(2, 3)) @ lin.weight.T + lin.bias
+
+
+def test_original_shake_eval_matches_float64_reference():
+    torch.manual_seed(0)
+    net = build_model("shake_shake_26_2x32d_original", (3, 8, 8), 5, width=4).double().eval()
+    _randomise_bn(net)
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), _original_reference(net, x), rtol=1e-10, atol=1e-10)
+
+
+def test_original_shake_train_mixes_per_sample():
+    torch.manual_seed(0)
+    net = build_model("shake_shake_26_2x32d_original", (3, 8, 8), 5, width=4).train()
+    x = torch.randn(1, 3, 8, 8).expand(4, 3, 8, 8).contiguous()
+    with torch.no_grad():
+        first = net(x)
+        assert (first[1:] - first[0]).abs().amax() > 1e-4
+        net.eval()
+        evaluated = net(x)
+        torch.testing.assert_close(evaluated, evaluated[:1].expand_as(evaluated))

@@ -404,6 +404,12 @@ def test_noise_spec_name(type_, rate, name):
     assert nz.NoiseSpec(type_, rate).name == name
 
 
+def test_bernoulli_noise_has_its_own_name():
+    assert nz.NoiseSpec.from_config({"type": "pair", "rate": 0.4, "count": "bernoulli"}).name == "pair40b"
+    assert nz.NoiseSpec.from_config({"type": "pair", "rate": 0.4, "count": "exact"}).name == "pair40"
+    assert nz.NoiseSpec.from_config({"type": "symmetric", "rate": 0.2, "count": "bernoulli"}).name == "sym20b"
+
+
 def test_noise_spec_from_config():
     spec = nz.NoiseSpec.from_config({"type": "asymmetric", "rate": 0.4, "class_map": {"3": 5, "5": "3"}})
     assert spec.type == "asymmetric" and spec.rate == 0.4
@@ -471,3 +477,67 @@ def test_label_file_that_is_not_one(tmp_path, name, write, message):
     assert f"label file {path} {message}" in text and "\n" not in text
     assert "allow_pickle" not in text and "weights_only" not in text and "safe_globals" not in text
     assert type(err.value).__name__ == "InputFileError"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# count: bernoulli (the original repository's per-sample coin, seeded here)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _bernoulli_reference(labels, rate, num_classes, seed, class_map=None):
+    """One float64 coin per eligible sample, in index order, drawn one at a time; pair (no map) or map targets."""
+    rng = np.random.default_rng(seed)
+    noisy = [int(y) for y in labels]
+    for i, y in enumerate(labels):
+        if class_map is not None and int(y) not in class_map:
+            continue
+        coin = rng.random()  # a Python float: one float64 uniform
+        if coin < rate:
+            noisy[i] = class_map[int(y)] if class_map is not None else (int(y) + 1) % num_classes
+    return np.asarray(noisy, dtype=np.int64)
+
+
+@pytest.mark.parametrize("cmap", [None, {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}])
+def test_bernoulli_matches_an_explicit_loop(cmap):
+    clean = make_labels([30, 50, 10, 40, 20, 25, 35, 15, 45, 5])
+    kind = "pair" if cmap is None else "asymmetric"
+    for seed in (0, 1, 2):
+        noisy, is_noisy = nz.corrupt_labels(clean, kind, 0.4, 10, np.random.default_rng(seed), cmap, count="bernoulli")
+        expected = _bernoulli_reference(clean, 0.4, 10, seed, cmap)
+        np.testing.assert_array_equal(noisy, expected)
+        np.testing.assert_array_equal(is_noisy, expected != clean)
+
+
+@pytest.mark.parametrize("noise_type", ["pair", "symmetric", "asymmetric"])
+def test_bernoulli_is_byte_identical_for_a_seed(noise_type):
+    clean = make_labels([200] * 10)
+    cmap = {9: 1, 2: 0} if noise_type == "asymmetric" else None
+
+    def draw(seed):
+        return nz.corrupt_labels(clean, noise_type, 0.4, 10, np.random.default_rng(seed), cmap, count="bernoulli")
+
+    a, b, c = draw(5), draw(5), draw(6)
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    assert a[0].tobytes() != c[0].tobytes()
+    if noise_type == "symmetric":
+        assert not (a[0][a[1]] == clean[a[1]]).any()  # never the true class
+
+
+def test_bernoulli_count_is_binomial():
+    n, rate = 50_000, 0.4
+    clean = make_labels([n // 10] * 10)
+    sd = math.sqrt(n * rate * (1 - rate))  # 109.5
+    counts = []
+    for seed in range(20):
+        _, is_noisy = nz.corrupt_labels(clean, "pair", rate, 10, np.random.default_rng(seed), count="bernoulli")
+        counts.append(int(is_noisy.sum()))
+        assert abs(counts[-1] - n * rate) < 5 * sd
+    assert len(set(counts)) > 10  # not an exact count
+    # the mean of 20 binomial draws lies within 4 standard errors of n·r, their sd within a factor 2 of the binomial's
+    assert abs(np.mean(counts) - n * rate) < 4 * sd / math.sqrt(20)
+    assert sd / 2 < np.std(counts, ddof=1) < 2 * sd
+
+
+def test_unknown_count_is_refused():
+    with pytest.raises(ValueError, match="unknown noise count 'coin'"):
+        nz.corrupt_labels(np.zeros(4, dtype=np.int64), "pair", 0.4, 2, np.random.default_rng(0), count="coin")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from selfdistill.config import noise_settings
 from test_workflow import REPO, SMOKE, snakemake
+
+from selfdistill.planning import noise_settings
 
 pytestmark = pytest.mark.workflow
 
@@ -91,14 +92,15 @@ def test_console_names_runs_and_points_at_the_summaries(study):
     )
     for noise in noise_settings(config):
         for mode in config["modes"]:
-            run = f"digits/{noise}/seed0/{mode}"
+            run = f"{config['study']}/{noise}/seed0/{mode}"
             assert re.search(rf"^Job \d+: train {run} on cpu \(gpu=0, threads=1\)$", console, flags=re.MULTILINE)
-            log = f"results/digits/{noise}/logs/seed0/train_{mode}.log"
+            log = f"results/{config['study']}/{noise}/logs/seed0/train_{mode}.log"
             assert f"[{run}] training, 4 epochs on cpu; per-epoch log: tail -f {log}" in console
             assert re.search(rf"\[{run}\] done: 4 epochs in \d+s; test 0\.\d{{3}} at the last epoch", console)
-        summary = f"results/digits/{noise}/summary.md"
-        assert f"summary: {summary} (test accuracy %, mean ± sd over seeds)" in console
-        assert (workdir / summary).read_text().splitlines()[2] in console  # the table's first row
+    # the study's summary, over both noise settings
+    summary = f"results/{config['study']}/summary.md"
+    assert f"summary: {summary} (test accuracy %, mean ± sd over seeds)" in console
+    assert (workdir / summary).read_text().splitlines()[2] in console  # the table's first row
     assert "\nfigures and summaries in one page: snakemake --report report.html\n" in console
 
 

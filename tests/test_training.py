@@ -21,8 +21,10 @@ from selfdistill.training import (
     ConsoleProgress,
     DeviceImages,
     Progress,
+    TrainSettings,
     crop_flip,
     format_duration,
+    lr_schedule,
     train_run,
 )
 
@@ -251,6 +253,40 @@ def test_per_epoch_cosine_schedule(digits_pair40, tmp_path):
     assert history["lr"].tolist() == pytest.approx(expected)
 
 
+def _original_lr(e: int, epochs: int = 1800, peak: float = 0.04) -> float:
+    """The original repository's lr in 0-based epoch ``e``: 0.2 x 0.2 x ½(1 + cos(π s / E)) with s = e + 1 (its
+    LambdaLR multiplier on base lr 0.2, stepped once before each epoch), in float64."""
+    s = np.float64(e + 1)
+    return float(np.float64(peak) * 0.5 * (1.0 + np.cos(np.pi * s / np.float64(epochs))))
+
+
+def test_epoch_ahead_schedule_is_the_originals_for_all_1800_epochs():
+    """The scheduler the training builds, stepped as the training loop steps it (once per epoch, after it)."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    weight.grad = torch.zeros(1)
+    optimiser = torch.optim.SGD([weight], lr=0.04, momentum=0.9, weight_decay=1e-4)
+    cfg = TrainSettings(epochs=1800, batch_size=128, lr=0.04, schedule_unit="epoch_ahead")
+    scheduler = lr_schedule(optimiser, cfg, n_train=50_000)
+    used = []
+    for _ in range(1800):
+        used.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    reference = [_original_lr(e) for e in range(1800)]
+    np.testing.assert_allclose(used, reference, rtol=1e-12, atol=1e-15)
+    assert used[0] == pytest.approx(0.04 * 0.5 * (1 + math.cos(math.pi / 1800)))  # the first epoch at ≈0.04
+    assert used[899] == pytest.approx(0.02)  # s = 900: half way
+    assert used[-1] == 0.0  # s = 1800: exactly 0
+    assert used[0] < 0.04  # never the nominal peak itself
+
+
+def test_epoch_ahead_schedule_in_a_training_run(digits_pair40, tmp_path):
+    history = _train(digits_pair40, tmp_path, train={"schedule_unit": "epoch_ahead", "epochs": 4, "lr": 0.04})
+    expected = [_original_lr(e, epochs=4) for e in range(4)]
+    assert history["lr"].tolist() == pytest.approx(expected, abs=1e-15)
+    assert history["lr"].iloc[-1] == 0.0
+
+
 def test_per_step_cosine_schedule(digits_pair40, tmp_path):
     history = _train(digits_pair40, tmp_path, train={"epochs": 2, "batch_size": 100})
     with h5py.File(digits_pair40) as data:
@@ -388,3 +424,39 @@ def test_console_is_silent_without_a_stream():
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0s"), (42, "42s"), (185, "3m05s"), (7620, "2h07m")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_fixed_normalisation_constants_are_what_the_network_sees(digits_pair40, tmp_path):
+    """train.normalize {mean, std}: the run normalises with the constants (not the split's statistics): the saved
+    network applied to (pixels / pixel_max − mean) / std, computed here in float64, gives the stored test logits."""
+    mean, std = 0.3, 0.25
+    _train(digits_pair40, tmp_path, train={"epochs": 2, "normalize": {"mean": [mean], "std": [std]}})
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    net = build_model("mlp", (1, 8, 8), 10, MODEL["width"], MODEL["depth"])
+    net.load_state_dict(saved["state_dict"])
+    with h5py.File(digits_pair40) as data:
+        images = data["test/images"][()].astype(np.float64)
+        pixel_max = float(data.attrs["pixel_max"])
+    x = (images / pixel_max - mean) / std
+    with torch.no_grad():
+        logits = net.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2)).float()).numpy()
+    with h5py.File(tmp_path / "outputs.h5") as out:
+        np.testing.assert_allclose(out["test/logits"][-1], logits[out["test/indices"][()]], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out.attrs["norm_mean"], [mean], rtol=1e-7)
+        np.testing.assert_allclose(out.attrs["norm_std"], [std], rtol=1e-7)
+
+
+def test_split_normalisation_is_stored_with_the_outputs(digits_pair40, tmp_path):
+    _train(digits_pair40, tmp_path, train={"epochs": 1})
+    with h5py.File(digits_pair40) as data, h5py.File(tmp_path / "outputs.h5") as out:
+        pixels = data["train/images"][()].astype(np.float64) / float(data.attrs["pixel_max"])
+        np.testing.assert_allclose(out.attrs["norm_mean"], [pixels.mean()], rtol=1e-6)
+        np.testing.assert_allclose(out.attrs["norm_std"], [pixels.std()], rtol=1e-6)
+
+
+def test_normalisation_constants_must_match_the_channels():
+    from selfdistill.training import normalisation
+
+    images = np.zeros((4, 2, 2, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="1 means and 1 stds for images of 3 channels"):
+        normalisation({"mean": [0.5], "std": [0.2]}, images, 255.0)

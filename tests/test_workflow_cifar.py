@@ -78,7 +78,7 @@ def test_cifar10_seed_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
     for mode in modes:
         run = setting / "seed0" / mode
         saved = torch.load(run / "model.pt", weights_only=True)
-        assert saved["model"]["arch"] == "shake_shake_26_2x32d"
+        assert saved["model"]["arch"] == "shake_shake_26_2x32d_original"
         with h5py.File(run / "outputs.h5") as out:
             assert out["test/probs"].shape == (2, 30, 10)
             assert out["train_subset/probs"].shape == (2, 60, 10)
@@ -140,3 +140,107 @@ def test_a_cifar_network_that_auto_puts_on_the_cpu_stops_at_planning(tmp_path):
         tmp_path, "-n", "--config", "train={device: cpu}", configfile=REPO / "config" / "cifar10_seed.yaml"
     )
     assert "train" in planned_jobs(explicit.stdout)
+
+
+#: The original repository's run (docs/science.md, "The original study"): what config/original.yaml must say.
+ORIGINAL_RUN = {
+    "dataset": "cifar10",
+    "noise": [{"type": "pair", "rate": 0.4, "count": "bernoulli"}],
+    "seeds": [0],
+    "modes": ["ce", "self_distill"],
+    "val_fraction": 0,
+    "model.arch": "shake_shake_26_2x32d_original",
+    "train.epochs": 1800,
+    "train.batch_size": 128,
+    "train.lr": 0.04,
+    "train.schedule": "cosine",
+    "train.schedule_unit": "epoch_ahead",
+    "train.momentum": 0.9,
+    "train.weight_decay": 1e-4,
+    "train.nesterov": False,
+    "train.augment": "crop_flip",
+    "train.crop_padding": 4,
+    "train.normalize": {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]},
+    "frequency.test_subset": None,
+    "frequency.sources": ["logits"],
+    "frequency.inputs": "normalised",
+    "frequency.delta_scale": "absolute",
+    "frequency.deltas": [1, 10, *range(100, 1001, 100)],
+}
+
+
+def _get(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def test_original_config_says_the_originals_run():
+    config = yaml.safe_load((REPO / "config" / "original.yaml").read_text())
+    for key, value in ORIGINAL_RUN.items():
+        assert _get(config, key) == value, key
+    assert config["frequency"]["record_epochs"] != "all"  # 1800 epochs of 10,000 test outputs: a bounded set
+
+
+def test_original_config_plans_its_two_runs(tmp_path, fake_data):
+    data_root, _, _ = fake_data
+    override = tmp_path / "data.yaml"
+    override.write_text(yaml.safe_dump({"dataset_options": {"data_root": str(data_root), "verify_md5": False}}))
+    result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=[REPO / "config" / "original.yaml", override])
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in result.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert counts["corrupt"] == 1 and counts["train"] == 2 and counts["frequency"] == 2
+
+
+def test_original_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
+    """config/original.yaml shrunk (fake data, width 4, 3 epochs, CPU): everything else is the original's."""
+    data_root, train, test = fake_data
+    epochs = 3
+    override = tmp_path / "shrink.yaml"
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "dataset_options": {"data_root": str(data_root), "verify_md5": False},
+                "model": {"width": 4},
+                "train": {"epochs": epochs, "eval_batch_size": 256, "threads": 1, "device": "cpu"},
+                "frequency": {"train_subset": 60},
+            }
+        )
+    )
+    snakemake(tmp_path, configfile=[REPO / "config" / "original.yaml", override])
+
+    setting = tmp_path / "results" / "original+shrink" / "pair40b"
+    for fig in FIGURES:
+        assert (setting / "figures" / f"{fig}.png").stat().st_size > 0, fig
+    summary_md = (setting / "summary.md").read_text()
+    rows = [line.split(" | ") for line in summary_md.splitlines() if line.startswith("| cifar10 | pair40b |")]
+    assert [cells[2] for cells in rows] == ["ce", "self_distill"]
+    assert all(cells[5] == "n/a (no validation split)" for cells in rows)
+    assert "no validation split, so no early-stopped ce" in summary_md
+    summary = pd.read_csv(setting / "summary.csv")
+    assert summary["early_stop_mean"].isna().all() and summary["last_mean"].notna().all()
+
+    with h5py.File(setting / "seed0" / "data.h5") as h5:
+        assert h5.attrs["noise_count"] == "bernoulli" and h5.attrs["val_fraction"] == 0
+        assert h5["val/labels_clean"].shape == (0,) and h5["train/labels_clean"].shape == (train.size,)
+    for mode in ("ce", "self_distill"):
+        run = setting / "seed0" / mode
+        saved = torch.load(run / "model.pt", weights_only=True)
+        assert saved["model"]["arch"] == ORIGINAL_RUN["model.arch"]
+        for key, value in ORIGINAL_RUN.items():
+            if key.startswith("train.") and key != "train.epochs":
+                assert saved["train"][key.removeprefix("train.")] == value, key
+        history = pd.read_csv(run / "history.csv")
+        expected_lr = [0.04 * 0.5 * (1 + np.cos(np.pi * (e + 1) / epochs)) for e in range(epochs)]
+        np.testing.assert_allclose(history["lr"], expected_lr, atol=1e-15)
+        assert history["val_acc"].isna().all()
+        with h5py.File(run / "outputs.h5") as out:
+            assert out["test/logits"].shape == (epochs, test.size, 10)  # all test images
+            np.testing.assert_allclose(out.attrs["norm_mean"], ORIGINAL_RUN["train.normalize"]["mean"], rtol=1e-7)
+            np.testing.assert_allclose(out.attrs["norm_std"], ORIGINAL_RUN["train.normalize"]["std"], rtol=1e-7)
+        freq = pd.read_csv(run / "frequency.csv")
+        assert set(freq["source"]) <= {"logits", "labels_clean", "labels_noisy"}
+        assert sorted(freq["delta"].unique()) == ORIGINAL_RUN["frequency.deltas"]

@@ -317,6 +317,16 @@ def _pm(mean: float, sd: float) -> str:
     return f"{100 * mean:.2f} ± {100 * sd:.2f}"
 
 
+#: the early-stopped cell of a run without a validation split (val_fraction 0): nothing chooses an epoch
+NO_VALIDATION = "n/a (no validation split)"
+
+
+def _early_cell(row) -> str:
+    if math.isnan(row.early_stop_mean):
+        return NO_VALIDATION
+    return f"{_pm(row.early_stop_mean, row.early_stop_sd)} (epoch ≈ {row.early_stop_epoch_mean:.0f})"
+
+
 def summary_markdown(summary: pd.DataFrame) -> str:
     """Render the summary as a Markdown table plus the study's verdict, in percent."""
     lines = [
@@ -326,7 +336,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     for row in summary.itertuples(index=False):
         lines.append(
             f"| {row.dataset} | {row.noise} | {row.mode} | {row.n_seeds} | {_pm(row.last_mean, row.last_sd)} "
-            f"| {_pm(row.early_stop_mean, row.early_stop_sd)} (epoch ≈ {row.early_stop_epoch_mean:.0f}) "
+            f"| {_early_cell(row)} "
             f"| {_pm(row.oracle_mean, row.oracle_sd)} (epoch ≈ {row.oracle_epoch_mean:.0f}) |"
         )
     lines += [

@@ -8,7 +8,8 @@ HDF5 layout (one file per dataset × noise × seed)::
         labels_noisy  int64 (N,)        (test: equal to clean; test labels are never corrupted)
         is_noisy      bool  (N,)
         index         int64 (N,)        row in the dataset's original train (or test) array
-    attributes: dataset, class_names, num_classes, pixel_max, seed, val_fraction, noise_name, noise_type,
+    attributes: dataset, class_names, num_classes, pixel_max, seed, val_fraction, noise_name, noise_type, noise_count
+        (exact or bernoulli; "" for none and human),
         noise_rate_requested, noise_rate_realised, n_flipped, transition_matrix (C×C, P(noisy=j | clean=i)),
         class_map (JSON; "{}" unless asymmetric), label_file and label_key (human noise only; "" otherwise),
         package_version
@@ -81,6 +82,7 @@ def build_corrupted_dataset(
             raw.num_classes,
             noise_rng,
             class_map,
+            count=spec.count,
         )
 
     n = raw.train_labels.size
@@ -119,6 +121,7 @@ def build_corrupted_dataset(
             "val_fraction": val_fraction,
             "noise_name": spec.name,
             "noise_type": spec.type,
+            "noise_count": spec.count if spec.type not in ("none", "human") else "",
             # human noise has no requested rate: its rate is the annotators'
             "noise_rate_requested": spec.rate if spec.type != "human" else math.nan,
             "noise_rate_realised": float(is_noisy.sum() / eligible) if eligible else 0.0,

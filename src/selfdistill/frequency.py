@@ -1,6 +1,7 @@
 """Frequency analysis by Gaussian low-pass filtering over the inputs (the filtering method, docs/science.md, "Frequency analysis").
 
-For inputs ``x_i`` (flattened images scaled to [0, 1]) and a width ``delta`` the low-pass operator is the
+For inputs ``x_i`` (flattened images scaled to [0, 1], or with ``inputs="normalised"`` mean/std-normalised per channel
+as the network saw them, un-augmented: the original repository's choice) and a width ``delta`` the low-pass operator is the
 row-normalised Gaussian kernel ``K_ij = G_ij / sum_j G_ij`` with ``G_ij = exp(-||x_i - x_j||^2 / (2 delta))``.
 For function values ``f`` (n x C) ``f_low = K f`` and ``f_high = f - f_low``, and
 
@@ -53,6 +54,9 @@ TABLE_COLUMNS = ("epoch_index", *FREQUENCY_CSV_COLUMNS[3:])
 #: Columns of the CSV written by :func:`analyse_run`, in order: the table's, keyed by split, source and epoch.
 CSV_COLUMNS = FREQUENCY_CSV_COLUMNS
 DELTA_SCALES = ("absolute", "median")
+#: what the inputs x are: ``pixels`` - images / pixel_max in [0, 1]; ``normalised`` - (pixels − mean) / std per channel
+#: with the run's normalisation (outputs.h5 attributes ``norm_mean``, ``norm_std``), as the network saw them
+INPUT_KINDS = ("pixels", "normalised")
 #: dtypes of the filter product (see the module docstring): float32 (default) or float64.
 PRECISIONS = ("float32", "float64")
 OUTPUT_SOURCES = ("probs", "logits")
@@ -342,10 +346,12 @@ def analyse_run(
     sources: Sequence[str] = ("probs",),
     log_path: str | os.PathLike | None = None,
     precision: str = "float32",
+    inputs: str = "pixels",
 ) -> pd.DataFrame:
     """Frequency table of one training run on its train subset and the test set; write it as a tidy CSV.
 
-    Reads inputs from ``data_path`` (data.h5; pixels / ``pixel_max``) and per-epoch outputs from
+    Reads inputs from ``data_path`` (data.h5; pixels / ``pixel_max``, and with ``inputs="normalised"`` then
+    normalised per channel with the mean and std the run trained with, stored in outputs.h5) and per-epoch outputs from
     ``outputs_path`` (outputs.h5). Per split the distance matrix is built once and each delta's kernel once,
     applied in one product to every epoch of every source in ``sources`` and to the one-hot label matrices (which
     serve both as targets and as the label-reference rows). With ``delta_scale="median"`` the absolute widths are
@@ -366,15 +372,18 @@ def analyse_run(
         raise ValueError(f"sources must be distinct names from {OUTPUT_SOURCES}, got {sources}")
     if delta_scale not in DELTA_SCALES:
         raise ValueError(f"delta_scale must be one of {DELTA_SCALES}, got {delta_scale!r}")
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {inputs!r}")
     configured = _check_deltas(deltas)
 
     run = _read_outputs(outputs_path, sources)
     pixel_max = _check_inputs(data_path, run)
+    norm = _normalisation(run) if inputs == "normalised" else None
     epochs = run.epochs
     frames = []
     for split in ("train_subset", "test"):
         t0 = time.perf_counter()
-        stored, x = run.splits[split], _read_inputs(data_path, run, split, pixel_max)
+        stored, x = run.splits[split], _read_inputs(data_path, run, split, pixel_max, norm)
         out_by_source = {s: stored.outputs[s] for s in sources}
         flt = FrequencyFilter(x)
         del x
@@ -649,19 +658,48 @@ def _check_inputs(path: str | os.PathLike, run: _StoredRun) -> float:
     return pixel_max
 
 
-def _read_inputs(path: str | os.PathLike, run: _StoredRun, split: str, pixel_max: float) -> np.ndarray:
+def _normalisation(run: _StoredRun) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel (mean, std) the run trained with, from outputs.h5's attributes."""
+    if "norm_mean" not in run.attrs or "norm_std" not in run.attrs:
+        raise InputFileError(
+            f"{run.path}: has no attributes norm_mean / norm_std (the run's input normalisation), which "
+            f"frequency.inputs: normalised needs; {_REBUILD_OUTPUTS}"
+        )
+    mean, std = (np.asarray(run.attrs[k], dtype=np.float64).reshape(-1) for k in ("norm_mean", "norm_std"))
+    if mean.shape != std.shape or not (np.isfinite(mean).all() and (std > 0).all()):
+        raise InputFileError(
+            f"{run.path}: attributes norm_mean / norm_std are not a valid normalisation; {_REBUILD_OUTPUTS}"
+        )
+    return mean, std
+
+
+def _read_inputs(
+    path: str | os.PathLike,
+    run: _StoredRun,
+    split: str,
+    pixel_max: float,
+    norm: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """The inputs (n, d) of the rows of data.h5 that ``run`` stored for ``split``, scaled to [0, 1] by ``pixel_max``
-    (checked first with :func:`_check_inputs`)."""
+    (checked first with :func:`_check_inputs`), then, given ``norm`` = (mean, std) per channel, normalised."""
     src = _STORED_SPLITS[split][0]
     uniq, inv = np.unique(run.splits[split].indices, return_inverse=True)
     with reading_hdf5(path, _REBUILD_DATA) as h5:
         images = h5[src]["images"][uniq][inv]
-    x = images.reshape(images.shape[0], -1).astype(np.float64) / pixel_max
+    x = images.astype(np.float64) / pixel_max  # (n, H, W, C)
     if x.size and not (x.min() >= 0 and x.max() <= 1):
         raise InputFileError(
             f"{path}: /{src}/images lie outside [0, 1] after dividing by pixel_max={pixel_max}; {_REBUILD_DATA}"
         )
-    return x
+    if norm is not None:
+        mean, std = norm
+        if mean.size != images.shape[-1]:
+            raise InputFileError(
+                f"{run.path}: norm_mean has {mean.size} channels, {path} /{src}/images {images.shape[-1]}; "
+                f"{_REBUILD_OUTPUTS}"
+            )
+        x = (x - mean) / std
+    return x.reshape(x.shape[0], -1)
 
 
 def _as_inputs(x: np.ndarray) -> np.ndarray:

@@ -3,12 +3,17 @@
 - ``mlp`` is the embedded default: wide enough (default 512 units × 2 hidden layers) to memorise 40% wrong labels
   on the digits within the default epoch budget, which is exactly what the study needs to observe.
 - ``small_cnn`` is a three-conv alternative for image inputs of any size.
-- ``shake_shake_26_2x32d`` is the original study's network (Gastaldi 2017, arXiv 1705.07485; docs/science.md, "The original study"): a 3×3
-  stem conv to 16 channels + BN, three stages of 4 shake blocks with 32, 64 and 128 channels, two residual branches
+- ``shake_shake_26_2x32d`` is Shake-Shake-26 2x32d in Gastaldi's published layout (Gastaldi 2017, arXiv 1705.07485;
+  docs/science.md, "The original study"): a 3×3 stem conv to 16 channels + BN, three stages of 4 shake blocks with 32, 64 and 128 channels, two residual branches
   per block mixed with a per-sample random α in the forward pass and an independent per-sample β in the backward
   pass while training (0.5/0.5 at evaluation), the paper's "skip" shortcut where the shape changes (including the
   16→32 change at the first block). 2,923,162 parameters (the paper's 2.9M; the hysts/pytorch_shake_shake layout
   with a 32-channel stem and no stage-1 projection would give 2,932,266).
+- ``shake_shake_26_2x32d_original`` is the same network as the original repository's own ``model.py`` wrote it
+  (docs/science.md, "The original study"): stem conv3×3 → 16 + BN + ReLU; the same blocks and branches; the skip
+  where channels change is only avg-pool(1, stride) → conv1×1 on x and on x shifted by one pixel, concatenated, with
+  no ReLU before it and no BN after it; no ReLU between the last block and the 8×8 average pool; the linear layer
+  keeps PyTorch's default init (its bias is not zeroed). 2,922,714 parameters (448 fewer: the skips' BNs).
 - ``preact_resnet18`` is the pre-activation ResNet-18 of He et al. 2016 ("Identity mappings in deep residual
   networks") for 32×32 inputs, the noisy-label literature's default (DivideMix, ELR+): 3×3 stem conv to 64 channels,
   stages of [2, 2, 2, 2] pre-activation blocks with 64/128/256/512 channels, final BN-ReLU, global average pool,
@@ -34,6 +39,7 @@ ARCHITECTURES = (
     "mlp",
     "small_cnn",
     "shake_shake_26_2x32d",
+    "shake_shake_26_2x32d_original",
     "preact_resnet18",
     "fast_cnn",
 )
@@ -44,6 +50,7 @@ DEFAULT_WIDTH = {
     "mlp": 512,
     "small_cnn": 32,
     "shake_shake_26_2x32d": 32,
+    "shake_shake_26_2x32d_original": 32,
     "preact_resnet18": 64,
     "fast_cnn": 64,
 }
@@ -175,12 +182,12 @@ class ShakeBlock(nn.Module):
     """Two [ReLU → conv3×3(stride) → BN → ReLU → conv3×3 → BN] branches mixed by ``shake_shake``, plus a shortcut
     (identity when the shape is kept, ``ShakeSkip`` otherwise)."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, skip: type[nn.Module] | None = None):
         super().__init__()
         self.branch1 = self._branch(cin, cout, stride)
         self.branch2 = self._branch(cin, cout, stride)
         same = cin == cout and stride == 1
-        self.shortcut = nn.Identity() if same else ShakeSkip(cin, cout, stride)
+        self.shortcut = nn.Identity() if same else (skip or ShakeSkip)(cin, cout, stride)
 
     @staticmethod
     def _branch(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -223,6 +230,58 @@ class ShakeShakeResNet(nn.Module):
             nn.Linear(cin, num_classes),
         )
         _init_resnet(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+class OriginalShakeSkip(nn.Module):
+    """The original repository's shortcut where shapes change: avg-pool(1, stride) → conv1×1 to c_out/2 channels on
+    x, and the same on x shifted by one pixel (crop the first row/column, zero-pad the last), concatenated. Unlike
+    :class:`ShakeSkip` there is no ReLU before it and no BN after it."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        if cout % 2:
+            raise ValueError(f"shake-shake skip needs an even output width, got {cout}")
+        self.stride = stride
+        self.conv1 = nn.Conv2d(cin, cout // 2, 1, bias=False)
+        self.conv2 = nn.Conv2d(cin, cout // 2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y1 = self.conv1(F.avg_pool2d(x, 1, self.stride))
+        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        y2 = self.conv2(F.avg_pool2d(shifted, 1, self.stride))
+        return torch.cat([y1, y2], dim=1)
+
+
+class OriginalShakeShakeResNet(nn.Module):
+    """Shake-Shake-26 2×(width)d as the original repository's ``model.py`` wrote it: stem conv3×3 → 16 + BN + ReLU,
+    stages of 4 :class:`ShakeBlock` (width, 2·width, 4·width; strides 1, 2, 2) with :class:`OriginalShakeSkip`
+    shortcuts, then straight (no ReLU) to global average pooling (8×8 on CIFAR) and a linear layer with PyTorch's
+    default init. Convs Kaiming-normal (fan_out), BN weight 1 / bias 0."""
+
+    STEM = 16
+    BLOCKS_PER_STAGE = 4
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(_conv3x3(in_channels, self.STEM), nn.BatchNorm2d(self.STEM), nn.ReLU(inplace=True))
+        stages, cin = [], self.STEM
+        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+            blocks = []
+            for i in range(self.BLOCKS_PER_STAGE):
+                blocks.append(ShakeBlock(cin, cout, stride if i == 0 else 1, skip=OriginalShakeSkip))
+                cin = cout
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -361,6 +420,8 @@ def build_model(
         return SmallCNN(channels, num_classes, width=width)
     if arch == "shake_shake_26_2x32d":
         return ShakeShakeResNet(channels, num_classes, width=width)
+    if arch == "shake_shake_26_2x32d_original":
+        return OriginalShakeShakeResNet(channels, num_classes, width=width)
     if arch == "preact_resnet18":
         return PreActResNet18(channels, num_classes, width=width)
     if not FastCNN.min_size_ok(height, width_px):

@@ -1,7 +1,8 @@
 """Label-noise models (docs/science.md, "Noise models"): flip exactly round(r·n) training labels with a seeded generator.
 
-Every model flips an exact count, so the realised rate equals the requested one to one sample, and the same
-seed gives byte-identical labels. ``none`` returns the clean labels (the reference run). ``human`` is not drawn
+By default every model flips an exact count, so the realised rate equals the requested one to one sample; with
+``count="bernoulli"`` each eligible sample is flipped by its own seeded coin of probability r instead (a binomial
+count, the original repository's rule). The same seed gives byte-identical labels either way. ``none`` returns the clean labels (the reference run). ``human`` is not drawn
 at all: it reads real annotators' labels (CIFAR-10N) from a file, checked against the dataset first.
 """
 
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .io import InputFileError
-from .noise_spec import NOISE_TYPES, NoiseSpec
+from .noise_spec import NOISE_COUNTS, NOISE_TYPES, NoiseSpec
 
 __all__ = [
+    "NOISE_COUNTS",
     "NOISE_TYPES",
     "NoiseSpec",
     "class_map_for",
@@ -53,11 +55,13 @@ def corrupt_labels(
     num_classes: int,
     rng: np.random.Generator,
     class_map: Mapping[int, int] | None = None,
+    count: str = "exact",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(noisy_labels, is_noisy)`` with exactly round(rate·n_eligible) labels changed.
+    """Return ``(noisy_labels, is_noisy)`` with exactly round(rate·n_eligible) labels changed (``count="exact"``).
 
     The flips are spread over classes in proportion to their size (:func:`class_quotas`); which samples of a
-    class are flipped is drawn by ``rng``.
+    class are flipped is drawn by ``rng``. With ``count="bernoulli"`` one uniform float64 per eligible sample is
+    drawn by ``rng`` (in index order) and the sample flips when it is below ``rate``.
 
     pair: y → (y+1) mod C. symmetric: y → uniform over the C−1 other classes. asymmetric: y → class_map[y],
     only samples whose class is a key of the map are eligible (rate is within those classes); a map entry
@@ -68,6 +72,8 @@ def corrupt_labels(
         raise ValueError(f"unknown noise type {noise_type!r}; allowed: {', '.join(NOISE_TYPES)}")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"noise rate must lie in [0, 1), got {rate}")
+    if count not in NOISE_COUNTS:
+        raise ValueError(f"unknown noise count {count!r}; allowed: {', '.join(NOISE_COUNTS)}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
     noisy = labels.copy()
@@ -82,12 +88,15 @@ def corrupt_labels(
         eligible = np.flatnonzero(np.isin(labels, list(class_map)))
     else:
         eligible = np.arange(labels.size)
-    quotas = class_quotas(labels[eligible], rate, num_classes)
-    chosen = np.sort(
-        np.concatenate(
-            [rng.choice(eligible[labels[eligible] == c], size=k, replace=False) for c, k in enumerate(quotas)]
+    if count == "bernoulli":
+        chosen = eligible[rng.random(eligible.size) < rate]
+    else:
+        quotas = class_quotas(labels[eligible], rate, num_classes)
+        chosen = np.sort(
+            np.concatenate(
+                [rng.choice(eligible[labels[eligible] == c], size=k, replace=False) for c, k in enumerate(quotas)]
+            )
         )
-    )
     n_flip = chosen.size
     if noise_type == "pair":
         noisy[chosen] = (labels[chosen] + 1) % num_classes

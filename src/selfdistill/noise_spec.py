@@ -11,6 +11,9 @@ from dataclasses import dataclass
 DEFAULT_HUMAN_LABEL_FILE = "resources/data/CIFAR-10_human.pt"
 
 NOISE_TYPES = ("none", "pair", "symmetric", "asymmetric", "human")
+#: How many labels a drawn noise model flips: ``exact`` - exactly round(rate·n), spread over classes; ``bernoulli`` -
+#: a seeded per-sample coin with probability ``rate`` (a binomial count: the original repository's, which was unseeded).
+NOISE_COUNTS = ("exact", "bernoulli")
 # Short names used in result paths, e.g. ``pair40`` for pair-flip at 40%.
 SHORT_NAMES = {
     "none": "none",
@@ -24,7 +27,8 @@ SHORT_NAMES = {
 @dataclass(frozen=True)
 class NoiseSpec:
     """One configured noise setting; ``name`` is the ``{noise}`` wildcard (``pair40``, ``sym20``, ``none``,
-    ``human_worse`` for the CIFAR-10N key ``worse_label``).
+    ``human_worse`` for the CIFAR-10N key ``worse_label``; a ``bernoulli`` count appends ``b``, e.g. ``pair40b``, so
+    the two counts never share a results folder).
 
     ``human`` settings read their labels from ``label_file`` under ``key``; ``rate`` does not apply to them (the
     realised rate is whatever the annotators produced, recorded with the data).
@@ -35,6 +39,7 @@ class NoiseSpec:
     class_map: Mapping[int, int] | None = None
     label_file: str = DEFAULT_HUMAN_LABEL_FILE
     key: str = "worse_label"
+    count: str = "exact"
 
     @property
     def name(self) -> str:
@@ -42,7 +47,7 @@ class NoiseSpec:
             return "none"
         if self.type == "human":
             return f"human_{self.key.replace('_label', '')}"
-        return f"{SHORT_NAMES[self.type]}{100 * self.rate:g}"
+        return f"{SHORT_NAMES[self.type]}{100 * self.rate:g}{'b' if self.count == 'bernoulli' else ''}"
 
     @classmethod
     def from_config(cls, entry: Mapping) -> NoiseSpec:
@@ -56,4 +61,5 @@ class NoiseSpec:
             class_map=class_map,
             label_file=str(entry.get("label_file", DEFAULT_HUMAN_LABEL_FILE)),
             key=str(entry.get("key", "worse_label")),
+            count=str(entry.get("count", "exact")),
         )

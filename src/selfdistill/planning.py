@@ -37,6 +37,8 @@ DATASET_SHAPES = {
     "cifar10": (60000, 10),
     "cifar100": (60000, 100),
 }
+#: Image channels of each dataset (the digits are 8×8 grey images: 1 channel, also for the MLP on flat pixels).
+DATASET_CHANNELS = {"digits": 1, "cifar10": 3, "cifar100": 3}
 #: (training images, test images) of the datasets with a fixed split; digits' split is drawn with
 #: ``dataset_options.test_fraction`` (:func:`split_sizes`). The validation split is taken from the training images.
 FIXED_SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
@@ -67,11 +69,13 @@ def train_mem_mb(dataset: str) -> int:
 #: only; digits runs take well under a second. ``train.epoch_seconds`` overrides them.
 EPOCH_SECONDS = {
     ("cifar", "shake_shake_26_2x32d", "cuda"): 30,
+    ("cifar", "shake_shake_26_2x32d_original", "cuda"): 30,
     ("cifar", "preact_resnet18", "cuda"): 20,
     ("cifar", "fast_cnn", "cuda"): 5,
     ("cifar", "small_cnn", "cuda"): 5,
     ("cifar", "mlp", "cuda"): 3,
     ("cifar", "shake_shake_26_2x32d", "cpu"): 1200,
+    ("cifar", "shake_shake_26_2x32d_original", "cpu"): 1200,
     ("cifar", "preact_resnet18", "cpu"): 2400,
     ("cifar", "fast_cnn", "cpu"): 600,
     ("cifar", "small_cnn", "cpu"): 120,
@@ -432,6 +436,11 @@ def noise_problems(config: Mapping) -> list[str]:
             problems.append(
                 f"invalid config: {where} is {kind} with rate 0; give {where}.rate, or use type: none for clean labels"
             )
+        if "count" in entry and kind in ("none", "human"):
+            problems.append(
+                f"invalid config: {where}.count applies to drawn noise (pair, symmetric, asymmetric), not to {kind}; "
+                f"drop it"
+            )
         if "class_map" in entry and kind != "asymmetric":
             problems.append(
                 f"invalid config: {where}.class_map applies to asymmetric noise only, not to {kind}; drop it or set "
@@ -506,6 +515,19 @@ def _frequency_problems(config: Mapping) -> list[str]:
     return problems
 
 
+def _normalize_problems(config: Mapping) -> list[str]:
+    norm, dataset = config["train"].get("normalize", "split"), config["dataset"]
+    if not isinstance(norm, Mapping):
+        return []
+    channels = DATASET_CHANNELS[dataset]
+    return [
+        f"invalid config: train.normalize.{key} has {len(norm[key])} values, but {dataset} images have {channels} "
+        f"channel{'s' if channels > 1 else ''}; give one per channel"
+        for key in ("mean", "std")
+        if len(norm[key]) != channels
+    ][:1]
+
+
 def _distill_problems(config: Mapping) -> list[str]:
     if "self_distill_seq" not in config["modes"]:
         return []
@@ -534,6 +556,7 @@ def config_problems(config: Mapping) -> list[str]:
         problems.append(option)
     problems += noise_problems(config)
     problems += _split_problems(config)
+    problems += _normalize_problems(config)
     problems += _distill_problems(config)
     problems += _frequency_problems(config)
     return problems

@@ -76,8 +76,10 @@ class TrainSettings:
     weight_decay: float = 0.0
     nesterov: bool = False
     schedule: str = "cosine"  # cosine | constant
-    schedule_unit: str = "step"  # step | epoch
+    schedule_unit: str = "step"  # step | epoch | epoch_ahead (see lr_schedule)
     augment: str = "none"  # none | crop_flip
+    #: "split" (the training split's own per-channel mean and std) or {"mean": [...], "std": [...]} on the [0, 1] scale
+    normalize: Any = "split"
     crop_padding: int = 4
     eval_batch_size: int = 1024
     compile: bool = False  # torch.compile the network (worth it on CUDA for long runs)
@@ -125,6 +127,24 @@ def channel_stats(images: np.ndarray, pixel_max: float) -> tuple[torch.Tensor, t
     mean = sum(b.astype(np.float64).sum(axis=0) / pixel_max for b in blocks) / n
     var = sum(((b.astype(np.float64) / pixel_max - mean) ** 2).sum(axis=0) for b in blocks) / n
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(np.maximum(np.sqrt(var), 1e-3), dtype=torch.float32)
+
+
+def normalisation(normalize: Any, images: np.ndarray, pixel_max: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel (mean, std) a run normalises with: the training split's own (``"split"``,
+    :func:`channel_stats`) or the fixed constants ``{"mean": [...], "std": [...]}`` (one per channel, [0, 1] scale)."""
+    if normalize == "split":
+        return channel_stats(images, pixel_max)
+    if not isinstance(normalize, Mapping) or set(normalize) != {"mean", "std"}:
+        raise ValueError(f"train.normalize must be 'split' or {{mean: [...], std: [...]}}, got {normalize!r}")
+    channels = images.shape[-1]
+    mean, std = (torch.tensor([float(v) for v in normalize[k]], dtype=torch.float32) for k in ("mean", "std"))
+    if mean.numel() != channels or std.numel() != channels:
+        raise ValueError(
+            f"train.normalize gives {mean.numel()} means and {std.numel()} stds for images of {channels} channels"
+        )
+    if not (std > 0).all():
+        raise ValueError(f"train.normalize.std must be positive, got {normalize['std']}")
+    return mean, std
 
 
 def crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -225,6 +245,28 @@ def constant_factor(t: int) -> float:
     return 1.0
 
 
+#: ``train.schedule_unit`` values: ``step`` - the schedule advances after every optimiser step; ``epoch`` - after
+#: every epoch (epoch e, 0-based, trains with factor(e)); ``epoch_ahead`` - once per epoch *before* that epoch, the
+#: original repository's, so epoch e trains with factor(e + 1) and the last epoch with factor(epochs) (0 for cosine).
+SCHEDULE_UNITS = ("step", "epoch", "epoch_ahead")
+
+
+def lr_schedule(
+    optimiser: torch.optim.Optimizer, cfg: TrainSettings, n_train: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's lr scheduler (cosine or constant over ``cfg.epochs``, in ``cfg.schedule_unit``s).
+
+    ``epoch_ahead`` is stepped after each epoch like ``epoch`` but its factor is one epoch ahead, which is the same as
+    stepping before each epoch (and resumes alike from a checkpoint taken between epochs)."""
+    if cfg.schedule_unit not in SCHEDULE_UNITS:
+        raise ValueError(f"train.schedule_unit must be one of {', '.join(SCHEDULE_UNITS)}, got {cfg.schedule_unit!r}")
+    horizon = cfg.epochs * (math.ceil(n_train / cfg.batch_size) if cfg.schedule_unit == "step" else 1)
+    ahead = 1 if cfg.schedule_unit == "epoch_ahead" else 0
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: cosine_factor(t + ahead, horizon))
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, constant_factor)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The run's state
 # ------------------------------------------------------------------------------------------------------------------
@@ -286,7 +328,8 @@ class TrainingRun:
         self.data_sha256 = file_digest(data_path)
         self.splits, attrs = read_corrupted(data_path)
         self.num_classes, pixel_max = int(attrs["num_classes"]), float(attrs["pixel_max"])
-        mean, std = channel_stats(self.splits["train"].images, pixel_max)
+        mean, std = normalisation(self.cfg.normalize, self.splits["train"].images, pixel_max)
+        self.norm_mean, self.norm_std = mean, std
         self.images = {name: DeviceImages(s.images, dev, pixel_max, mean, std) for name, s in self.splits.items()}
         self.labels = {
             name: (torch.from_numpy(s.labels_noisy).to(dev), torch.from_numpy(s.labels_clean).to(dev))
@@ -323,9 +366,7 @@ class TrainingRun:
             weight_decay=cfg.weight_decay,
             nesterov=cfg.nesterov,
         )
-        horizon = cfg.epochs * (math.ceil(self.n_train / cfg.batch_size) if cfg.schedule_unit == "step" else 1)
-        factor = (lambda t: cosine_factor(t, horizon)) if cfg.schedule == "cosine" else constant_factor
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, factor)
+        self.scheduler = lr_schedule(self.optimiser, cfg, self.n_train)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that decides the rest of the run, as tensors and plain values (loadable with weights_only)."""
@@ -537,7 +578,7 @@ def train_one_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopReques
             if cfg.checkpoint_every:
                 checkpoint(run, folder)
             preempt(run, stop, checkpointed=bool(cfg.checkpoint_every))
-    if cfg.schedule_unit == "epoch":
+    if cfg.schedule_unit in ("epoch", "epoch_ahead"):
         run.scheduler.step()
     train_loss = float(p.loss_sum) / sum(c.numel() for c in chunks)
     if not math.isfinite(train_loss):
@@ -848,6 +889,9 @@ def _write_outputs(h5: h5py.File, run: TrainingRun, folder: CheckpointFolder) ->
             "seed": run.spec.seed,
             "epochs": run.cfg.epochs,
             "data_sha256": run.data_sha256,
+            # the per-channel normalisation the network saw (float32 values), for frequency.inputs: normalised
+            "norm_mean": run.norm_mean.numpy().astype(np.float64),
+            "norm_std": run.norm_std.numpy().astype(np.float64),
             "arrays_sha256": arrays_digest(sinks[key][()] for key in OUTPUT_ARRAYS),
         }
     )

@@ -18,6 +18,7 @@ rule frequency:
         deltas=config["frequency"]["deltas"],
         delta_scale=config["frequency"]["delta_scale"],
         sources=config["frequency"]["sources"],
+        inputs=config["frequency"]["inputs"],
     message:
         "frequency analysis of {wildcards.setting}/seed{wildcards.seed}/{wildcards.mode}"
     script:

@@ -170,10 +170,12 @@ FIGURE_TABLES = {
     "frequency_clean_vs_noisy": "frequency.csv",
     "accuracy_bars": "histories.csv",
 }
+# the frequency figures draw the softmax outputs when they are analysed, else the first configured source (logits)
+FIGURE_SOURCE = "probs" if "probs" in config["frequency"]["sources"] else config["frequency"]["sources"][0]
 FIGURE_OPTIONS = {
-    "frequency_ratio": {"deltas": config["frequency"]["plot_deltas"] or None},
-    "frequency_error": {"delta": config["frequency"]["plot_delta"]},
-    "frequency_clean_vs_noisy": {"delta": config["frequency"]["plot_delta"]},
+    "frequency_ratio": {"deltas": config["frequency"]["plot_deltas"] or None, "source": FIGURE_SOURCE},
+    "frequency_error": {"delta": config["frequency"]["plot_delta"], "source": FIGURE_SOURCE},
+    "frequency_clean_vs_noisy": {"delta": config["frequency"]["plot_delta"], "source": FIGURE_SOURCE},
 }
 
 

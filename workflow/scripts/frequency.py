@@ -10,5 +10,6 @@ analyse_run(
     deltas=sm.params.deltas,
     delta_scale=sm.params.delta_scale,
     sources=sm.params.sources,
+    inputs=sm.params.inputs,
     log_path=sm.log[0],
 )
