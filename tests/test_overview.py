@@ -126,6 +126,12 @@ def test_study_markdown_numbers_and_interval():
     assert "95% t-interval over seeds" in md
 
 
+def test_study_without_variants_has_no_variant_column():
+    study = ov.study_summary([setting_table("digits", "", "pair40")])
+    head, _, first = ov.study_markdown(study).splitlines()[:3]
+    assert head.startswith("| noise | mode |") and first.startswith("| pair40 | ce |")
+
+
 def test_study_without_validation_split_shows_no_numbers():
     tables = [t.assign(early_stop_mean=math.nan, last_minus_ce_early_mean=math.nan,
                        last_minus_ce_early_ci95_low=math.nan, last_minus_ce_early_ci95_high=math.nan,

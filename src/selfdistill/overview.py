@@ -89,12 +89,13 @@ def _difference(row) -> str:
 def study_markdown(study: pd.DataFrame) -> str:
     """The study table as Markdown, in percent, with the legend saying what each column is."""
     published = "published_ce" in study.columns
-    head = "| variant | noise | mode | seeds | last epoch | early-stopped | oracle (upper bound) "
+    # a study without variants has one unnamed variant: no column for it
+    variants = bool((study["variant"] != "").any())
+    head = "| variant " * variants + "| noise | mode | seeds | last epoch | early-stopped | oracle (upper bound) "
     head += "| last − early-stopped ce | verdict |" + (" published CE (source, recipe) |" if published else "")
-    lines = [head, "|" + "---|" * (9 + published)]
+    lines = [head, "|" + "---|" * (8 + variants + published)]
     for row in study.itertuples(index=False):
-        cells = [
-            row.variant,
+        cells = [row.variant] * variants + [
             row.noise,
             row.mode,
             str(row.n_seeds),
