@@ -129,12 +129,15 @@ def overview_figure(study: pd.DataFrame, out_png: str | os.PathLike) -> None:
     noises = list(dict.fromkeys(study["noise"]))
     modes = list(dict.fromkeys(study["mode"]))
     colours = dict(zip(modes, sns.color_palette("colorblind", len(modes)), strict=True))
-    fig, axes = plt.subplots(1, len(variants), figsize=(1.2 + 2.2 * len(noises) * len(variants) ** 0.5, 3.6),
-                             sharey=True, squeeze=False)  # fmt: skip
+    # each panel wide enough for its settings' labels and the variant's name
+    panel = max(2.0, 1.0 + 0.9 * len(noises))
+    fig, axes = plt.subplots(1, len(variants), figsize=(1.2 + panel * len(variants), 3.6), sharey=True, squeeze=False)
     for ax, variant in zip(axes[0], variants, strict=True):
         _overview_panel(ax, study[study["variant"] == variant], noises, modes, colours)
-        ax.set_title(f"variant {variant}" if variant else "")
+        ax.set_title(variant)
     axes[0][0].set_ylabel("test accuracy (%)")
+    fig.supxlabel("noise setting")
+    fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, 1.08))
     try:
@@ -163,7 +166,6 @@ def _overview_panel(ax, rows: pd.DataFrame, noises: list[str], modes: list[str],
                 ax.hlines(100 * r["early_stop_mean"], i - 0.4, i + 0.4, colors="black", linewidth=1.5,
                           label="early-stopped ce" if first else None)  # fmt: skip
     ax.set_xticks(range(len(noises)), noises)
-    ax.set_xlabel("noise setting")
     ax.grid(axis="y", alpha=0.3)
 
 
