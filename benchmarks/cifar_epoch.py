@@ -230,7 +230,8 @@ def run(out=None, *, device: str = "auto", threads: int = 2, data_root=DEFAULT_D
                 out, device=str(run_device.torch_device), threads=threads, data_root=data_root, **options
             )
         except DatasetNotFoundError as err:
-            log.error("%s", err)  # missing files or failed md5s: one line in the log
+            # missing files or failed md5s: one line in the log
+            log.error("%s", err)
             raise
 
 

@@ -29,7 +29,8 @@ from selfdistill.io import atomic_output, logged_step, setup_logging
 from selfdistill.planning import train_params
 from selfdistill.training import TrainSettings
 
-log = logging.getLogger("selfdistill.benchmarks")  # under the package's logger: setup_logging routes it
+# under the package's logger: setup_logging routes it
+log = logging.getLogger("selfdistill.benchmarks")
 
 #: The benchmarks that run on any machine (synthetic images without CIFAR-10): Snakemake's ``benchmarks`` target.
 DEFAULT_BENCHMARKS = ("input_pipeline", "train_step", "frequency")
@@ -247,6 +248,7 @@ def command_line(
             **options,
         )
     except DatasetNotFoundError as err:
-        if args.log:  # without --log, the benchmark's log record already went to stderr
+        # without --log, the benchmark's log record already went to stderr
+        if args.log:
             print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -103,7 +103,8 @@ def frequency_benchmark(
     ``frequency.deltas`` (times the median squared distance unless its ``delta_scale`` is ``absolute``), from
     ``config`` (the original study, ``config/cifar10_seed.yaml``).
     """
-    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+    # scikit-learn's dependency
+    from threadpoolctl import threadpool_limits
 
     frequency = study_config(config)["frequency"]
     n = int(frequency["test_subset"]) if n is None else n

@@ -190,7 +190,8 @@ def input_pipeline_benchmark(
     runs += [("device", threads) for threads in thread_counts]
 
     def run_variant(key, count):
-        if key[0] == "torchvision_dataloader":  # the warm-up runs without worker processes
+        # the warm-up runs without worker processes
+        if key[0] == "torchvision_dataloader":
             w = workers if count == n_images else 0
             return _loader_batches(dataset, count, batch_size, w, dev, seed)()
         torch.set_num_threads(key[1])

@@ -35,9 +35,12 @@ RUNS = {
 }
 # Per run, by hand: (last test, early epoch, early test, oracle epoch, oracle test)
 EXPECTED_RUNS = {
-    ("ce", 0): (0.65, 2, 0.80, 3, 0.85),  # val tie epochs 2 and 3 → 2
-    ("ce", 1): (0.70, 3, 0.82, 4, 0.90),  # val tie epochs 3 and 4 → 3
-    ("self_distill", 0): (0.86, 5, 0.86, 3, 0.86),  # test tie epochs 3 and 5 → 3
+    # val tie epochs 2 and 3 → 2
+    ("ce", 0): (0.65, 2, 0.80, 3, 0.85),
+    # val tie epochs 3 and 4 → 3
+    ("ce", 1): (0.70, 3, 0.82, 4, 0.90),
+    # test tie epochs 3 and 5 → 3
+    ("self_distill", 0): (0.86, 5, 0.86, 3, 0.86),
     ("self_distill", 1): (0.84, 4, 0.83, 5, 0.84),
 }
 
@@ -120,7 +123,8 @@ def test_summarise_means_and_sample_sd():
     # hand values
     ce = summary[summary["mode"] == "ce"].iloc[0]
     assert math.isclose(ce["last_mean"], 0.675)
-    assert math.isclose(ce["last_sd"], 0.05 / math.sqrt(2))  # sample sd, not population (0.025)
+    # sample sd, not population (0.025)
+    assert math.isclose(ce["last_sd"], 0.05 / math.sqrt(2))
     assert math.isclose(ce["early_stop_mean"], 0.81)
     assert math.isclose(ce["early_stop_epoch_mean"], 2.5)
 
@@ -144,7 +148,8 @@ def test_single_seed_sd_is_nan_and_markdown_has_no_pm():
     table_rows = [line for line in md.splitlines() if line.startswith("| digits |")]
     assert len(table_rows) == 2
     assert all("±" not in line for line in table_rows)
-    assert "| 65.00 |" in md  # ce seed 0, last epoch
+    # ce seed 0, last epoch
+    assert "| 65.00 |" in md
 
 
 def test_per_run_summary_without_validation_split():
@@ -162,7 +167,8 @@ def test_summary_markdown_without_validation_split_says_so_in_the_early_stopped_
     rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| digits |")]
     assert rows and all(cells[5] == "n/a (no validation split)" for cells in rows)
     assert "nan" not in md
-    assert all(cells[4][0].isdigit() and cells[6][0].isdigit() for cells in rows)  # last epoch, oracle: numbers
+    # last epoch, oracle: numbers
+    assert all(cells[4][0].isdigit() and cells[6][0].isdigit() for cells in rows)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -183,8 +189,10 @@ def test_summary_markdown_contents():
     assert "81.00 ± 1.41" in ce_line
     assert "87.50 ± 3.54" in ce_line
     sd_line = next(line for line in md.splitlines() if "| self_distill |" in line)
-    assert "85.00 ± 1.41" in sd_line  # last: (0.86 + 0.84) / 2
-    assert "84.50 ± 2.12" in sd_line  # early: (0.86 + 0.83) / 2
+    # last: (0.86 + 0.84) / 2
+    assert "85.00 ± 1.41" in sd_line
+    # early: (0.86 + 0.83) / 2
+    assert "84.50 ± 2.12" in sd_line
     assert md.endswith("\n")
 
 
@@ -215,8 +223,10 @@ def test_verdict_early_stopping_wins():
 
 def test_verdict_single_seed_is_inconclusive_and_says_why():
     runs = {
-        ("ce", 0): ([0.1, 0.9, 0.2], [0.5, 0.75, 0.6]),  # early stop epoch 2: 0.75
-        ("self_distill", 0): ([0.1, 0.2, 0.3], [0.5, 0.6, 0.95]),  # last 0.95
+        # early stop epoch 2: 0.75
+        ("ce", 0): ([0.1, 0.9, 0.2], [0.5, 0.75, 0.6]),
+        # last 0.95
+        ("self_distill", 0): ([0.1, 0.2, 0.3], [0.5, 0.6, 0.95]),
     }
     summary = ag.summarise(histories_frame(runs))
     row = summary.set_index("mode").loc["self_distill"]
@@ -303,7 +313,8 @@ def test_paired_differences_against_explicit_loops():
 
 def test_pairs_are_by_seed_and_unpaired_seeds_are_left_out():
     runs = dict(RUNS)
-    runs[("self_distill", 7)] = RUNS[("self_distill", 0)]  # no ce run with seed 7
+    # no ce run with seed 7
+    runs[("self_distill", 7)] = RUNS[("self_distill", 0)]
     row = ag.summarise(histories_frame(runs)).set_index("mode").loc["self_distill"]
     assert row["last_minus_ce_early_n_pairs"] == 2 and row["last_minus_early_n_pairs"] == 3
     assert row["last_minus_ce_early_mean"] == pytest.approx(0.04)
@@ -413,7 +424,8 @@ def test_a_table_with_a_run_key_column_is_refused(tmp_path):
 def test_summary_html_rounds_like_the_markdown_and_is_ascii():
     summary = ag.summarise(histories_frame(), mode_order=["ce", "self_distill"])
     page = ag.summary_html(summary)
-    page.encode("ascii")  # ± and ≥ as character references, whatever encoding a viewer assumes
+    # ± and ≥ as character references, whatever encoding a viewer assumes
+    page.encode("ascii")
     assert page.count("<table") == 1 and f"{DATASET} / {NOISE}" in page
     rows = [line for line in page.splitlines() if line.startswith("<tr><td>")]
     assert [row.split("</td>")[0] for row in rows] == ["<tr><td>ce", "<tr><td>self_distill"]
@@ -422,7 +434,8 @@ def test_summary_html_rounds_like_the_markdown_and_is_ascii():
         assert text in rows[0]
     # the paired difference with early-stopped ce, and the verdict sentences under the table
     assert "upper bound" in page and "95% t-interval over seeds" in page and "<li>" in page
-    assert "0.675" not in page  # no unrounded fractions
+    # no unrounded fractions
+    assert "0.675" not in page
 
 
 def test_aggregate_histories_writes_the_html_table_only_when_asked(tmp_path):
@@ -449,6 +462,7 @@ def test_summary_pointer_names_each_summary_with_its_table(tmp_path):
     md.write_text(ag.summary_markdown(summary))
     lines = summary_pointer([md, tmp_path / "not_built" / "summary.md"])
     assert lines[0] == f"summary: {md} (test accuracy %, mean ± sd over seeds)"
-    assert lines[1:5] == ag.summary_markdown(summary).splitlines()[:4]  # header, rule, one row per mode
+    # header, rule, one row per mode
+    assert lines[1:5] == ag.summary_markdown(summary).splitlines()[:4]
     assert lines[5:] == ["figures and summaries in one page: snakemake --report report.html"]
     assert summary_pointer([tmp_path / "none.md"]) == []

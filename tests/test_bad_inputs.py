@@ -285,7 +285,8 @@ def test_outputs_without_producer_attributes(run_copy, tmp_path):
 
 def test_outputs_from_another_data_file(run_copy, tmp_path):
     with h5py.File(run_copy["data"], "a") as h5:
-        h5.attrs["seed"] = 99  # any change to data.h5 after training
+        # any change to data.h5 after training
+        h5.attrs["seed"] = 99
     message = check_analyse_fails(run_copy, tmp_path, "outputs", "was not produced from", "data_sha256 differs")
     assert str(run_copy["data"]) in message and f"delete {run_copy['outputs']}" in message
 

@@ -142,7 +142,8 @@ def test_input_pipeline_quick(tmp_path, empty_root):
     out = tmp_path / "input_pipeline.csv"
     df = input_pipeline.input_pipeline_benchmark(out, n_images=200, batch_size=64, device="cpu", data_root=empty_root)
     read = _check_csv(out, "input_pipeline", {"torchvision_dataloader", "device"})
-    assert len(read) == len(df) == 3  # the baseline, and the device path at 1 and 2 threads
+    # the baseline, and the device path at 1 and 2 threads
+    assert len(read) == len(df) == 3
     assert (read["data"] == "synthetic").all() and (read["n_images"] == 200).all()
     assert (read["batch_size"] == 64).all()
     threads = read.groupby("variant")["threads"].apply(sorted).to_dict()
@@ -350,7 +351,8 @@ def test_cifar_epoch_command_line_on_fake_files(tmp_path, fake_cifar_root, capsy
     assert math.isnan(df["ratio"].iloc[0])
     assert "CIFAR-10 on cpu" in capsys.readouterr().out
     log_text = (tmp_path / "e.log").read_text()
-    assert "epoch 2/2" in log_text  # the training run's progress is in the benchmark's log
+    # the training run's progress is in the benchmark's log
+    assert "epoch 2/2" in log_text
 
 
 def test_cifar_epoch_needs_the_real_files(tmp_path, empty_root, fake_cifar_root, capsys, package_logging):
@@ -360,7 +362,8 @@ def test_cifar_epoch_needs_the_real_files(tmp_path, empty_root, fake_cifar_root,
         cifar_epoch.cifar_epoch_benchmark(tmp_path / "x.csv", data_root=empty_root)
     assert str(err.value) == message
     assert not (tmp_path / "x.csv").exists()
-    with pytest.raises(DatasetNotFoundError, match="md5"):  # the fake files are not the real ones
+    # the fake files are not the real ones
+    with pytest.raises(DatasetNotFoundError, match="md5"):
         cifar_epoch.cifar_epoch_benchmark(None, data_root=fake_cifar_root, device="cpu")
     with pytest.raises(SystemExit) as exit_info:
         cifar_epoch.main(
@@ -373,7 +376,8 @@ def test_cifar_epoch_needs_the_real_files(tmp_path, empty_root, fake_cifar_root,
         )
     assert exit_info.value.code == 1
     assert message in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # the cifar_epoch options belong to it alone
+    # the cifar_epoch options belong to it alone
+    with pytest.raises(SystemExit):
         freq_bm.main(["--archs", "fast_cnn"])
 
 
@@ -446,8 +450,10 @@ def test_train_step_reads_network_batch_and_sgd_from_the_study_config(edited_con
     df = train_step.train_step_benchmark(
         None, archs=["small_cnn"], warmup=0, steps=1, device="cpu", config=edited_configs / "cifar10_seed.yaml"
     )
-    assert sorted(df["batch_size"]) == [6, 24]  # the study's batch size and four times it
-    np.testing.assert_allclose(df["ratio"], 1.0)  # small_cnn is this study's network: the reference
+    # the study's batch size and four times it
+    assert sorted(df["batch_size"]) == [6, 24]
+    # small_cnn is this study's network: the reference
+    np.testing.assert_allclose(df["ratio"], 1.0)
     assert optimisers == [{"lr": 0.3, "momentum": 0.5, "weight_decay": 3e-3, "nesterov": True}]
 
 
@@ -465,7 +471,8 @@ def test_frequency_reads_its_sizes_from_the_study_config(edited_configs, empty_r
     assert (df["n_images"] == 30).all()
     n, deltas = seen[0]
     assert n == 30
-    np.testing.assert_allclose(deltas[-1] / deltas[0], 0.4 / 0.1)  # the study's delta range
+    # the study's delta range
+    np.testing.assert_allclose(deltas[-1] / deltas[0], 0.4 / 0.1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -521,7 +528,8 @@ def test_command_line_quick(tmp_path, empty_root):
     out = tmp_path / "f.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     args = ["--quick", "--out", str(out), "--data-root", str(empty_root)]
-    result = subprocess.run(  # as documented: from the repository root
+    # as documented: from the repository root
+    result = subprocess.run(
         [sys.executable, "-m", "benchmarks.frequency", *args],
         cwd=REPO,
         capture_output=True,

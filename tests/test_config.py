@@ -342,12 +342,14 @@ def test_noise_settings_rejects_zero_rate(config, entry):
 
 
 def test_human_noise_names_and_rate(config):
-    config["dataset"] = "cifar10"  # human noise needs annotators' labels: CIFAR-10N
+    # human noise needs annotators' labels: CIFAR-10N
+    config["dataset"] = "cifar10"
     config["noise"] = [
         {"type": "human", "key": "worse_label"},
         {"type": "human", "key": "aggre_label"},
         {"type": "human", "key": "random_label1"},
-        {"type": "human"},  # default key: worse_label, a duplicate of the first
+        # default key: worse_label, a duplicate of the first
+        {"type": "human"},
     ]
     with pytest.raises(ValueError, match=r"noise\[3\] duplicates the setting 'human_worse'"):
         noise_settings(config)

@@ -100,4 +100,5 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
         tmp.write_text("done")
     assert final.read_text() == "done"
     assert not any(p.exists() for p in stale)
-    assert other.exists()  # another output's temporary is that output's writer's business
+    # another output's temporary is that output's writer's business
+    assert other.exists()

@@ -15,7 +15,8 @@ from selfdistill import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODES = ("ce", "self_distill", "bootstrap_soft")
-DELTAS = ((1.0, 0.1), (10.0, 0.5), (100.0, 2.0))  # (delta, delta_rel)
+# (delta, delta_rel)
+DELTAS = ((1.0, 0.1), (10.0, 0.5), (100.0, 2.0))
 
 
 def make_histories(seeds=(0, 1), modes=MODES, n_epochs=6) -> pd.DataFrame:
@@ -206,7 +207,8 @@ def test_early_stop_points_by_hand():
         # mode, seed, epoch, val_acc, test_acc
         ("ce", 0, 1, 0.5, 0.60),
         ("ce", 0, 2, 0.7, 0.70),
-        ("ce", 0, 3, 0.7, 0.50),  # tie with epoch 2: earliest wins
+        # tie with epoch 2: earliest wins
+        ("ce", 0, 3, 0.7, 0.50),
         ("ce", 1, 1, 0.9, 0.62),
         ("ce", 1, 2, 0.6, 0.74),
         ("ce", 1, 3, 0.4, 0.52),
@@ -240,7 +242,8 @@ def test_select_deltas_spread_and_nearest():
     assert figures.select_deltas(avail, max_n=2) == [1.0, 100.0]
     # 3 → 2 (closer than 5), 9 → 10, 1000 → 100, 11 → 10 again: dropped
     assert figures.select_deltas(avail, [3, 9, 1000, 11]) == [2.0, 10.0, 100.0]
-    assert figures.select_deltas(avail, [1.5]) == [1.0]  # tie → smaller
+    # tie → smaller
+    assert figures.select_deltas(avail, [1.5]) == [1.0]
     with pytest.raises(ValueError):
         figures.select_deltas([np.nan])
 
@@ -263,7 +266,8 @@ def test_ratio_difference_by_hand():
         ("self_distill", 0, 1, 1.0, 0.55),
         ("self_distill", 1, 1, 1.0, 0.70),
         ("self_distill", 0, 2, 1.0, 0.45),
-        ("self_distill", 2, 1, 1.0, 0.99),  # seed 2 has no ce run: dropped
+        # seed 2 has no ce run: dropped
+        ("self_distill", 2, 1, 1.0, 0.99),
         ("bootstrap_hard", 0, 1, 1.0, 0.30),
     ]
     df = pd.DataFrame(rows, columns=["mode", "seed", "epoch", "delta", "ratio"])
@@ -360,7 +364,8 @@ def test_frequency_by_delta_draws_last_epoch_means_and_label_references(tmp_path
         for mode, level in (("ce", 0.3), ("self_distill", 0.5)):
             for rel in (0.1, 1.0):
                 for split in ("train_subset", "test"):
-                    rows.append((seed, mode, split, "probs", 1, rel, 0.9, 0.5))  # epoch 1: not plotted
+                    # epoch 1: not plotted
+                    rows.append((seed, mode, split, "probs", 1, rel, 0.9, 0.5))
                     rows.append((seed, mode, split, "probs", 2, rel, level + shift + rel, 0.5))
                     rows.append((seed, mode, split, "labels_clean", np.nan, rel, 0.8 + seed * 0.02, np.nan))
                 rows.append((seed, mode, "train_subset", "labels_noisy", np.nan, rel, 0.4, np.nan))
@@ -370,7 +375,8 @@ def test_frequency_by_delta_draws_last_epoch_means_and_label_references(tmp_path
     figures.plot_frequency_by_delta(path, out)
     assert_png(out)
     (fig,) = drawn
-    assert len(fig.axes) == 2  # one source (probs) × two splits
+    # one source (probs) × two splits
+    assert len(fig.axes) == 2
     train, test = fig.axes
     assert [ax.get_title() for ax in fig.axes] == [
         "training subset · softmax probabilities",
@@ -380,9 +386,11 @@ def test_frequency_by_delta_draws_last_epoch_means_and_label_references(tmp_path
     # last epoch (2), mean over the two seeds: level + 0.05 + δ_rel
     assert line(train, "ce") == ([0.1, 1.0], pytest.approx([0.45, 1.35]))
     assert line(train, "self_distill") == ([0.1, 1.0], pytest.approx([0.65, 1.55]))
-    assert line(train, "labels_clean")[1] == pytest.approx([0.81, 0.81])  # each seed once
+    # each seed once
+    assert line(train, "labels_clean")[1] == pytest.approx([0.81, 0.81])
     assert line(train, "labels_noisy")[1] == pytest.approx([0.4, 0.4])
-    assert "labels_noisy" not in [ln.get_label() for ln in test.lines]  # the test split has no noisy labels
+    # the test split has no noisy labels
+    assert "labels_noisy" not in [ln.get_label() for ln in test.lines]
     assert all(ln.get_linestyle() == "--" for ln in train.lines if ln.get_label().startswith("labels_"))
 
 
@@ -390,7 +398,8 @@ def test_last_epoch_rows_per_run():
     rows = [
         (0, "ce", "train_subset", "probs", 3, 1.0, 0.1, 0.5),
         (0, "ce", "train_subset", "probs", 5, 1.0, 0.2, 0.5),
-        (1, "ce", "train_subset", "probs", 4, 1.0, 0.3, 0.5),  # a run stopped at epoch 4 keeps its epoch 4
+        # a run stopped at epoch 4 keeps its epoch 4
+        (1, "ce", "train_subset", "probs", 4, 1.0, 0.3, 0.5),
         (0, "ce", "train_subset", "labels_clean", np.nan, 1.0, 0.9, np.nan),
     ]
     last = figures.last_epoch_rows(freq_rows(rows))
@@ -402,7 +411,8 @@ def test_frequency_clean_vs_noisy_draws_both_targets(tmp_path, drawn):
     path = tmp_path / "freq.csv"
     freq.to_csv(path, index=False)
     out = tmp_path / "out" / "clean_vs_noisy.png"
-    figures.plot_frequency_clean_vs_noisy(path, out, delta=0.4)  # nearest δ_rel: 0.5
+    # nearest δ_rel: 0.5
+    figures.plot_frequency_clean_vs_noisy(path, out, delta=0.4)
     assert_png(out)
     (fig,) = drawn
     titles = [ax.get_title() for ax in fig.axes]
@@ -429,10 +439,14 @@ def hand_histories(with_val=True) -> pd.DataFrame:
     rows = [
         # mode, seed, epoch, val_acc, test_acc
         ("ce", 0, 1, 0.5, 0.60),
-        ("ce", 0, 2, 0.7, 0.80),  # early stop (best val) and oracle
-        ("ce", 0, 3, 0.6, 0.50),  # last
-        ("ce", 1, 1, 0.8, 0.70),  # early stop
-        ("ce", 1, 2, 0.6, 0.90),  # oracle
+        # early stop (best val) and oracle
+        ("ce", 0, 2, 0.7, 0.80),
+        # last
+        ("ce", 0, 3, 0.6, 0.50),
+        # early stop
+        ("ce", 1, 1, 0.8, 0.70),
+        # oracle
+        ("ce", 1, 2, 0.6, 0.90),
         ("ce", 1, 3, 0.5, 0.40),
         ("self_distill", 0, 1, 0.5, 0.70),
         ("self_distill", 0, 2, 0.6, 0.75),
@@ -468,7 +482,8 @@ def test_accuracy_bars_heights_are_per_seed_means(tmp_path, drawn):
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.get_xticklabels()] == ["ce", "self_distill"]
     ce_line = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
-    assert ce_line and ce_line[0].get_ydata()[0] == pytest.approx(75.0)  # early-stopped ce
+    # early-stopped ce
+    assert ce_line and ce_line[0].get_ydata()[0] == pytest.approx(75.0)
     seeds = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets()) == 2])
     assert sorted(seeds) == pytest.approx(sorted([50, 40, 80, 76, 80, 70, 80, 76, 80, 90, 80, 78]))
 
@@ -482,7 +497,8 @@ def test_accuracy_bars_without_validation_split(tmp_path, drawn):
     (fig,) = drawn
     got = bars(fig)
     assert list(got) == ["last epoch", "oracle (best test epoch)"]
-    assert got["last epoch"] == pytest.approx([78.0, 45.0])  # mode_order kept
+    # mode_order kept
+    assert got["last epoch"] == pytest.approx([78.0, 45.0])
     assert "no validation split" in fig._suptitle.get_text()
     (ax,) = fig.axes
     assert not [ln for ln in ax.lines if ln.get_linestyle() == "--"]

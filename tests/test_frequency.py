@@ -165,7 +165,8 @@ def test_pairwise_sq_dists_matches_reference(rng):
 
 def test_pairwise_sq_dists_duplicates_exactly_zero(rng):
     base = rng.random((20, 11)) * 0.7 + 0.1
-    x = np.concatenate([base, base[[3, 3, 7]]])  # rows 20, 21 copy row 3; row 22 copies row 7
+    # rows 20, 21 copy row 3; row 22 copies row 7
+    x = np.concatenate([base, base[[3, 3, 7]]])
     d2 = fq.pairwise_sq_dists(x)
     for i, j in [(3, 20), (3, 21), (20, 21), (7, 22)]:
         assert d2[i, j] == 0.0 and d2[j, i] == 0.0
@@ -212,10 +213,13 @@ def test_kernel_tiny_delta_survives_underflow(rng):
     with np.errstate(under="ignore", invalid="ignore", divide="ignore"):
         naive_g = np.exp(-shifted / (2 * delta))
         naive_k = naive_g / naive_g.sum(axis=1, keepdims=True)
-    assert np.all(naive_g == 0.0)  # proves the underflow really happens
-    assert np.all(np.isnan(naive_k))  # and the naive normalisation is 0/0
+    # proves the underflow really happens
+    assert np.all(naive_g == 0.0)
+    # and the naive normalisation is 0/0
+    assert np.all(np.isnan(naive_k))
     ref = ref_kernel(d2, delta)
-    assert 0.05 < ref[0, 1] < 0.95  # the case is not trivially the identity
+    # the case is not trivially the identity
+    assert 0.05 < ref[0, 1] < 0.95
     np.testing.assert_allclose(ref_kernel(shifted, delta), ref, rtol=RTOL, atol=ATOL)
     for mat in (d2, shifted):
         k = operator_kernel(mat, delta)
@@ -226,7 +230,8 @@ def test_kernel_tiny_delta_survives_underflow(rng):
 
 def test_tiny_delta_averages_over_exact_duplicates(rng):
     base = rng.random((12, 10)) * 0.9
-    x = np.concatenate([base, base[[2, 2, 5]]])  # row 2 appears 3 times, row 5 twice
+    # row 2 appears 3 times, row 5 twice
+    x = np.concatenate([base, base[[2, 2, 5]]])
     d2 = fq.pairwise_sq_dists(x)
     k = operator_kernel(d2, 1e-8)
     groups = {2: [2, 12, 13], 12: [2, 12, 13], 13: [2, 12, 13], 5: [5, 14], 14: [5, 14]}
@@ -270,7 +275,8 @@ def test_resolve_deltas(rng):
     np.testing.assert_allclose(flt.resolve([0.5, 2.0], "median"), [0.5 * med, 2.0 * med], rtol=RTOL)
     np.testing.assert_array_equal(flt.resolve([0.5, 2.0], "absolute"), [0.5, 2.0])
     np.testing.assert_allclose(fq.median_sq_dist(d2), med, rtol=RTOL)
-    x_even = rng.random((32, 8))  # 496 pairs: an even count, so the median averages two middle values
+    # 496 pairs: an even count, so the median averages two middle values
+    x_even = rng.random((32, 8))
     np.testing.assert_allclose(
         fq.median_sq_dist(fq.pairwise_sq_dists(x_even)),
         ref_median_offdiag(ref_sq_dists(x_even)),
@@ -281,7 +287,8 @@ def test_resolve_deltas(rng):
     with pytest.raises(ValueError):
         flt.resolve([], "absolute")
     with pytest.raises(ValueError):
-        fq.FrequencyFilter(d2=np.zeros((3, 3))).resolve([1.0], "median")  # all points identical: median 0
+        # all points identical: median 0
+        fq.FrequencyFilter(d2=np.zeros((3, 3))).resolve([1.0], "median")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -387,15 +394,18 @@ def test_sanity_constant_and_perfect_outputs(rng):
     outputs = np.stack([const, perfect])
     df = fq.frequency_table(x, outputs, [0.05, 0.5], y_clean=y)
     c_rows, p_rows = df[df.epoch_index == 0], df[df.epoch_index == 1]
-    np.testing.assert_allclose(c_rows["ratio"], 1.0, rtol=1e-12)  # K is row-stochastic: K const = const
-    np.testing.assert_allclose(c_rows["e_high_clean"], 1.0, rtol=1e-12)  # h_high = 0 -> ||y_high|| / ||y_high||
+    # K is row-stochastic: K const = const
+    np.testing.assert_allclose(c_rows["ratio"], 1.0, rtol=1e-12)
+    # h_high = 0 -> ||y_high|| / ||y_high||
+    np.testing.assert_allclose(c_rows["e_high_clean"], 1.0, rtol=1e-12)
     np.testing.assert_allclose(p_rows[["e_low_clean", "e_high_clean"]], 0.0, atol=1e-12)
 
 
 def test_sanity_smooth_labels_have_more_low_frequency_than_noise(rng):
     n, c = 200, 4
     x = rng.random((n, 2))
-    smooth = np.minimum((x[:, 0] * c).astype(int), c - 1)  # class = bin of x0: a smooth function of x
+    # class = bin of x0: a smooth function of x
+    smooth = np.minimum((x[:, 0] * c).astype(int), c - 1)
     noise = rng.integers(0, c, n)
     ratios = label_ratio(x, np.stack([smooth, noise]), c, [0.002, 0.01])
     assert np.all(ratios[0] > ratios[1] + 0.1)
@@ -430,7 +440,8 @@ def _write_run(tmp_path, rng, n_train=40, n_sub=24, n_test=18, c=3, epochs=(5, 1
             g["is_noisy"] = noisy != clean
             g["index"] = np.arange(n, dtype=np.int64)
             info[split] = {"images": images, "clean": clean, "noisy": noisy}
-    idx = rng.permutation(n_train)[:n_sub].astype(np.int64)  # unsorted on purpose
+    # unsorted on purpose
+    idx = rng.permutation(n_train)[:n_sub].astype(np.int64)
     e = len(epochs)
     with h5py.File(out_path, "w") as f:
         f["epochs"] = np.asarray(epochs, dtype=np.int64)
@@ -590,7 +601,8 @@ def test_analyse_run_on_a_test_subset(tmp_path, rng):
             rtol=RTOL,
         )
     with h5py.File(out_path, "a") as f:
-        f["test/indices"][...] = idx[::-1]  # rows no longer match the stored labels
+        # rows no longer match the stored labels
+        f["test/indices"][...] = idx[::-1]
     with pytest.raises(ValueError, match="disagree"):
         fq.analyse_run(data_path, out_path, tmp_path / "g.csv", [0.7])
 
@@ -681,7 +693,8 @@ def test_analyse_run_on_normalised_inputs_matches_a_float64_loop(tmp_path, rng):
     """frequency.inputs: normalised - the kernel sees (pixels / pixel_max − mean) / std per channel, with the run's
     constants from outputs.h5; checked through the median distance and the ratios at absolute deltas."""
     data_path, out_path, info = _write_run(tmp_path, rng, n_train=20, n_sub=12, n_test=10)
-    mean, std = [0.4914, 0.4822], [0.2023, 0.1994]  # two channels in this fixture
+    # two channels in this fixture
+    mean, std = [0.4914, 0.4822], [0.2023, 0.1994]
     _set_norm(out_path, mean, std)
     pixel_max = info["pixel_max"]
     images = {"train_subset": info["train"]["images"][info["idx"]], "test": info["test"]["images"]}

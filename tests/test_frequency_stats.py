@@ -38,7 +38,8 @@ def table():
         for split in ("train_subset", "test"):
             for delta_rel, label_ratio in ((0.02, 0.9999), (0.2, 0.3)):
                 rows.append(row(seed, mode, split, "labels_clean", pd.NA, delta_rel, label_ratio))
-                rows.append(row(seed, mode, split, "probs", 1, delta_rel, 0.1, 5.0, 5.0))  # not the last epoch
+                # not the last epoch
+                rows.append(row(seed, mode, split, "probs", 1, delta_rel, 0.1, 5.0, 5.0))
                 last = ratio if delta_rel == 0.2 else 0.99
                 rows.append(row(seed, mode, split, "probs", 2, delta_rel, last, 0.7, LAST_E_HIGH_CLEAN[(mode, seed)]))
     frame = pd.DataFrame(rows)
@@ -82,7 +83,8 @@ def test_differences_against_explicit_loops():
         assert cell["ci95_high"].iloc[0] == pytest.approx(high, abs=1e-9)
         assert cell["n_pairs"].iloc[0] == 3
         assert cell["verdict"].iloc[0] == (fs.FOUND if low > 0 or high < 0 else fs.NONE_FOUND)
-    assert set(got["verdict"]) == {fs.FOUND, fs.NONE_FOUND}  # ratio found, e_high_clean not (by construction)
+    # ratio found, e_high_clean not (by construction)
+    assert set(got["verdict"]) == {fs.FOUND, fs.NONE_FOUND}
 
 
 def test_differences_leave_out_degenerate_widths_label_rows_and_absent_quantities():
@@ -123,8 +125,10 @@ def test_kernel_self_weight_against_the_written_out_kernel():
 def test_degenerate_deltas_flags_a_global_average_kernel_given_the_classes():
     frame = table()
     frame.loc[(frame["source"] == "labels_clean") & (frame["delta_rel"] == 0.2), "ratio"] = 0.105
-    assert set(fs.degenerate_deltas(frame)["delta_config"]) == {0.02}  # without C: only the identity side
+    # without C: only the identity side
+    assert set(fs.degenerate_deltas(frame)["delta_config"]) == {0.02}
     bad = fs.degenerate_deltas(frame, num_classes=10)
     # (0.105 - 0.1) / 0.9 = 0.0056 < 0.01
     assert set(bad["delta_config"]) == {0.02, 0.2} and any("global average" in r for r in bad["reason"])
-    assert set(fs.degenerate_deltas(table(), num_classes=10)["delta_config"]) == {0.02}  # 0.3 is well inside
+    # 0.3 is well inside
+    assert set(fs.degenerate_deltas(table(), num_classes=10)["delta_config"]) == {0.02}

@@ -73,7 +73,8 @@ def test_claim_gives_first_slot_and_release_frees_it(tmp_path):
     slot.release()
     assert not slot.held
     assert slot.lock_path.read_text() == ""
-    slot.release()  # idempotent
+    # idempotent
+    slot.release()
     with claim_gpu_slot(2, tmp_path) as again:
         assert again.index == 0
     assert not again.held

@@ -188,10 +188,14 @@ def test_self_distill_targets_use_batch_lambda():
     """Hand case: B=4, two rows match, λ=1/2; a mismatched row has t = ½ onehot(y) + ½ onehot(argmax)."""
     logits = torch.tensor(
         [
-            [2.0, 0.0, -1.0],  # argmax 0, y 0 (match)
-            [0.0, 3.0, 0.5],  # argmax 1, y 1 (match)
-            [1.0, -2.0, 0.0],  # argmax 0, y 2
-            [0.2, 0.1, 1.5],  # argmax 2, y 1
+            # argmax 0, y 0 (match)
+            [2.0, 0.0, -1.0],
+            # argmax 1, y 1 (match)
+            [0.0, 3.0, 0.5],
+            # argmax 0, y 2
+            [1.0, -2.0, 0.0],
+            # argmax 2, y 1
+            [0.2, 0.1, 1.5],
         ]
     )
     labels = torch.tensor([0, 1, 2, 1])
@@ -245,10 +249,11 @@ def test_default_betas(batch):
 def test_half_precision_logits_are_upcast():
     logits, labels = make_batch(n_match=5, seed=4)
     half = logits.half()
+    # the reference sees exactly the float16 values
     z, y = (
         as_rows(half),
         labels.tolist(),
-    )  # the reference sees exactly the float16 values
+    )
     t, _ = ref_self_distill_targets(z, y)
     for fn, ref in [
         (L.ce_loss, ref_ce(z, y)),

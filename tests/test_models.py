@@ -97,7 +97,8 @@ def test_fast_cnn_rejects_inputs_too_small_to_pool():
 def test_resnet_inits():
     torch.manual_seed(0)
     net = build_model("shake_shake_26_2x32d", CIFAR, 10)
-    conv = net.stages[2][1].branch1[4]  # 128→128 3×3: He-normal, fan-out 9·128
+    # 128→128 3×3: He-normal, fan-out 9·128
+    conv = net.stages[2][1].branch1[4]
     assert conv.weight.std().item() == pytest.approx((2 / (9 * 128)) ** 0.5, rel=0.02)
     for n in (net, build_model("preact_resnet18", CIFAR, 10)):
         bns = [m for m in n.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -115,7 +116,8 @@ def test_shake_mix_forward_alpha_backward_beta():
     a.requires_grad_(True)
     b.requires_grad_(True)
     out = ShakeMix.apply(a, b, alpha, beta)
-    for i in range(5):  # per sample, by hand
+    # per sample, by hand
+    for i in range(5):
         torch.testing.assert_close(out[i], alpha[i, 0, 0, 0] * a[i] + (1 - alpha[i, 0, 0, 0]) * b[i])
     out.backward(g)
     torch.testing.assert_close(a.grad, beta * g)
@@ -137,8 +139,10 @@ def test_shake_shake_draws_independent_per_sample_alpha_and_beta():
     torch.manual_seed(123)
     torch.testing.assert_close(alpha, torch.rand(n))
     torch.testing.assert_close(beta, torch.rand(n))
-    assert alpha.std() > 0.15 and beta.std() > 0.15  # per sample, not per batch
-    assert (alpha - beta).abs().min() > 0  # independent: the backward coefficient is not the forward one
+    # per sample, not per batch
+    assert alpha.std() > 0.15 and beta.std() > 0.15
+    # independent: the backward coefficient is not the forward one
+    assert (alpha - beta).abs().min() > 0
     # evaluation: the fixed 0.5/0.5 average
     torch.testing.assert_close(shake_shake(a, b, training=False), torch.full_like(a, 0.5))
 
@@ -219,7 +223,8 @@ def _shake_reference(net, x):
                 sc, r = block.shortcut, torch.relu(h)
                 s = sc.stride
                 shifted = torch.zeros_like(r)
-                shifted[:, :, :-1, :-1] = r[:, :, 1:, 1:]  # pixel (i, j) takes (i+1, j+1)
+                # pixel (i, j) takes (i+1, j+1)
+                shifted[:, :, :-1, :-1] = r[:, :, 1:, 1:]
                 y1 = torch.einsum("oc,nchw->nohw", sc.conv1.weight[:, :, 0, 0], r[:, :, ::s, ::s])
                 y2 = torch.einsum(
                     "oc,nchw->nohw",
@@ -247,7 +252,8 @@ def test_shake_eval_is_deterministic_and_matches_float64_reference():
 def test_shake_train_forward_is_stochastic_per_sample():
     torch.manual_seed(0)
     net = build_model("shake_shake_26_2x32d", (3, 8, 8), 5, width=4).train()
-    x = torch.randn(1, 3, 8, 8).expand(4, 3, 8, 8).contiguous()  # four copies of one image
+    # four copies of one image
+    x = torch.randn(1, 3, 8, 8).expand(4, 3, 8, 8).contiguous()
     with torch.no_grad():
         first, second = net(x), net(x)
         assert not torch.allclose(first, second)
@@ -324,10 +330,12 @@ def _original_count_by_hand(c_in: int = 3, classes: int = 10, w: int = 32, stem:
     """Parameters of the original repository's Shake-Shake-26 2×32d, from its layer shapes alone."""
 
     def conv(cin, cout, k):
-        return cin * cout * k * k  # bias-free
+        # bias-free
+        return cin * cout * k * k
 
     def bn(c):
-        return 2 * c  # weight and bias
+        # weight and bias
+        return 2 * c
 
     def branch(cin, cout):
         return conv(cin, cout, 3) + bn(cout) + conv(cout, cout, 3) + bn(cout)
@@ -337,10 +345,12 @@ def _original_count_by_hand(c_in: int = 3, classes: int = 10, w: int = 32, stem:
     for cout in (w, 2 * w, 4 * w):
         for i in range(4):
             total += 2 * branch(cin, cout)
-            if i == 0:  # the skip: two 1×1 convs to cout/2 each, no BN
+            # the skip: two 1×1 convs to cout/2 each, no BN
+            if i == 0:
                 total += 2 * conv(cin, cout // 2, 1)
             cin = cout
-    return total + cin * classes + classes  # linear with bias
+    # linear with bias
+    return total + cin * classes + classes
 
 
 def test_original_shake_shake_parameter_count_by_hand():
@@ -350,7 +360,8 @@ def test_original_shake_shake_parameter_count_by_hand():
     assert _original_count_by_hand() == 2_922_714
     assert count_parameters(build_model("shake_shake_26_2x32d_original", CIFAR, 10)) == _original_count_by_hand()
     gastaldi = count_parameters(build_model("shake_shake_26_2x32d", CIFAR, 10))
-    assert gastaldi - _original_count_by_hand() == 2 * (32 + 64 + 128)  # Gastaldi's BN after each skip concat
+    # Gastaldi's BN after each skip concat
+    assert gastaldi - _original_count_by_hand() == 2 * (32 + 64 + 128)
 
 
 def test_original_shake_shake_layout_and_init():
@@ -361,11 +372,13 @@ def test_original_shake_shake_layout_and_init():
     assert len(skips) == 3 and not any(isinstance(m, nn.BatchNorm2d) for s in skips for m in s.modules())
     # no ReLU between the last block and the pooling
     assert [type(m) for m in net.head] == [nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear]
-    conv = net.stages[2][1].branch1[4]  # 128→128 3×3: He-normal, fan-out 9·128
+    # 128→128 3×3: He-normal, fan-out 9·128
+    conv = net.stages[2][1].branch1[4]
     assert conv.weight.std().item() == pytest.approx((2 / (9 * 128)) ** 0.5, rel=0.02)
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     assert all((bn.weight == 1).all() and (bn.bias == 0).all() for bn in bns)
-    lin = net.head[-1]  # PyTorch's default init: U(±1/√fan_in) for weight and bias, bias not zeroed
+    # PyTorch's default init: U(±1/√fan_in) for weight and bias, bias not zeroed
+    lin = net.head[-1]
     bound = 1 / 128**0.5
     assert (lin.bias != 0).all() and lin.bias.abs().max() <= bound and lin.weight.abs().max() <= bound
     assert lin.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)

@@ -76,7 +76,8 @@ def check_largest_remainder(counts, flips, rate):
     fracs = []
     for n_c, k in zip(counts, flips):
         exact = rate * n_c
-        low = math.floor(exact + 1e-9)  # floor(r·n_c), robust to r·n_c landing just below an integer
+        # floor(r·n_c), robust to r·n_c landing just below an integer
+        low = math.floor(exact + 1e-9)
         assert abs(k - exact) < 1.0 + 1e-9, (n_c, k, exact)
         assert k in (low, low + 1), (n_c, k, exact)
         fracs.append((exact - low, k == low + 1))
@@ -112,11 +113,16 @@ def test_exact_flip_count_and_per_class_allocation(noise_type, counts, rate):
 @pytest.mark.parametrize(
     "counts,rate",
     [
-        ([5, 5], 0.25),  # 2.5 in total, 1.25 per class
-        ([4, 4, 4], 0.125),  # 1.5 in total, 0.5 per class: a three-way tie
-        ([10], 0.25),  # 2.5
-        ([2, 2], 0.375),  # 1.5
-        ([1, 1, 1, 1, 1], 0.5),  # 2.5, five-way tie
+        # 2.5 in total, 1.25 per class
+        ([5, 5], 0.25),
+        # 1.5 in total, 0.5 per class: a three-way tie
+        ([4, 4, 4], 0.125),
+        # 2.5
+        ([10], 0.25),
+        # 1.5
+        ([2, 2], 0.375),
+        # 2.5, five-way tie
+        ([1, 1, 1, 1, 1], 0.5),
     ],
 )
 @pytest.mark.parametrize("noise_type", ["pair", "symmetric"])
@@ -170,7 +176,8 @@ def test_class_quotas_hand_values():
 
 
 def test_class_quotas_ties_go_to_lowest_index_exactly():
-    counts = [4, 14]  # 0.1·n = 0.4, 1.4: equal remainders, total round(1.8) = 2
+    # 0.1·n = 0.4, 1.4: equal remainders, total round(1.8) = 2
+    counts = [4, 14]
     got = nz.class_quotas(make_labels(counts), 0.1, 2).tolist()
     assert got == ref_quotas_exact(counts, 0.1) == [1, 1]
 
@@ -229,8 +236,10 @@ def test_symmetric_never_true_class_and_uniform_over_others():
 @pytest.mark.parametrize(
     "cmap",
     [
-        {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},  # CIFAR-10 convention
-        {1: 7, 7: 1, 3: 8, 5: 6, 9: 4},  # digits
+        # CIFAR-10 convention
+        {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},
+        # digits
+        {1: 7, 7: 1, 3: 8, 5: 6, 9: 4},
         {0: 2},
     ],
 )
@@ -320,7 +329,8 @@ def test_same_seed_identical_different_seed_different(noise_type):
 def test_transition_matrix_against_loop():
     rng = np.random.default_rng(9)
     C = 6
-    clean = rng.integers(0, C - 1, size=300)  # class C−1 absent from the clean labels
+    # class C−1 absent from the clean labels
+    clean = rng.integers(0, C - 1, size=300)
     noisy = rng.integers(0, C, size=300)
     got = nz.transition_matrix(clean, noisy, C)
     ref = ref_transition_matrix(clean, noisy, C)
@@ -395,9 +405,12 @@ def test_invalid_inputs_raise(kw, pattern):
         ("asymmetric", 0.4, "asym40"),
         ("none", 0.0, "none"),
         ("pair", 0.125, "pair12.5"),
-        ("symmetric", 0.3, "sym30"),  # 100·0.3 = 30.000000000000004 in float
-        ("pair", 0.07, "pair7"),  # 7.000000000000001
-        ("pair", 0.29, "pair29"),  # 28.999999999999996
+        # 100·0.3 = 30.000000000000004 in float
+        ("symmetric", 0.3, "sym30"),
+        # 7.000000000000001
+        ("pair", 0.07, "pair7"),
+        # 28.999999999999996
+        ("pair", 0.29, "pair29"),
     ],
 )
 def test_noise_spec_name(type_, rate, name):
@@ -491,7 +504,8 @@ def _bernoulli_reference(labels, rate, num_classes, seed, class_map=None):
     for i, y in enumerate(labels):
         if class_map is not None and int(y) not in class_map:
             continue
-        coin = rng.random()  # a Python float: one float64 uniform
+        # a Python float: one float64 uniform
+        coin = rng.random()
         if coin < rate:
             noisy[i] = class_map[int(y)] if class_map is not None else (int(y) + 1) % num_classes
     return np.asarray(noisy, dtype=np.int64)
@@ -520,19 +534,22 @@ def test_bernoulli_is_byte_identical_for_a_seed(noise_type):
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
     assert a[0].tobytes() != c[0].tobytes()
     if noise_type == "symmetric":
-        assert not (a[0][a[1]] == clean[a[1]]).any()  # never the true class
+        # never the true class
+        assert not (a[0][a[1]] == clean[a[1]]).any()
 
 
 def test_bernoulli_count_is_binomial():
     n, rate = 50_000, 0.4
     clean = make_labels([n // 10] * 10)
-    sd = math.sqrt(n * rate * (1 - rate))  # 109.5
+    # 109.5
+    sd = math.sqrt(n * rate * (1 - rate))
     counts = []
     for seed in range(20):
         _, is_noisy = nz.corrupt_labels(clean, "pair", rate, 10, np.random.default_rng(seed), count="bernoulli")
         counts.append(int(is_noisy.sum()))
         assert abs(counts[-1] - n * rate) < 5 * sd
-    assert len(set(counts)) > 10  # not an exact count
+    # not an exact count
+    assert len(set(counts)) > 10
     # the mean of 20 binomial draws lies within 4 standard errors of n·r, their sd within a factor 2 of the binomial's
     assert abs(np.mean(counts) - n * rate) < 4 * sd / math.sqrt(20)
     assert sd / 2 < np.std(counts, ddof=1) < 2 * sd

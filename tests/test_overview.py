@@ -50,7 +50,8 @@ def study_tables(dataset="digits"):
     [
         ("sym40", {"81.88 ± 0.29", "79.90 / 64.79"}),
         ("sym50", {"79.4"}),
-        ("sym20", {"81.88 ± 0.29", "79.90 / 64.79"}),  # nearest rate: 40%
+        # nearest rate: 40%
+        ("sym20", {"81.88 ± 0.29", "79.90 / 64.79"}),
         ("asym40", {"80.11 ± 1.44", "83.2", "85.22 / 77.04"}),
         ("pair40", {"≈ 72"}),
         ("human_worse", {"77.69"}),
@@ -90,7 +91,8 @@ def test_parse_noise_name():
 
 def test_study_summary_keeps_every_setting_and_variant_in_order():
     study = ov.study_summary(study_tables())
-    assert study.columns.tolist() == list(ov.STUDY_COLUMNS)  # digits: no published column
+    # digits: no published column
+    assert study.columns.tolist() == list(ov.STUDY_COLUMNS)
     assert list(zip(study["variant"], study["noise"], study["mode"], strict=True))[:3] == [
         ("base", "pair40", "ce"),
         ("base", "pair40", "self_distill"),

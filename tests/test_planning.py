@@ -110,7 +110,8 @@ def test_planned_device_is_inherited_by_job_processes(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv(PLANNED_DEVICE_ENV, "cuda")
     assert planned_device("auto", inherit=True) == "cuda"
-    assert planned_device("auto") == "cpu"  # the planner probes and records its own answer
+    # the planner probes and records its own answer
+    assert planned_device("auto") == "cpu"
     assert planned_device("auto", inherit=True) == "cpu"
 
 

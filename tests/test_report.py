@@ -100,7 +100,8 @@ def test_console_names_runs_and_points_at_the_summaries(study):
     # the study's summary, over both noise settings
     summary = f"results/{config['study']}/summary.md"
     assert f"summary: {summary} (test accuracy %, mean ± sd over seeds)" in console
-    assert (workdir / summary).read_text().splitlines()[2] in console  # the table's first row
+    # the table's first row
+    assert (workdir / summary).read_text().splitlines()[2] in console
     assert "\nfigures and summaries in one page: snakemake --report report.html\n" in console
 
 

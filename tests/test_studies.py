@@ -33,7 +33,8 @@ def test_each_shipped_study_config_names_its_own_study():
     names = {}
     for path in SHIPPED:
         content = yaml.safe_load(path.read_text())
-        if "dataset" in content:  # a study config, not an override file
+        # a study config, not an override file
+        if "dataset" in content:
             assert "study" in content, path.name
             names.setdefault(content["study"], []).append(path.name)
     assert all(len(files) == 1 for files in names.values()), names
@@ -91,7 +92,8 @@ def test_variants_override_only_their_sections():
     assert variant_config(config, "width64")["model"] == {"arch": "mlp", "width": 64}
     assert variant_config(config, "base")["train"] == config["train"]
     assert "variants" not in variant_config(config, None)
-    assert config["train"]["lr"] == 0.01  # the study's config is left alone
+    # the study's config is left alone
+    assert config["train"]["lr"] == 0.01
     assert list(settings(["pair40", "none"], config)) == [
         "pair40/lr0.001",
         "pair40/width64",
@@ -146,7 +148,8 @@ def test_variants_run_the_whole_grid_each_and_a_bad_one_is_named(tmp_path):
     assert code == 0, out
     for variant in ("lr0.1", "narrow"):
         assert f"results/smoke+v/pair40/{variant}/summary.md" in out
-    assert "results/smoke+v/pair40/seed0/data.h5" in out  # the data is shared by the variants
+    # the data is shared by the variants
+    assert "results/smoke+v/pair40/seed0/data.h5" in out
     bad = {"variants": {"slow": {"train": {"lr": -1}}}}
     code, out = _plan(tmp_path, configfiles=[REPO / "config" / "smoke.yaml", _write(tmp_path, "bad.yaml", bad)])
     assert code != 0 and "variants.slow: invalid config: train.lr = -1 is out of range" in out, out

@@ -136,7 +136,8 @@ def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp
         with pytest.raises(FloatingPointError, match=r"run test/ce/seed0 at epoch \d+"):
             _train(digits_pair40, out, "ce", train={"lr": 1e30, "epochs": 5}, log_path=log)
     finally:
-        setup_logging(None)  # detach the file handler from the package logger
+        # detach the file handler from the package logger
+        setup_logging(None)
     # no output, and no progress to resume: only the record of the failure, which stops Snakemake's retry at once
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["attempts.log", "failure.txt"]
@@ -188,7 +189,8 @@ def test_crop_flip_outputs_are_crops_of_the_padded_input():
                 matches.append(flip)
         assert matches, "augmented image is not a crop of the padded input"
         seen_flip.update(matches)
-    assert seen_flip == {False, True}  # both branches happen in a batch of 12
+    # both branches happen in a batch of 12
+    assert seen_flip == {False, True}
 
 
 @pytest.mark.parametrize("pad", [0, 1, 4])
@@ -236,7 +238,8 @@ def test_normalise_matches_float64_formula():
         None, :, None, None
     ]
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-6)
-    assert batch.dtype == torch.uint8  # the input is left alone
+    # the input is left alone
+    assert batch.dtype == torch.uint8
 
 
 def test_crop_flip_without_padding_is_identity_or_mirror():
@@ -274,10 +277,14 @@ def test_epoch_ahead_schedule_is_the_originals_for_all_1800_epochs():
         scheduler.step()
     reference = [_original_lr(e) for e in range(1800)]
     np.testing.assert_allclose(used, reference, rtol=1e-12, atol=1e-15)
-    assert used[0] == pytest.approx(0.04 * 0.5 * (1 + math.cos(math.pi / 1800)))  # the first epoch at ≈0.04
-    assert used[899] == pytest.approx(0.02)  # s = 900: half way
-    assert used[-1] == 0.0  # s = 1800: exactly 0
-    assert used[0] < 0.04  # never the nominal peak itself
+    # the first epoch at ≈0.04
+    assert used[0] == pytest.approx(0.04 * 0.5 * (1 + math.cos(math.pi / 1800)))
+    # s = 900: half way
+    assert used[899] == pytest.approx(0.02)
+    # s = 1800: exactly 0
+    assert used[-1] == 0.0
+    # never the nominal peak itself
+    assert used[0] < 0.04
 
 
 def test_epoch_ahead_schedule_in_a_training_run(digits_pair40, tmp_path):
@@ -312,7 +319,8 @@ def test_build_model_defaults_and_unknown_arch():
     mlp = build_model("mlp", (1, 8, 8), 10)
     assert count_parameters(mlp) == 64 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
     cnn = build_model("small_cnn", (1, 8, 8), 10)
-    assert cnn.head[-1].in_features == 4 * 32  # small_cnn default width 32
+    # small_cnn default width 32
+    assert cnn.head[-1].in_features == 4 * 32
     with pytest.raises(ValueError, match="unknown architecture 'resnet'; allowed: mlp, small_cnn"):
         build_model("resnet", (1, 8, 8), 10)
 
@@ -411,7 +419,8 @@ def test_console_lines_every_tenth_of_the_epochs_but_not_too_often():
 def test_console_after_a_resume_names_the_epoch_and_estimates_from_this_attempt():
     lines = _console_lines(20, 100.0, first_epoch=11)
     assert lines[0] == "[d/n/seed0/ce] training, resuming at epoch 11/20 on cpu; per-epoch log: tail -f x.log"
-    assert lines[1].endswith("elapsed 3m20s, ETA 13m20s")  # epoch 12: 200 s for 2 epochs, 8 to go
+    # epoch 12: 200 s for 2 epochs, 8 to go
+    assert lines[1].endswith("elapsed 3m20s, ETA 13m20s")
     assert lines[-1].startswith("[d/n/seed0/ce] done: 20 epochs in 16m40s")
 
 

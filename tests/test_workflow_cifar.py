@@ -179,7 +179,8 @@ def test_original_config_says_the_originals_run():
     config = yaml.safe_load((REPO / "config" / "original.yaml").read_text())
     for key, value in ORIGINAL_RUN.items():
         assert _get(config, key) == value, key
-    assert config["frequency"]["record_epochs"] != "all"  # 1800 epochs of 10,000 test outputs: a bounded set
+    # 1800 epochs of 10,000 test outputs: a bounded set
+    assert config["frequency"]["record_epochs"] != "all"
 
 
 def test_original_config_plans_its_two_runs(tmp_path, fake_data):
@@ -238,7 +239,8 @@ def test_original_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
         np.testing.assert_allclose(history["lr"], expected_lr, atol=1e-15)
         assert history["val_acc"].isna().all()
         with h5py.File(run / "outputs.h5") as out:
-            assert out["test/logits"].shape == (epochs, test.size, 10)  # all test images
+            # all test images
+            assert out["test/logits"].shape == (epochs, test.size, 10)
             np.testing.assert_allclose(out.attrs["norm_mean"], ORIGINAL_RUN["train.normalize"]["mean"], rtol=1e-7)
             np.testing.assert_allclose(out.attrs["norm_std"], ORIGINAL_RUN["train.normalize"]["std"], rtol=1e-7)
         freq = pd.read_csv(run / "frequency.csv")

@@ -48,8 +48,10 @@ class RawDataset:
     """Images stay in the dataset's own integer scale; ``pixel_max`` maps them to [0, 1]."""
 
     name: str
-    train_images: np.ndarray  # uint8 (N, H, W, C)
-    train_labels: np.ndarray  # int64 (N,)
+    # uint8 (N, H, W, C)
+    train_images: np.ndarray
+    # int64 (N,)
+    train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: tuple[str, ...]
@@ -66,7 +68,8 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> RawDataset:
     from sklearn.model_selection import train_test_split
 
     bunch = sk_load_digits()
-    images = bunch.images.astype(np.uint8)[..., None]  # values 0..16 as stored, channel axis last
+    # values 0..16 as stored, channel axis last
+    images = bunch.images.astype(np.uint8)[..., None]
     labels = bunch.target.astype(np.int64)
     idx_train, idx_test = train_test_split(
         np.arange(labels.size),
@@ -129,7 +132,8 @@ def load_cifar(
                 cls(root, train=True, download=True)
         train = cls(root, train=True, download=False)
         test = cls(root, train=False, download=False)
-    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted ..."
+    # torchvision: "Dataset not found or corrupted ..."
+    except RuntimeError as err:
         folder = Path(root) / CIFAR_FOLDERS[name][0]
         raise DatasetNotFoundError(
             f"{name} files under {folder}/ fail torchvision's md5 check ({err}); delete the folder and set "

@@ -37,7 +37,8 @@ MODE_ORDER = (
     "bootstrap_hard",
 )
 DPI = 130
-FIG_WIDTH = 11.0  # inches; the brief caps figures at 12
+# inches; the brief caps figures at 12
+FIG_WIDTH = 11.0
 MAX_DELTA_PANELS = 4
 TRAIN_SPLIT = "train_subset"
 LABEL_SOURCES = {"labels_clean": "clean labels", "labels_noisy": "noisy labels"}
@@ -99,7 +100,8 @@ def select_deltas(
         return [float(avail[i]) for i in idx]
     chosen: list[float] = []
     for r in requested:
-        v = float(avail[int(np.argmin(np.abs(avail - float(r))))])  # argmin takes the first (smaller) on ties
+        # argmin takes the first (smaller) on ties
+        v = float(avail[int(np.argmin(np.abs(avail - float(r))))])
         if v not in chosen:
             chosen.append(v)
     return chosen

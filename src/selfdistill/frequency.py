@@ -66,8 +66,10 @@ OUTPUT_ATTRS = ("data_sha256", "arrays_sha256", "epochs")
 _REBUILD_OUTPUTS = "delete it and rerun snakemake (rule train rebuilds it)"
 _REBUILD_DATA = "delete it and rerun snakemake (rule corrupt rebuilds it; the runs trained on it are redone too)"
 _TARGETS = ("noisy", "clean")
-_BLOCK = 1024  # row block for the blockwise passes over n x n matrices (bounds temporaries)
-_WEIGHT_BLOCK_ELEMS = 1 << 18  # elements per row block when building a kernel (a 2 MB float64 block stays in cache)
+# row block for the blockwise passes over n x n matrices (bounds temporaries)
+_BLOCK = 1024
+# elements per row block when building a kernel (a 2 MB float64 block stays in cache)
+_WEIGHT_BLOCK_ELEMS = 1 << 18
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -93,7 +95,8 @@ def pairwise_sq_dists(x: np.ndarray) -> np.ndarray:
     # within a generous bound of that are candidates, grouped by exact equality below
     tol = max(1e-9, 8 * d * np.finfo(np.float64).eps)
     candidate = np.zeros(n, dtype=bool)
-    for i0 in range(0, n, _BLOCK):  # d2 = sq_i + sq_j - 2 G_ij, blockwise to bound temporaries
+    # d2 = sq_i + sq_j - 2 G_ij, blockwise to bound temporaries
+    for i0 in range(0, n, _BLOCK):
         i1 = min(i0 + _BLOCK, n)
         rows = d2[i0:i1]
         rows *= -2.0
@@ -135,7 +138,8 @@ class FrequencyFilter:
             log.debug("pairwise distances n=%d in %.2fs", self.n, time.perf_counter() - t0)
         else:
             self.d2 = _as_square(d2)
-        row_min = self.d2.min(axis=1)  # 0 when the diagonal is 0, as for distances from x
+        # 0 when the diagonal is 0, as for distances from x
+        row_min = self.d2.min(axis=1)
         self._row_min = row_min if np.any(row_min != 0) else None
 
     @property
@@ -210,8 +214,10 @@ class FrequencyFilter:
 class _Stats:
     """Per-(block, delta) results of :func:`_filter_stats`."""
 
-    ratio: np.ndarray  # (n_blocks, n_deltas), every block (outputs and labels)
-    e_low: dict[str, np.ndarray]  # target name -> (n_output_blocks, n_deltas)
+    # (n_blocks, n_deltas), every block (outputs and labels)
+    ratio: np.ndarray
+    # target name -> (n_output_blocks, n_deltas)
+    e_low: dict[str, np.ndarray]
     e_high: dict[str, np.ndarray]
 
 
@@ -478,8 +484,10 @@ class _StoredSplit:
     """One split of outputs.h5: rows of data.h5's split, their labels and the per-epoch outputs (E, n, C)."""
 
     indices: np.ndarray
-    labels: dict[str, np.ndarray]  # "noisy" (train subset only) and "clean"
-    outputs: dict[str, np.ndarray]  # source ("probs", "logits") -> float32 (stored epochs, n, C)
+    # "noisy" (train subset only) and "clean"
+    labels: dict[str, np.ndarray]
+    # source ("probs", "logits") -> float32 (stored epochs, n, C)
+    outputs: dict[str, np.ndarray]
 
 
 @dataclass
@@ -487,10 +495,12 @@ class _StoredRun:
     """The content of one outputs.h5, checked (:func:`_read_outputs`)."""
 
     path: str
-    epochs: np.ndarray  # the stored epochs, 1-based, strictly increasing, ending at the run's last epoch
+    # the stored epochs, 1-based, strictly increasing, ending at the run's last epoch
+    epochs: np.ndarray
     num_classes: int
     attrs: dict
-    splits: dict[str, _StoredSplit]  # "train_subset" and "test"
+    # "train_subset" and "test"
+    splits: dict[str, _StoredSplit]
 
 
 #: outputs.h5's splits -> (data.h5's split, the label vectors stored with them)
@@ -646,7 +656,8 @@ def _check_inputs(path: str | os.PathLike, run: _StoredRun) -> float:
                     f"{run.path}: /{split}/indices has row {int(outside[0])}, outside {path} /{src} (rows "
                     f"0..{n_total - 1}); {_REBUILD_OUTPUTS}"
                 )
-            uniq, inv = np.unique(stored.indices, return_inverse=True)  # h5py wants increasing indices
+            # h5py wants increasing indices
+            uniq, inv = np.unique(stored.indices, return_inverse=True)
             for name in names:
                 ref = group[f"labels_{name}"][uniq][inv]
                 if ref.shape != stored.labels[name].shape or not np.array_equal(stored.labels[name], ref):
@@ -686,7 +697,8 @@ def _read_inputs(
     uniq, inv = np.unique(run.splits[split].indices, return_inverse=True)
     with reading_hdf5(path, _REBUILD_DATA) as h5:
         images = h5[src]["images"][uniq][inv]
-    x = images.astype(np.float64) / pixel_max  # (n, H, W, C)
+    # (n, H, W, C)
+    x = images.astype(np.float64) / pixel_max
     if x.size and not (x.min() >= 0 and x.max() <= 1):
         raise InputFileError(
             f"{path}: /{src}/images lie outside [0, 1] after dividing by pixel_max={pixel_max}; {_REBUILD_DATA}"

@@ -84,7 +84,8 @@ class GpuSlot:
         try:
             os.ftruncate(fd, 0)
         except OSError:
-            pass  # read-only descriptor (lock file owned by someone else): nothing to clear
+            # read-only descriptor (lock file owned by someone else): nothing to clear
+            pass
         os.close(fd)
 
     def __enter__(self) -> GpuSlot:
@@ -168,7 +169,8 @@ def try_claim_gpu_slot(
             os.ftruncate(fd, 0)
             os.pwrite(fd, note.encode(), 0)
         except OSError:
-            pass  # read-only descriptor: the note is for humans only
+            # read-only descriptor: the note is for humans only
+            pass
         return GpuSlot(index, n_slots, path, fd)
     return None
 

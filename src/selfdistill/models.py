@@ -192,7 +192,8 @@ class ShakeBlock(nn.Module):
     @staticmethod
     def _branch(cin: int, cout: int, stride: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.ReLU(inplace=False),  # the block input is also the shortcut's input
+            # the block input is also the shortcut's input
+            nn.ReLU(inplace=False),
             _conv3x3(cin, cout, stride),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
@@ -210,7 +211,8 @@ class ShakeShakeResNet(nn.Module):
     2), ReLU, global average pool, linear."""
 
     STEM = 16
-    BLOCKS_PER_STAGE = 4  # depth 26 = 6 · 4 + 2
+    # depth 26 = 6 · 4 + 2
+    BLOCKS_PER_STAGE = 4
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32):
         super().__init__()
@@ -383,7 +385,8 @@ class FastCNN(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 64):
         super().__init__()
-        stem = 2 * in_channels * 2 * 2  # airbench: twice the 2×2 patch dimension (±whitening filters)
+        # airbench: twice the 2×2 patch dimension (±whitening filters)
+        stem = 2 * in_channels * 2 * 2
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 2, padding=0, bias=True), nn.GELU())
         self.groups = nn.Sequential(
             ConvGroup(stem, width),

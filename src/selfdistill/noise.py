@@ -175,7 +175,8 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     try:
         from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
+    # numpy < 2
+    except ImportError:
         from numpy.core.multiarray import _reconstruct
     allowed = [
         _reconstruct,
@@ -223,7 +224,8 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
             for key in npz.files:
                 try:
                     arrays[key] = np.asarray(npz[key])
-                except ValueError:  # numpy refuses object arrays without pickle
+                # numpy refuses object arrays without pickle
+                except ValueError:
                     raise InputFileError(f"{what} ({key!r} holds Python objects); {_LABEL_FILE_FIX}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         if isinstance(err, InputFileError):

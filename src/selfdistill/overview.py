@@ -105,7 +105,8 @@ def study_markdown(study: pd.DataFrame) -> str:
             _difference(row),
             row.last_minus_ce_early_verdict,
         ]
-        if published:  # CE numbers: on the ce rows only (the CSV has them on every row)
+        # CE numbers: on the ce rows only (the CSV has them on every row)
+        if published:
             cells.append((row.published_ce or "none") if row.mode == REFERENCE_MODE else "")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [

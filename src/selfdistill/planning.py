@@ -42,7 +42,8 @@ DATASET_CHANNELS = {"digits": 1, "cifar10": 3, "cifar100": 3}
 #: (training images, test images) of the datasets with a fixed split; digits' split is drawn with
 #: ``dataset_options.test_fraction`` (:func:`split_sizes`). The validation split is taken from the training images.
 FIXED_SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
-DIGITS_TEST_FRACTION = 0.2  # datasets.load_digits's default
+# datasets.load_digits's default
+DIGITS_TEST_FRACTION = 0.2
 #: Datasets with a built-in asymmetric class map (noise.DEFAULT_CLASS_MAPS); others need ``noise[].class_map``.
 ASYMMETRIC_DEFAULT_MAP = ("digits", "cifar10")
 
@@ -376,7 +377,8 @@ def _split_problems(config: Mapping) -> list[str]:
     n_images, classes = DATASET_SHAPES[dataset]
     least = 2 * classes
     batch = config["train"]["batch_size"]
-    need = max(least, batch)  # the suggested bounds leave a whole batch too
+    # the suggested bounds leave a whole batch too
+    need = max(least, batch)
     fraction, test_fraction = config["val_fraction"], config["dataset_options"].get("test_fraction")
     problems = []
     if sizes.test < classes:
@@ -653,7 +655,8 @@ def config_file_problem(path: str | os.PathLike) -> str | None:
         return f"{path}: cannot read the config file ({err}); a config file is YAML text"
     try:
         if isinstance(json.loads(text), dict):
-            return None  # Snakemake reads JSON first
+            # Snakemake reads JSON first
+            return None
     except ValueError:
         pass
     try:
@@ -663,7 +666,8 @@ def config_file_problem(path: str | os.PathLike) -> str | None:
         where = f" line {mark.line + 1}" if mark else ""
         context = f" ({err.context}" + (f" on line {err.context_mark.line + 1})" if err.context_mark else ")")
         tabs = "; YAML indents with spaces, not tabs" if "'\\t'" in str(err.problem) else ""
-        if str(err.problem).startswith("but ") and err.context:  # "expected a single document ..., but found ..."
+        # "expected a single document ..., but found ..."
+        if str(err.problem).startswith("but ") and err.context:
             problem = _yaml_words(f"{err.context}, {err.problem}")
         else:
             problem = _yaml_words(f"{err.problem}{context if err.context else ''}")

@@ -29,7 +29,8 @@ def t_two_sided_prob(t: float, dof: int) -> float:
         return 0.0
     theta = math.atan(t / math.sqrt(dof))
     s, c2 = math.sin(theta), math.cos(theta) ** 2
-    if dof % 2 == 0:  # sin θ (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ... up to cos^(dof-2)θ)
+    # sin θ (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ... up to cos^(dof-2)θ)
+    if dof % 2 == 0:
         term, total = 1.0, 1.0
         for k in range(1, dof // 2):
             term *= c2 * (2 * k - 1) / (2 * k)

@@ -58,7 +58,8 @@ from .models import build_model, count_parameters
 from .modes import Mode, build_mode
 
 log = logging.getLogger(__name__)
-_STATS_BLOCK = 1 << 20  # pixels per block of channel_stats
+# pixels per block of channel_stats
+_STATS_BLOCK = 1 << 20
 
 #: the signals that ask a run to checkpoint and stop: SLURM sends TERM before a time limit or a preemption (USR1
 #: is the conventional alternative), and Ctrl-C sends INT to every process of the terminal's foreground group
@@ -75,15 +76,20 @@ class TrainSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
-    schedule: str = "cosine"  # cosine | constant
-    schedule_unit: str = "step"  # step | epoch | epoch_ahead (see lr_schedule)
-    augment: str = "none"  # none | crop_flip
+    # cosine | constant
+    schedule: str = "cosine"
+    # step | epoch | epoch_ahead (see lr_schedule)
+    schedule_unit: str = "step"
+    # none | crop_flip
+    augment: str = "none"
     #: "split" (the training split's own per-channel mean and std) or {"mean": [...], "std": [...]} on the [0, 1] scale
     normalize: Any = "split"
     crop_padding: int = 4
     eval_batch_size: int = 1024
-    compile: bool = False  # torch.compile the network (worth it on CUDA for long runs)
-    checkpoint_every: int = 1  # epochs between checkpoints; 0 = never
+    # torch.compile the network (worth it on CUDA for long runs)
+    compile: bool = False
+    # epochs between checkpoints; 0 = never
+    checkpoint_every: int = 1
 
 
 class Preempted(RuntimeError):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.common import run_benchmark  # after the path above
+# after the path above
+from benchmarks.common import run_benchmark
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_benchmark(
