@@ -318,12 +318,12 @@ def _pm(mean: float, sd: float) -> str:
 
 
 #: the early-stopped cell of a run without a validation split (val_fraction 0): nothing chooses an epoch
-NO_VALIDATION = "n/a (no validation split)"
+NO_VALIDATION_CELL = f"n/a ({NO_VALIDATION})"
 
 
 def _early_cell(row) -> str:
     if math.isnan(row.early_stop_mean):
-        return NO_VALIDATION
+        return NO_VALIDATION_CELL
     return f"{_pm(row.early_stop_mean, row.early_stop_sd)} (epoch ≈ {row.early_stop_epoch_mean:.0f})"
 
 
