@@ -140,7 +140,9 @@ def overview_figure(study: pd.DataFrame, out_png: str | os.PathLike) -> None:
     fig.supxlabel("noise setting")
     fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), bbox_to_anchor=(0.5, 1.08))
+    # below the panels, as many columns as the figure's width holds
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() // 2.6)))
+    fig.legend(handles, labels, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 0.0))
     try:
         with atomic_output(out_png) as tmp:
             fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
