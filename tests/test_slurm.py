@@ -139,7 +139,7 @@ def test_signalled_training_checkpoints_and_resumes_in_a_new_job(slurm_cluster, 
             time.sleep(0.2)
         queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True).stdout
         job = next(
-            ln.split()[0] for ln in queue.splitlines() if ln.endswith(" rule_train_wildcards_digits_pair40_0_ce")
+            ln.split()[0] for ln in queue.splitlines() if ln.endswith(f" rule_train_wildcards_{SETTING.parts[2]}_0_ce")
         )
         subprocess.run(["scancel", "--signal=TERM", job], check=True)
         assert proc.wait(timeout=600) == 0, (tmp_path / "snakemake.out").read_text()
