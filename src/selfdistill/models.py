@@ -106,8 +106,9 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def _init_resnet(module: nn.Module) -> None:
-    """He-normal (fan-out) convs, BN weight 1 / bias 0, zero linear bias: the original Torch ResNet init."""
+def _init_resnet(module: nn.Module, zero_linear_bias: bool = True) -> None:
+    """He-normal (fan-out) convs, BN weight 1 / bias 0, zero linear bias: the original Torch ResNet init
+    (``zero_linear_bias=False`` keeps PyTorch's default linear init, as the original repository did)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -116,7 +117,7 @@ def _init_resnet(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear) and m.bias is not None:
+        elif isinstance(m, nn.Linear) and m.bias is not None and zero_linear_bias:
             nn.init.zeros_(m.bias)
 
 
@@ -156,10 +157,10 @@ def shake_shake(a: torch.Tensor, b: torch.Tensor, training: bool) -> torch.Tenso
     return ShakeMix.apply(a, b, alpha, beta)
 
 
-class ShakeSkip(nn.Module):
-    """The Shake-Shake shortcut where shapes change: ReLU, then two 1×1 convs to c_out/2 channels each, one on the
-    strided pixels and one on the pixels shifted by one (crop the first row/column, zero-pad the last), concatenated
-    and batch-normalised."""
+class OriginalShakeSkip(nn.Module):
+    """The original repository's shortcut where shapes change: avg-pool(1, stride) → conv1×1 to c_out/2 channels on
+    x, and the same on x shifted by one pixel (crop the first row/column, zero-pad the last), concatenated. Unlike
+    :class:`ShakeSkip` there is no ReLU before it and no BN after it."""
 
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
@@ -168,14 +169,24 @@ class ShakeSkip(nn.Module):
         self.stride = stride
         self.conv1 = nn.Conv2d(cin, cout // 2, 1, bias=False)
         self.conv2 = nn.Conv2d(cin, cout // 2, 1, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(x)
         y1 = self.conv1(F.avg_pool2d(x, 1, self.stride))
         shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
         y2 = self.conv2(F.avg_pool2d(shifted, 1, self.stride))
-        return self.bn(torch.cat([y1, y2], dim=1))
+        return torch.cat([y1, y2], dim=1)
+
+
+class ShakeSkip(OriginalShakeSkip):
+    """The Shake-Shake shortcut where shapes change (Gastaldi's layout): ReLU, then :class:`OriginalShakeSkip`'s two
+    1×1 convs to c_out/2 channels each (strided pixels, pixels shifted by one), concatenated and batch-normalised."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(cin, cout, stride)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(super().forward(F.relu(x)))
 
 
 class ShakeBlock(nn.Module):
@@ -206,25 +217,33 @@ class ShakeBlock(nn.Module):
         return self.shortcut(x) + mixed
 
 
+# Shake-Shake-26: depth 26 = 6 · 4 + 2
+SHAKE_BLOCKS_PER_STAGE = 4
+
+
+def _shake_stages(cin: int, width: int, skip: type[nn.Module] | None = None) -> tuple[nn.Sequential, int]:
+    """The three stages of 4 :class:`ShakeBlock` (width, 2·width, 4·width; strides 1, 2, 2) after a ``cin``-channel
+    stem, and their output channels."""
+    stages = []
+    for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+        blocks = []
+        for i in range(SHAKE_BLOCKS_PER_STAGE):
+            blocks.append(ShakeBlock(cin, cout, stride if i == 0 else 1, skip=skip))
+            cin = cout
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages), cin
+
+
 class ShakeShakeResNet(nn.Module):
     """Shake-Shake-26 2×(width)d: stem conv3×3 → 16 + BN, stages of 4 blocks (width, 2·width, 4·width; strides 1, 2,
     2), ReLU, global average pool, linear."""
 
     STEM = 16
-    # depth 26 = 6 · 4 + 2
-    BLOCKS_PER_STAGE = 4
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32):
         super().__init__()
         self.stem = nn.Sequential(_conv3x3(in_channels, self.STEM), nn.BatchNorm2d(self.STEM))
-        stages, cin = [], self.STEM
-        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
-            blocks = []
-            for i in range(self.BLOCKS_PER_STAGE):
-                blocks.append(ShakeBlock(cin, cout, stride if i == 0 else 1))
-                cin = cout
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages, cin = _shake_stages(self.STEM, width)
         self.head = nn.Sequential(
             nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1),
@@ -237,26 +256,6 @@ class ShakeShakeResNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-class OriginalShakeSkip(nn.Module):
-    """The original repository's shortcut where shapes change: avg-pool(1, stride) → conv1×1 to c_out/2 channels on
-    x, and the same on x shifted by one pixel (crop the first row/column, zero-pad the last), concatenated. Unlike
-    :class:`ShakeSkip` there is no ReLU before it and no BN after it."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        if cout % 2:
-            raise ValueError(f"shake-shake skip needs an even output width, got {cout}")
-        self.stride = stride
-        self.conv1 = nn.Conv2d(cin, cout // 2, 1, bias=False)
-        self.conv2 = nn.Conv2d(cin, cout // 2, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y1 = self.conv1(F.avg_pool2d(x, 1, self.stride))
-        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        y2 = self.conv2(F.avg_pool2d(shifted, 1, self.stride))
-        return torch.cat([y1, y2], dim=1)
-
-
 class OriginalShakeShakeResNet(nn.Module):
     """Shake-Shake-26 2×(width)d as the original repository's ``model.py`` wrote it: stem conv3×3 → 16 + BN + ReLU,
     stages of 4 :class:`ShakeBlock` (width, 2·width, 4·width; strides 1, 2, 2) with :class:`OriginalShakeSkip`
@@ -264,26 +263,13 @@ class OriginalShakeShakeResNet(nn.Module):
     default init. Convs Kaiming-normal (fan_out), BN weight 1 / bias 0."""
 
     STEM = 16
-    BLOCKS_PER_STAGE = 4
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32):
         super().__init__()
         self.stem = nn.Sequential(_conv3x3(in_channels, self.STEM), nn.BatchNorm2d(self.STEM), nn.ReLU(inplace=True))
-        stages, cin = [], self.STEM
-        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
-            blocks = []
-            for i in range(self.BLOCKS_PER_STAGE):
-                blocks.append(ShakeBlock(cin, cout, stride if i == 0 else 1, skip=OriginalShakeSkip))
-                cin = cout
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages, cin = _shake_stages(self.STEM, width, skip=OriginalShakeSkip)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_resnet(self, zero_linear_bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
