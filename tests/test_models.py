@@ -208,9 +208,11 @@ def _conv(x, conv):
     return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)
 
 
-def _shake_reference(net, x):
-    """Shake-Shake-26 in evaluation mode, written out op by op (no module forward is called)."""
+def _shake_reference(net, x, original=False):
+    """Shake-Shake-26 in evaluation mode, written out op by op (no module forward is called). ``original``: the
+    original repository's layout (ReLU after the stem BN, skip without ReLU before and BN after, no final ReLU)."""
     h = _bn_eval(_conv(x, net.stem[0]), net.stem[1])
+    h = torch.relu(h) if original else h
     for stage in net.stages:
         for block in stage:
             branches = []
@@ -220,20 +222,17 @@ def _shake_reference(net, x):
             if isinstance(block.shortcut, nn.Identity):
                 skip = h
             else:
-                sc, r = block.shortcut, torch.relu(h)
+                sc, r = block.shortcut, (h if original else torch.relu(h))
                 s = sc.stride
                 shifted = torch.zeros_like(r)
                 # pixel (i, j) takes (i+1, j+1)
                 shifted[:, :, :-1, :-1] = r[:, :, 1:, 1:]
                 y1 = torch.einsum("oc,nchw->nohw", sc.conv1.weight[:, :, 0, 0], r[:, :, ::s, ::s])
-                y2 = torch.einsum(
-                    "oc,nchw->nohw",
-                    sc.conv2.weight[:, :, 0, 0],
-                    shifted[:, :, ::s, ::s],
-                )
-                skip = _bn_eval(torch.cat([y1, y2], dim=1), sc.bn)
+                y2 = torch.einsum("oc,nchw->nohw", sc.conv2.weight[:, :, 0, 0], shifted[:, :, ::s, ::s])
+                skip = torch.cat([y1, y2], dim=1)
+                skip = skip if original else _bn_eval(skip, sc.bn)
             h = skip + 0.5 * branches[0] + 0.5 * branches[1]
-    pooled = torch.relu(h).mean(dim=(2, 3))
+    pooled = (h if original else torch.relu(h)).mean(dim=(2, 3))
     lin = net.head[-1]
     return pooled @ lin.weight.T + lin.bias
 
@@ -384,36 +383,13 @@ def test_original_shake_shake_layout_and_init():
     assert lin.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
 
 
-def _original_reference(net, x):
-    """The original layout in evaluation mode, op by op: stem ReLU, skip without ReLU/BN, no final ReLU."""
-    h = torch.relu(_bn_eval(_conv(x, net.stem[0]), net.stem[1]))
-    for stage in net.stages:
-        for block in stage:
-            branches = []
-            for br in (block.branch1, block.branch2):
-                y = _bn_eval(_conv(torch.relu(h), br[1]), br[2])
-                branches.append(_bn_eval(_conv(torch.relu(y), br[4]), br[5]))
-            if isinstance(block.shortcut, nn.Identity):
-                skip = h
-            else:
-                sc, s = block.shortcut, block.shortcut.stride
-                shifted = torch.zeros_like(h)
-                shifted[:, :, :-1, :-1] = h[:, :, 1:, 1:]
-                y1 = torch.einsum("oc,nchw->nohw", sc.conv1.weight[:, :, 0, 0], h[:, :, ::s, ::s])
-                y2 = torch.einsum("oc,nchw->nohw", sc.conv2.weight[:, :, 0, 0], shifted[:, :, ::s, ::s])
-                skip = torch.cat([y1, y2], dim=1)
-            h = skip + 0.5 * branches[0] + 0.5 * branches[1]
-    lin = net.head[-1]
-    return h.mean(dim=(2, 3)) @ lin.weight.T + lin.bias
-
-
 def test_original_shake_eval_matches_float64_reference():
     torch.manual_seed(0)
     net = build_model("shake_shake_26_2x32d_original", (3, 8, 8), 5, width=4).double().eval()
     _randomise_bn(net)
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(net(x), _original_reference(net, x), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(net(x), _shake_reference(net, x, original=True), rtol=1e-10, atol=1e-10)
 
 
 def test_original_shake_train_mixes_per_sample():
