@@ -17,14 +17,20 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .io import FREQUENCY_CSV_COLUMNS, HISTORY_COLUMNS, InputFileError, atomic_output, logged_step, setup_logging
+from .io import (
+    FREQUENCY_CSV_COLUMNS,
+    HISTORY_COLUMNS,
+    InputFileError,
+    atomic_output,
+    logged_step,
+    setting_keys,
+    setup_logging,
+)
 from .stats import INTERVAL_NAME, Interval, t_interval, verdict, why_inconclusive
 
 log = logging.getLogger(__name__)
 
 RUN_KEYS = ("dataset", "noise", "seed", "mode")
-#: the columns that name one setting (a study's variant is present only in tables tagged with one)
-SETTING_KEYS = ("dataset", "variant", "noise")
 #: the reference of every paired comparison: plain cross-entropy, early-stopped on the noisy validation split
 REFERENCE_MODE = "ce"
 #: the paired comparisons appended to summary.csv: name -> (this mode's column, reference mode or None for the same
@@ -346,12 +352,6 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     lines += ["accuracy and is an upper bound only, never a result."]
     lines += [""] + comparison_markdown(summary) + [""] + verdicts(summary)
     return "\n".join(lines) + "\n"
-
-
-def setting_keys(frame: pd.DataFrame) -> list[str]:
-    """The columns of :data:`SETTING_KEYS` that ``frame`` has: a study's tables carry ``variant``, one setting's may
-    not, and every grouping here must work for both."""
-    return [key for key in SETTING_KEYS if key in frame.columns]
 
 
 def paired_differences(runs: pd.DataFrame, column: str, ref_mode: str | None, ref_column: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from . import frequency_stats
 from .aggregate import per_run_summary
 from .io import atomic_output, logged_step, setup_logging
 
@@ -157,12 +158,9 @@ def label_reference(freq: pd.DataFrame, key: str, split: str = TRAIN_SPLIT) -> p
 
 
 def last_epoch_rows(freq: pd.DataFrame) -> pd.DataFrame:
-    """The rows of network outputs at each run's last recorded epoch, per split and source (label rows dropped)."""
-    out = freq[~freq["source"].astype(str).isin(list(LABEL_SOURCES))].copy()
-    out["epoch"] = out["epoch"].astype(int)
-    group = ["dataset", "noise", "mode", "seed", "split", "source"]
-    last = out.groupby(group)["epoch"].transform("max")
-    return out[out["epoch"] == last].reset_index(drop=True)
+    """The rows of network outputs at each run's last recorded epoch (label rows dropped), integer epochs."""
+    out = frequency_stats.last_epoch_rows(freq).reset_index(drop=True)
+    return out.assign(epoch=out["epoch"].astype(int))
 
 
 def mean_sd(data: pd.DataFrame, x: str, y: str) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .io import atomic_output, logged_step, setup_logging
+from .io import atomic_output, logged_step, setting_keys, setup_logging
 from .stats import INTERVAL_NAME, t_interval, verdict
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,6 @@ DIFFERENCE_COLUMNS = (
     "verdict",
 )
 FOUND, NONE_FOUND = "difference found", "none found"
-
-
-def setting_keys(frame: pd.DataFrame) -> list[str]:
-    """The setting columns of ``frame`` (dataset, variant, noise; variant only in a study's tagged tables)."""
-    return [key for key in ("dataset", "variant", "noise") if key in frame.columns]
 
 
 def with_delta_config(frequency: pd.DataFrame) -> pd.DataFrame:

@@ -47,6 +47,16 @@ FREQUENCY_CSV_COLUMNS = (
     "e_low_clean",
     "e_high_clean",
 )
+#: the columns that name one setting in the tidy tables (a study's variant only in tables tagged with one)
+SETTING_KEYS = ("dataset", "variant", "noise")
+
+
+def setting_keys(columns) -> list[str]:
+    """The :data:`SETTING_KEYS` among ``columns`` (a table's columns, or the table): a study's tables carry
+    ``variant``, one setting's may not, and every grouping by setting must work for both."""
+    return [key for key in SETTING_KEYS if key in columns]
+
+
 #: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum (written by the train step,
 #: verified by the frequency step)
 OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
