@@ -316,7 +316,7 @@ def summarise(histories: pd.DataFrame, mode_order: Sequence[str] | None = None) 
     return agg.reset_index(drop=True)
 
 
-def _pm(mean: float, sd: float) -> str:
+def percent_pm(mean: float, sd: float) -> str:
     """Format a fraction as 'mm.mm ± s.ss' percent; sd is blank for a single seed."""
     if math.isnan(sd):
         return f"{100 * mean:.2f}"
@@ -330,7 +330,7 @@ NO_VALIDATION_CELL = f"n/a ({NO_VALIDATION})"
 def _early_cell(row) -> str:
     if math.isnan(row.early_stop_mean):
         return NO_VALIDATION_CELL
-    return f"{_pm(row.early_stop_mean, row.early_stop_sd)} (epoch ≈ {row.early_stop_epoch_mean:.0f})"
+    return f"{percent_pm(row.early_stop_mean, row.early_stop_sd)} (epoch ≈ {row.early_stop_epoch_mean:.0f})"
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -341,9 +341,9 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     ]
     for row in summary.itertuples(index=False):
         lines.append(
-            f"| {row.dataset} | {row.noise} | {row.mode} | {row.n_seeds} | {_pm(row.last_mean, row.last_sd)} "
+            f"| {row.dataset} | {row.noise} | {row.mode} | {row.n_seeds} | {percent_pm(row.last_mean, row.last_sd)} "
             f"| {_early_cell(row)} "
-            f"| {_pm(row.oracle_mean, row.oracle_sd)} (epoch ≈ {row.oracle_epoch_mean:.0f}) |"
+            f"| {percent_pm(row.oracle_mean, row.oracle_sd)} (epoch ≈ {row.oracle_epoch_mean:.0f}) |"
         )
     lines += [
         "",
@@ -415,6 +415,15 @@ def _points(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
+def difference_text(row, name: str) -> str:
+    """Comparison ``name`` of a summary row as '+1.23 [-0.50, +2.96]' percentage points (mean and interval; no
+    interval with one pair), or '—' without pairs."""
+    mean, low, high = (getattr(row, f"{name}_{part}") for part in ("mean", "ci95_low", "ci95_high"))
+    if math.isnan(mean):
+        return "—"
+    return _points(mean) if math.isnan(low) else f"{_points(mean)} [{_points(low)}, {_points(high)}]"
+
+
 def _interval_text(row, name: str) -> str:
     """'+1.23 points, 95% t-interval over seeds [-0.50, +2.96] (3 paired seeds)', or why there are no numbers."""
     n, mean, low, high = (getattr(row, f"{name}_{part}") for part in ("n_pairs", "mean", "ci95_low", "ci95_high"))
@@ -438,11 +447,7 @@ def comparison_markdown(summary: pd.DataFrame) -> list[str]:
     for row in summary.itertuples(index=False):
         cells = []
         for name in COMPARISONS:
-            mean, low, high = (getattr(row, f"{name}_{part}") for part in ("mean", "ci95_low", "ci95_high"))
-            numbers = "—" if math.isnan(mean) else _points(mean)
-            if not math.isnan(low):
-                numbers += f" [{_points(low)}, {_points(high)}]"
-            cells += [numbers, getattr(row, f"{name}_verdict")]
+            cells += [difference_text(row, name), getattr(row, f"{name}_verdict")]
         lines.append(f"| {' | '.join(str(getattr(row, k)) for k in keys)} | {row.mode} | {' | '.join(cells)} |")
     lines += [
         "",
@@ -494,10 +499,10 @@ def _summary_row_html(row) -> str:
     """One mode's row of :func:`summary_html`."""
     numbers = [
         row.n_seeds,
-        _pm(row.last_mean, row.last_sd),
-        _pm(row.early_stop_mean, row.early_stop_sd),
+        percent_pm(row.last_mean, row.last_sd),
+        percent_pm(row.early_stop_mean, row.early_stop_sd),
         f"{row.early_stop_epoch_mean:.0f}",
-        _pm(row.oracle_mean, row.oracle_sd),
+        percent_pm(row.oracle_mean, row.oracle_sd),
         f"{row.oracle_epoch_mean:.0f}",
         _interval_text(row, "last_minus_ce_early"),
     ]

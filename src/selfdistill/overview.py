@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from .aggregate import difference_text, percent_pm
 from .io import atomic_output, logged_step, setup_logging
 from .published import published_cell
 from .stats import INTERVAL_NAME
@@ -72,18 +73,7 @@ def study_summary(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 def _pct(mean: float, sd: float) -> str:
     """'mm.mm ± s.ss' percent; '—' without a value, no sd with one seed."""
-    if math.isnan(mean):
-        return "—"
-    return f"{100 * mean:.2f}" if math.isnan(sd) else f"{100 * mean:.2f} ± {100 * sd:.2f}"
-
-
-def _difference(row) -> str:
-    """'+1.23 [-0.50, +2.96]' points, or '—'."""
-    mean, low, high = row.last_minus_ce_early_mean, row.last_minus_ce_early_ci95_low, row.last_minus_ce_early_ci95_high
-    if math.isnan(mean):
-        return "—"
-    text = f"{100 * mean:+.2f}"
-    return text if math.isnan(low) else f"{text} [{100 * low:+.2f}, {100 * high:+.2f}]"
+    return "—" if math.isnan(mean) else percent_pm(mean, sd)
 
 
 def study_markdown(study: pd.DataFrame) -> str:
@@ -102,7 +92,7 @@ def study_markdown(study: pd.DataFrame) -> str:
             _pct(row.last_mean, row.last_sd),
             _pct(row.early_stop_mean, row.early_stop_sd),
             _pct(row.oracle_mean, row.oracle_sd),
-            _difference(row),
+            difference_text(row, "last_minus_ce_early"),
             row.last_minus_ce_early_verdict,
         ]
         # CE numbers: on the ce rows only (the CSV has them on every row)
