@@ -8,6 +8,7 @@ Only the standard library is imported.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = "selfdistill"
@@ -36,6 +37,13 @@ def _imported_modules(source: Path) -> set[str]:
     return found
 
 
+@functools.cache
+def _library_imports(module: str) -> frozenset[str]:
+    """:func:`_imported_modules` of one library module, read once per process: planning walks the graph from every
+    rule's script, and the scripts share most of their modules."""
+    return frozenset(_imported_modules(PACKAGE_DIR / f"{module}.py"))
+
+
 def module_files(source: str | Path) -> list[Path]:
     """The library modules that running ``source`` (a script or a library module) executes: its ``selfdistill``
     imports and theirs, transitively, plus the package's ``__init__`` (importing any submodule runs it). Sorted."""
@@ -44,7 +52,7 @@ def module_files(source: str | Path) -> list[Path]:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo += _imported_modules(PACKAGE_DIR / f"{module}.py")
+            todo += _library_imports(module)
     if Path(source).resolve().parent == PACKAGE_DIR:
         seen.add(Path(source).stem)
     if seen:
