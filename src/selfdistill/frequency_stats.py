@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -218,12 +217,3 @@ def summarise_frequency(
         tmp.write_text(frequency_markdown(table, degenerate, reference))
     log.info("%d paired frequency comparisons written to %s", len(table), out_csv)
     return table
-
-
-def kernel_self_weight(x: np.ndarray, deltas: Sequence[float], scale: str = "median") -> np.ndarray:
-    """Mean diagonal weight ``mean_i K_ii`` of the low-pass kernel for each width (inputs ``x``, widths as
-    configured with ``scale``): near 1 the kernel is about the identity; to choose a width grid from the data."""
-    from .frequency import FrequencyFilter
-
-    flt = FrequencyFilter(x)
-    return np.array([1.0 - float(np.mean(flt.highpass_operator(d)[1])) for d in flt.resolve(deltas, scale)])
