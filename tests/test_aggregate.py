@@ -196,32 +196,46 @@ def test_summary_markdown_contents():
     assert md.endswith("\n")
 
 
-def test_verdict_distillation_inconclusive_with_two_seeds():
+def test_verdict_distillation_not_detected_with_two_seeds():
     summary = ag.summarise(histories_frame())
     lines = ag.verdicts(summary)
     # self_distill last − ce early per seed: 0.86 − 0.80, 0.84 − 0.82: mean +4.00 points, wide interval (dof 1)
     (line,) = [x for x in lines if "self_distill − early-stopped ce" in x]
-    assert "+4.00 points" in line and "95% t-interval over seeds" in line and "inconclusive" in line
-    assert "2 paired seeds" in line and "the interval contains 0" in line
+    assert "+4.00 points" in line and "95% t-interval over seeds" in line
+    assert "2 paired seeds" in line and line.endswith("no difference detected (95% interval includes 0).")
     assert line in ag.summary_markdown(summary)
     assert "within one sd" not in ag.summary_markdown(summary)
 
 
-def test_verdict_early_stopping_wins():
+def test_equal_differences_give_no_verdict():
     runs = dict(RUNS)
-    # self_distill collapses at the last epoch: last − ce early = 0.70 − 0.80 and 0.72 − 0.82, both −10 points
+    # self_distill drops at the last epoch: last − ce early = 0.70 − 0.80 and 0.72 − 0.82, both −10 points
     for seed, last in [(0, 0.70), (1, 0.72)]:
         val, test = runs[("self_distill", seed)]
         runs[("self_distill", seed)] = (val, [*test[:4], last])
     summary = ag.summarise(histories_frame(runs))
     row = summary.set_index("mode").loc["self_distill"]
-    assert row["last_minus_ce_early_verdict"] == "worse"
+    assert row["last_minus_ce_early_verdict"] == "all 2 seeds differ by exactly -10.00"
     assert row["last_minus_ce_early_mean"] == pytest.approx(-0.10)
     (line,) = [x for x in ag.verdicts(summary) if "− early-stopped ce" in x]
-    assert "-10.00 points" in line and ": worse" in line
+    assert "-10.00 points (2 paired seeds, zero-width interval): all 2 seeds differ by exactly -10.00" in line
+    assert "difference found" not in line
 
 
-def test_verdict_single_seed_is_inconclusive_and_says_why():
+def test_verdict_early_stopping_wins():
+    runs = dict(RUNS)
+    # self_distill ends low: last − ce early = 0.70 − 0.80 and 0.71 − 0.82: −10 and −11 points
+    for seed, last in [(0, 0.70), (1, 0.71)]:
+        val, test = runs[("self_distill", seed)]
+        runs[("self_distill", seed)] = (val, [*test[:4], last])
+    summary = ag.summarise(histories_frame(runs))
+    row = summary.set_index("mode").loc["self_distill"]
+    assert row["last_minus_ce_early_verdict"] == "difference found (lower)"
+    (line,) = [x for x in ag.verdicts(summary) if "− early-stopped ce" in x]
+    assert "-10.50 points" in line and line.endswith(": difference found (lower).")
+
+
+def test_verdict_single_seed_is_not_testable_and_draws_no_interval():
     runs = {
         # early stop epoch 2: 0.75
         ("ce", 0): ([0.1, 0.9, 0.2], [0.5, 0.75, 0.6]),
@@ -232,9 +246,12 @@ def test_verdict_single_seed_is_inconclusive_and_says_why():
     row = summary.set_index("mode").loc["self_distill"]
     assert row["last_minus_ce_early_n_pairs"] == 1 and row["last_minus_ce_early_mean"] == pytest.approx(0.20)
     assert math.isnan(row["last_minus_ce_early_ci95_low"]) and math.isnan(row["last_minus_ce_early_ci95_high"])
-    assert row["last_minus_ce_early_verdict"] == "inconclusive"
+    assert row["last_minus_ce_early_verdict"] == "not testable (1 seed)"
     (line,) = [x for x in ag.verdicts(summary) if "− early-stopped ce" in x]
-    assert "no interval" in line and "1 seed" in line and "inconclusive" in line
+    assert "no interval" in line and line.endswith("not testable (1 seed).")
+    assert ag.difference_text(row_tuple(summary, "self_distill"), "last_minus_ce_early") == "+20.00 (1 seed)"
+    md = ag.summary_markdown(summary)
+    assert "none found" not in md and "inconclusive" not in md
 
 
 def test_verdicts_without_ce_compare_each_mode_only_with_itself():
@@ -326,7 +343,8 @@ def test_new_columns_are_appended_after_the_existing_ones():
               "early_stop_epoch_mean", "oracle_mean", "oracle_sd", "oracle_epoch_mean"]  # fmt: skip
     parts = ("n_pairs", "mean", "ci95_low", "ci95_high", "verdict")
     new = [f"{name}_{part}" for name in ag.COMPARISONS for part in parts]
-    assert summary.columns.tolist() == legacy + new
+    collapse = ["n_collapsed_last", "n_collapsed_early_stop", "collapsed"]
+    assert summary.columns.tolist() == legacy + new + collapse
 
 
 def test_comparisons_are_per_variant():
@@ -343,8 +361,20 @@ def test_verdict_without_validation_split_says_so():
     assert (summary["last_minus_early_verdict"] == "no validation split").all()
     assert summary["last_minus_ce_early_mean"].isna().all() and (summary["last_minus_early_n_pairs"] == 0).all()
     lines = ag.verdicts(summary)
-    assert lines and all("no numbers: no validation split" in line for line in lines)
+    early = [line for line in lines if "early-stopped" in line]
+    assert early and all("no numbers: no validation split" in line for line in early)
     assert "no validation split" in ag.summary_markdown(summary)
+
+
+def test_without_a_validation_split_the_oracle_comparison_is_the_headline():
+    summary = ag.summarise(histories_frame().assign(val_acc=math.nan, val_loss=math.nan))
+    row = summary.set_index("mode").loc["self_distill"]
+    # self_distill last − ce oracle per seed: 0.86 − 0.85, 0.84 − 0.90
+    assert row["last_minus_ce_oracle_n_pairs"] == 2
+    assert row["last_minus_ce_oracle_mean"] == pytest.approx((0.01 - 0.06) / 2)
+    lines = [x for x in ag.verdicts(summary) if "self_distill" in x]
+    assert "oracle epoch" in lines[0] and "conservative" in lines[0]
+    assert "no difference detected" in lines[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -466,3 +496,75 @@ def test_summary_pointer_names_each_summary_with_its_table(tmp_path):
     assert lines[1:5] == ag.summary_markdown(summary).splitlines()[:4]
     assert lines[5:] == ["figures and summaries in one page: snakemake --report report.html"]
     assert summary_pointer([tmp_path / "none.md"]) == []
+
+
+def row_tuple(summary, mode):
+    """The summary row of ``mode`` as the named tuple the text helpers read."""
+    return next(r for r in summary.itertuples(index=False) if r.mode == mode)
+
+
+def test_last_minus_ce_oracle_against_explicit_loops():
+    summary = ag.summarise(histories_frame())
+    for mode in ("ce", "self_distill"):
+        row = summary.set_index("mode").loc[mode]
+        last = [EXPECTED_RUNS[(mode, s)][0] for s in (0, 1)]
+        oracle = [EXPECTED_RUNS[("ce", s)][4] for s in (0, 1)]
+        mean, low, high = paired_interval(last, oracle, t_quantile_by_integration(0.975, 1))
+        assert row["last_minus_ce_oracle_mean"] == pytest.approx(mean, abs=1e-12)
+        assert row["last_minus_ce_oracle_ci95_low"] == pytest.approx(low, rel=1e-6)
+        assert row["last_minus_ce_oracle_ci95_high"] == pytest.approx(high, rel=1e-6)
+
+
+def collapsed_history(mode, seed, val, test, top_share):
+    frame = make_history(mode, seed, val, test)
+    frame["test_pred_top_class"] = 3
+    frame["test_pred_top_share"] = top_share
+    return frame
+
+
+def test_a_collapsed_run_is_flagged_at_the_last_and_the_early_stopped_epoch(tmp_path):
+    paths, runs = [], []
+    for (mode, seed), (val, test) in RUNS.items():
+        # self_distill seed 1 predicts class 3 for 97% of the test images from epoch 4 on (its early stop is epoch 4)
+        share = [0.2, 0.2, 0.2, 0.97, 0.97] if (mode, seed) == ("self_distill", 1) else [0.2] * 5
+        path = tmp_path / f"{mode}_{seed}.csv"
+        collapsed_history(mode, seed, val, test, share).to_csv(path, index=False)
+        paths.append(path)
+        runs.append({"dataset": DATASET, "noise": NOISE, "seed": seed, "mode": mode})
+    out = tmp_path / "out"
+    summary = ag.aggregate_histories(
+        paths, runs, out / "h.csv", out / "s.csv", out / "s.md", log_path=out / "a.log", out_summary_html=out / "s.html"
+    )
+    row = summary.set_index("mode").loc["self_distill"]
+    assert row["n_collapsed_last"] == 1 and row["n_collapsed_early_stop"] == 1
+    assert "seed 1 at the last epoch: collapsed: predicts class 3 for 97% of test images" in row["collapsed"]
+    assert summary.set_index("mode").loc["ce", "n_collapsed_last"] == 0
+    md = (out / "s.md").read_text()
+    assert "self_distill (1 of 2 seeds collapsed at the last epoch; 1 of 2 seeds collapsed at the early-stopped" in md
+    assert "collapsed: predicts class 3 for 97% of test images" in md
+    assert "collapsed: predicts class 3 for 97% of test images" in (out / "a.log").read_text()
+    assert "collapsed" in (out / "s.html").read_text()
+
+
+def test_the_collapse_threshold_is_inclusive():
+    from selfdistill.collapse import COLLAPSE_SHARE, is_collapsed
+
+    assert is_collapsed(COLLAPSE_SHARE) and not is_collapsed(COLLAPSE_SHARE - 1e-9) and COLLAPSE_SHARE == 0.95
+
+
+def test_the_precision_of_each_run_reaches_the_summary(tmp_path):
+    paths, infos, runs = [], [], []
+    for (mode, seed), (val, test) in RUNS.items():
+        path, info = tmp_path / f"{mode}_{seed}.csv", tmp_path / f"{mode}_{seed}.json"
+        make_history(mode, seed, val, test).to_csv(path, index=False)
+        info.write_text('{"precision": "float32", "device": "cpu"}')
+        paths.append(path)
+        infos.append(info)
+        runs.append({"dataset": DATASET, "noise": NOISE, "seed": seed, "mode": mode})
+    out = tmp_path / "out"
+    summary = ag.aggregate_histories(paths, runs, out / "h.csv", out / "s.csv", out / "s.md", run_info_paths=infos)
+    assert (summary["precision"] == "float32").all()
+    assert "Precision: float32 (every run" in (out / "s.md").read_text()
+    infos[0].write_text("{}")
+    with pytest.raises(ag.InputFileError, match=str(infos[0])):
+        ag.aggregate_histories(paths, runs, out / "h.csv", out / "s.csv", out / "s.md", run_info_paths=infos)

@@ -83,9 +83,35 @@ def test_differences_against_explicit_loops():
         assert cell["ci95_low"].iloc[0] == pytest.approx(low, abs=1e-9)
         assert cell["ci95_high"].iloc[0] == pytest.approx(high, abs=1e-9)
         assert cell["n_pairs"].iloc[0] == 3
-        assert cell["verdict"].iloc[0] == (fs.FOUND if low > 0 or high < 0 else fs.NONE_FOUND)
-    # ratio found, e_high_clean not (by construction)
-    assert set(got["verdict"]) == {fs.FOUND, fs.NONE_FOUND}
+        found = low > 0 or high < 0
+        assert cell["verdict_uncorrected"].iloc[0].startswith("difference found" if found else "no difference detected")
+    # ratio found uncorrected, e_high_clean not (by construction)
+    train = got[got["split"] == "train_subset"].set_index("quantity")
+    assert train.loc["ratio", "verdict_uncorrected"].startswith("difference found")
+    assert train.loc["e_high_clean", "verdict_uncorrected"] == "no difference detected (95% interval includes 0)"
+
+
+def test_holm_correction_over_every_cell_of_a_mode():
+    got = fs.frequency_differences(table(), reference="ce")
+    # the family: all testable cells of (digits/pair40, sd); e_high vs noisy labels is equal in every seed (no test)
+    constant = got["p_value"].isna()
+    assert constant.sum() == 1 and got.loc[constant, "verdict"].iloc[0] == "all 3 seeds differ by exactly +0"
+    got = got[~constant].reset_index(drop=True)
+    m = len(got)
+    assert (got["holm_tests"] == m).all() and m == 4
+    p = got["p_value"].tolist()
+    order = sorted(range(m), key=lambda i: p[i])
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        assert got["p_holm"].iloc[i] == pytest.approx(running, rel=1e-12)
+        want = "difference found" if running <= 0.05 else "no difference detected"
+        assert got["verdict"].iloc[i].startswith(want)
+    # the correction can only remove findings, never add them
+    assert not (
+        got["verdict"].str.startswith("difference found")
+        & ~got["verdict_uncorrected"].str.startswith("difference found")
+    ).any()
 
 
 def test_differences_leave_out_degenerate_widths_label_rows_and_absent_quantities():
@@ -95,21 +121,32 @@ def test_differences_leave_out_degenerate_widths_label_rows_and_absent_quantitie
     assert set(got.loc[got["split"] == "train_subset", "quantity"]) == set(fs.QUANTITIES)
 
 
-def test_one_seed_gives_no_interval_and_finds_nothing():
+def test_one_seed_is_not_testable_never_none_found(tmp_path):
     one = table().query("seed == 0")
     got = fs.frequency_differences(one)
-    assert (got["n_pairs"] == 1).all() and got["ci95_low"].isna().all()
-    assert (got["verdict"] == fs.NONE_FOUND).all()
+    assert (got["n_pairs"] == 1).all() and got["ci95_low"].isna().all() and got["p_value"].isna().all()
+    assert (got["verdict"] == "not testable (1 seed)").all()
+    assert (got["verdict_uncorrected"] == "not testable (1 seed)").all()
+    one.to_csv(tmp_path / "frequency.csv", index=False)
+    fs.summarise_frequency(tmp_path / "frequency.csv", tmp_path / "fs.csv", tmp_path / "fs.md")
+    md = (tmp_path / "fs.md").read_text()
+    assert "none testable (not testable (1 seed))" in md
+    assert "none found" not in md and "no difference detected" not in md.split("\n", 4)[-1].split("Widths")[0]
 
 
 def test_markdown_says_per_setting_whether_a_difference_is_found(tmp_path):
     frame = table()
     frame.to_csv(tmp_path / "frequency.csv", index=False)
-    out = fs.summarise_frequency(tmp_path / "frequency.csv", tmp_path / "fs.csv", tmp_path / "fs.md")
+    out = fs.summarise_frequency(
+        tmp_path / "frequency.csv", tmp_path / "fs.csv", tmp_path / "fs.md", out_html=tmp_path / "fs.html"
+    )
     md = (tmp_path / "fs.md").read_text()
-    assert "digits/pair40, sd − ce, low-frequency ratio: difference found in" in md
+    line = next(x for x in md.splitlines() if x.startswith("- digits/pair40, sd − ce, low-frequency ratio:"))
+    assert "2 of 2 cells tested (Holm over the mode's 4 tests)" in line and "uncorrected" in line
     assert "95% t-interval over seeds" in md and "Widths left out as degenerate" in md
     assert pd.read_csv(tmp_path / "fs.csv").shape == out.shape
+    page = (tmp_path / "fs.html").read_text()
+    assert page.isascii() and page.count("<tr>") == 1 + 3 and "found (Holm)" in page
 
 
 def kernel_self_weight(x: np.ndarray, deltas, scale: str = "median") -> np.ndarray:

@@ -26,7 +26,11 @@ def setting_table(dataset, variant, noise, shift=0.0, early=0.70):
                 "oracle_epoch_mean": 12.0, "last_minus_ce_early_n_pairs": 3,
                 "last_minus_ce_early_mean": 0.60 + 0.1 * i - early, "last_minus_ce_early_ci95_low": -0.2 + 0.1 * i,
                 "last_minus_ce_early_ci95_high": -0.05 + 0.1 * i,
-                "last_minus_ce_early_verdict": "worse" if i == 0 else "inconclusive",
+                "last_minus_ce_early_verdict": "difference found (lower)" if i == 0 else "no difference detected",
+                "last_minus_ce_oracle_n_pairs": 3, "last_minus_ce_oracle_mean": -0.2 + 0.1 * i,
+                "last_minus_ce_oracle_ci95_low": -0.25 + 0.1 * i, "last_minus_ce_oracle_ci95_high": -0.15 + 0.1 * i,
+                "last_minus_ce_oracle_verdict": "difference found (lower)",
+                "n_collapsed_last": 0, "n_collapsed_early_stop": i, "collapsed": "",
             }
         )  # fmt: skip
     return pd.DataFrame(rows).assign(variant=variant)
@@ -92,7 +96,7 @@ def test_parse_noise_name():
 def test_study_summary_keeps_every_setting_and_variant_in_order():
     study = ov.study_summary(study_tables())
     # digits: no published column
-    assert study.columns.tolist() == list(ov.STUDY_COLUMNS)
+    assert study.columns.tolist() == [*ov.STUDY_COLUMNS, "collapsed"]
     assert list(zip(study["variant"], study["noise"], study["mode"], strict=True))[:3] == [
         ("base", "pair40", "ce"),
         ("base", "pair40", "self_distill"),
@@ -124,8 +128,11 @@ def test_study_markdown_numbers_and_interval():
     md = ov.study_markdown(ov.study_summary(study_tables()))
     line = next(line for line in md.splitlines() if "| base | pair40 | ce |" in line)
     # last 60.00 ± 1.00, early 70.00 ± 2.00, oracle 80.00 ± 1.00, difference -10.00 [-20.00, -5.00]
-    assert "| 60.00 ± 1.00 | 70.00 ± 2.00 | 80.00 ± 1.00 | -10.00 [-20.00, -5.00] | worse |" in line
-    assert "95% t-interval over seeds" in md
+    assert "| 60.00 ± 1.00 | 70.00 ± 2.00 | 80.00 ± 1.00 | -10.00 [-20.00, -5.00] | difference found (lower) |" in line
+    assert "| -20.00 [-25.00, -15.00] | difference found (lower) | 0 |" in line
+    sd_line = next(line for line in md.splitlines() if "| base | pair40 | self_distill |" in line)
+    assert sd_line.endswith("| 1 of 3 (early-stopped) |")
+    assert "95% t-interval over seeds" in md and "conservative" in md
 
 
 def test_study_without_variants_has_no_variant_column():
@@ -160,3 +167,20 @@ def test_overview_figure_without_early_stopping(tmp_path):
     study = ov.study_summary([t.assign(early_stop_mean=math.nan, last_sd=math.nan) for t in study_tables()])
     ov.overview_figure(study, tmp_path / "overview.png")
     assert (tmp_path / "overview.png").stat().st_size > 0
+
+
+def test_one_seed_draws_no_error_bar(tmp_path, monkeypatch):
+    """With one seed the sd is undefined: the overview draws the point alone, not a zero-length bar."""
+    import matplotlib.axes
+
+    bars = []
+    original = matplotlib.axes.Axes.errorbar
+
+    def spy(self, *args, **kwargs):
+        bars.append(kwargs.get("yerr"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", spy)
+    study = ov.study_summary([t.assign(n_seeds=1, last_sd=math.nan) for t in study_tables()])
+    ov.overview_figure(study, tmp_path / "overview.png")
+    assert bars and all(yerr is None for yerr in bars)

@@ -1,22 +1,27 @@
 """Collect per-run CSVs into tidy tables and summarise the study's three accuracy columns per mode.
 
-Test accuracy is reported at (docs/science.md, "Evaluation protocol"): the last epoch; the early-stopped epoch, chosen by the best
-accuracy on the *noisy* validation split (the honest protocol); and the best test epoch, an oracle upper bound
-that uses test labels and is always labelled as such.
+Test accuracy is reported at (docs/science.md, "Evaluation protocol"): the last epoch; the early-stopped epoch,
+chosen by the best accuracy on the *noisy* validation split (the honest protocol); and the best test epoch, an oracle
+upper bound that uses test labels and is always labelled as such. Paired comparisons over seeds carry the verdicts
+of :mod:`selfdistill.stats`; a run whose test predictions collapse onto one class is flagged
+(:mod:`selfdistill.collapse`); the precision each run trained in comes from its ``run.json``.
 """
 
 from __future__ import annotations
 
 import functools
 import html
+import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .collapse import COLLAPSE_SHARE, collapse_text
 from .io import (
     FREQUENCY_CSV_COLUMNS,
     HISTORY_COLUMNS,
@@ -26,7 +31,7 @@ from .io import (
     setting_keys,
     setup_logging,
 )
-from .stats import INTERVAL_NAME, Interval, t_interval, verdict, why_inconclusive
+from .stats import INTERVAL_NAME, t_interval, verdict
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +39,13 @@ RUN_KEYS = ("dataset", "noise", "seed", "mode")
 #: the reference of every paired comparison: plain cross-entropy, early-stopped on the noisy validation split
 REFERENCE_MODE = "ce"
 #: the paired comparisons appended to summary.csv: name -> (this mode's column, reference mode or None for the same
-#: run, reference column); each gives the columns {name}_n_pairs, _mean, _ci95_low, _ci95_high and _verdict
+#: run, reference column); each gives the columns {name}_n_pairs, _mean, _ci95_low, _ci95_high and _verdict.
+#: ``last_minus_ce_oracle`` compares with ce's best *test* epoch, an upper bound on any stopping rule: a mode that
+#: beats it beats every way of stopping ce, so the comparison is conservative (the headline without a validation split)
 COMPARISONS = {
     "last_minus_ce_early": ("last_test_acc", REFERENCE_MODE, "early_stop_test_acc"),
     "last_minus_early": ("last_test_acc", None, "early_stop_test_acc"),
+    "last_minus_ce_oracle": ("last_test_acc", REFERENCE_MODE, "oracle_test_acc"),
 }
 NO_VALIDATION = "no validation split"
 
@@ -50,6 +58,8 @@ FINITE_COLUMNS = (
     "train_acc_clean",
     "test_loss",
     "test_acc",
+    "test_pred_top_class",
+    "test_pred_top_share",
     "epoch_seconds",
 )
 #: history columns of the validation split: finite in every row when the run has one, empty in every row otherwise
@@ -269,7 +279,8 @@ def _check_epoch_rows(path, epoch: pd.Series, epochs: int | None) -> None:
 
 
 def per_run_summary(histories: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: test accuracy at the last, early-stopped (best noisy val) and oracle (best test) epochs.
+    """One row per run: test accuracy at the last, early-stopped (best noisy val) and oracle (best test) epochs, and
+    the most predicted test class with its share at the last and at the early-stopped epoch (collapse detection).
 
     Ties go to the earliest epoch, as a practitioner stopping at the first peak would.
     """
@@ -289,13 +300,66 @@ def per_run_summary(histories: pd.DataFrame) -> pd.DataFrame:
                 early_stop_test_acc=math.nan if early is None else float(early["test_acc"]),
                 oracle_epoch=int(oracle["epoch"]),
                 oracle_test_acc=float(oracle["test_acc"]),
+                **_top_class("last", last),
+                **_top_class("early_stop", early),
             )
         )
     return pd.DataFrame(rows)
 
 
-def summarise(histories: pd.DataFrame, mode_order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean and sample sd over seeds of the three accuracy columns, one row per (dataset, noise, mode)."""
+def _top_class(prefix: str, row) -> dict:
+    """The most predicted test class and its share at one epoch's history ``row`` (NaN without one)."""
+    if row is None or "test_pred_top_share" not in row:
+        return {f"{prefix}_top_class": math.nan, f"{prefix}_top_share": math.nan}
+    return {
+        f"{prefix}_top_class": float(row["test_pred_top_class"]),
+        f"{prefix}_top_share": float(row["test_pred_top_share"]),
+    }
+
+
+#: the epochs at which a run is checked for collapse, and how the flags name them
+COLLAPSE_EPOCHS = {"last": "last epoch", "early_stop": "early-stopped epoch"}
+
+
+def collapsed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of :func:`per_run_summary`'s table that collapsed at the last or at the early-stopped epoch, one row
+    per (run, epoch kind): setting keys, mode, seed, ``at`` (last epoch / early-stopped epoch) and the flag's words."""
+    rows = []
+    keys = [*setting_keys(runs), "mode", "seed"]
+    for row in runs.itertuples(index=False):
+        for prefix, at in COLLAPSE_EPOCHS.items():
+            share = getattr(row, f"{prefix}_top_share", math.nan)
+            if not math.isnan(share) and share >= COLLAPSE_SHARE:
+                text = collapse_text(getattr(row, f"{prefix}_top_class"), share)
+                rows.append({**{k: getattr(row, k) for k in keys}, "at": at, "flag": text})
+    return pd.DataFrame(rows, columns=[*keys, "at", "flag"])
+
+
+def _collapse_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, mode): how many seeds collapsed at the last / early-stopped epoch and the flags in words."""
+    flags = collapsed_runs(runs)
+    keys = [*setting_keys(runs), "mode"]
+    out = []
+    for values, group in runs.groupby(keys, sort=False):
+        cell = dict(zip(keys, values, strict=True))
+        mine = flags.merge(pd.DataFrame([cell]), on=keys) if len(flags) else flags
+        out.append(
+            {
+                **cell,
+                "n_collapsed_last": int((mine["at"] == COLLAPSE_EPOCHS["last"]).sum()),
+                "n_collapsed_early_stop": int((mine["at"] == COLLAPSE_EPOCHS["early_stop"]).sum()),
+                "collapsed": "; ".join(f"seed {r.seed} at the {r.at}: {r.flag}" for r in mine.itertuples()),
+            }
+        )
+    return pd.DataFrame(out, columns=[*keys, "n_collapsed_last", "n_collapsed_early_stop", "collapsed"])
+
+
+def summarise(
+    histories: pd.DataFrame, mode_order: Sequence[str] | None = None, precision: Mapping | None = None
+) -> pd.DataFrame:
+    """Mean and sample sd over seeds of the three accuracy columns, one row per (dataset, noise, mode), with the
+    paired comparisons (:data:`COMPARISONS`), the collapse flags and, given ``precision`` ((mode, seed) -> the
+    precision the run trained in, from its run.json), the precisions of the mode's runs."""
     runs = per_run_summary(histories)
     agg = runs.groupby(["dataset", "noise", "mode"], sort=False).agg(
         n_seeds=("seed", "nunique"),
@@ -309,7 +373,14 @@ def summarise(histories: pd.DataFrame, mode_order: Sequence[str] | None = None) 
         oracle_epoch_mean=("oracle_epoch", "mean"),
     )
     agg = agg.reset_index()
-    agg = agg.merge(comparison_columns(runs), on=["dataset", "noise", "mode"], how="left", validate="one_to_one")
+    on = ["dataset", "noise", "mode"]
+    agg = agg.merge(comparison_columns(runs), on=on, how="left", validate="one_to_one")
+    agg = agg.merge(_collapse_cells(runs), on=on, how="left", validate="one_to_one")
+    if precision is not None:
+        agg["precision"] = [
+            ", ".join(sorted({str(precision.get((mode, int(seed)), "unknown")) for seed in group["seed"]}))
+            for mode, group in ((m, runs[runs["mode"] == m]) for m in agg["mode"])
+        ]
     if mode_order is not None:
         rank = {m: i for i, m in enumerate(mode_order)}
         agg = agg.sort_values("mode", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable")
@@ -333,6 +404,24 @@ def _early_cell(row) -> str:
     return f"{percent_pm(row.early_stop_mean, row.early_stop_sd)} (epoch ≈ {row.early_stop_epoch_mean:.0f})"
 
 
+def _mode_cell(row) -> str:
+    """The mode's name, flagged when some of its runs collapsed (:mod:`selfdistill.collapse`)."""
+    counts = [(getattr(row, f"n_collapsed_{k}", 0) or 0, at) for k, at in COLLAPSE_EPOCHS.items()]
+    flags = [f"{int(n)} of {row.n_seeds} seeds collapsed at the {at}" for n, at in counts if n]
+    return f"{row.mode} ({'; '.join(flags)})" if flags else str(row.mode)
+
+
+def precision_line(summary: pd.DataFrame) -> list[str]:
+    """'Trained in float32 (every run).' or per mode, from the summary's ``precision`` column (none without it)."""
+    if "precision" not in summary.columns:
+        return []
+    values = list(dict.fromkeys(summary["precision"].astype(str)))
+    if len(values) == 1:
+        return [f"Precision: {values[0]} (every run; from each run's run.json)."]
+    per_mode = ", ".join(f"{r.mode} {r.precision}" for r in summary.itertuples(index=False))
+    return [f"Precision: {per_mode} (from each run's run.json)."]
+
+
 def summary_markdown(summary: pd.DataFrame) -> str:
     """Render the summary as a Markdown table plus the study's verdict, in percent."""
     lines = [
@@ -341,8 +430,8 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     ]
     for row in summary.itertuples(index=False):
         lines.append(
-            f"| {row.dataset} | {row.noise} | {row.mode} | {row.n_seeds} | {percent_pm(row.last_mean, row.last_sd)} "
-            f"| {_early_cell(row)} "
+            f"| {row.dataset} | {row.noise} | {_mode_cell(row)} | {row.n_seeds} "
+            f"| {percent_pm(row.last_mean, row.last_sd)} | {_early_cell(row)} "
             f"| {percent_pm(row.oracle_mean, row.oracle_sd)} (epoch ≈ {row.oracle_epoch_mean:.0f}) |"
         )
     lines += [
@@ -350,6 +439,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         "Test accuracy in percent, mean ± sd over seeds. The oracle column picks the epoch by *test*",
     ]
     lines += ["accuracy and is an upper bound only, never a result."]
+    lines += precision_line(summary)
     lines += [""] + comparison_markdown(summary) + [""] + verdicts(summary)
     return "\n".join(lines) + "\n"
 
@@ -390,8 +480,8 @@ def comparison_columns(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _comparison_cells(name: str, setting: pd.DataFrame, differences: pd.Series, ref_mode, ref_column) -> dict:
-    """The five cells of one comparison: no numbers, and the reason as the verdict, when the setting has no
-    validation split or no reference runs."""
+    """The five cells of one comparison, the verdict by :func:`selfdistill.stats.verdict`; no numbers, and the
+    reason as the verdict, when the setting has no validation split or no reference runs."""
     interval = t_interval(differences.tolist())
     if not setting[ref_column].notna().any():
         reason = NO_VALIDATION
@@ -406,7 +496,7 @@ def _comparison_cells(name: str, setting: pd.DataFrame, differences: pd.Series, 
         f"{name}_mean": interval.mean,
         f"{name}_ci95_low": interval.low,
         f"{name}_ci95_high": interval.high,
-        f"{name}_verdict": reason or verdict(interval),
+        f"{name}_verdict": reason or verdict(interval, _points).text,
     }
 
 
@@ -416,69 +506,91 @@ def _points(x: float) -> str:
 
 
 def difference_text(row, name: str) -> str:
-    """Comparison ``name`` of a summary row as '+1.23 [-0.50, +2.96]' percentage points (mean and interval; no
-    interval with one pair), or '—' without pairs."""
+    """Comparison ``name`` of a summary row as '+1.23 [-0.50, +2.96]' percentage points (mean and interval),
+    '+1.23 (1 seed)' with one pair, '+0.28 (every seed)' when all pairs differ equally, or '—' without pairs."""
     mean, low, high = (getattr(row, f"{name}_{part}") for part in ("mean", "ci95_low", "ci95_high"))
     if math.isnan(mean):
         return "—"
-    return _points(mean) if math.isnan(low) else f"{_points(mean)} [{_points(low)}, {_points(high)}]"
+    if math.isnan(low):
+        return f"{_points(mean)} (1 seed)"
+    if low == high:
+        return f"{_points(mean)} (every seed)"
+    return f"{_points(mean)} [{_points(low)}, {_points(high)}]"
 
 
 def _interval_text(row, name: str) -> str:
-    """'+1.23 points, 95% t-interval over seeds [-0.50, +2.96] (3 paired seeds)', or why there are no numbers."""
+    """'+1.23 points, 95% t-interval over seeds [-0.50, +2.96] (3 paired seeds): <verdict>', or why there are no
+    numbers."""
     n, mean, low, high = (getattr(row, f"{name}_{part}") for part in ("n_pairs", "mean", "ci95_low", "ci95_high"))
     text = getattr(row, f"{name}_verdict")
-    if text in ("better", "worse", "inconclusive"):
-        why = why_inconclusive(Interval(int(n), mean, low, high))
-        bounds = "no interval" if math.isnan(low) else f"{INTERVAL_NAME} [{_points(low)}, {_points(high)}]"
-        seeds = f"{int(n)} paired seed{'s' if n != 1 else ''}"
-        return f"{_points(mean)} points, {bounds} ({seeds}): {text}{f' ({why})' if why else ''}"
-    return f"no numbers: {text}"
+    if not n or math.isnan(mean):
+        return f"no numbers: {text}"
+    seeds = f"{int(n)} paired seed{'s' if n != 1 else ''}"
+    if math.isnan(low):
+        return f"{_points(mean)} points ({seeds}, no interval): {text}"
+    if low == high:
+        return f"{_points(mean)} points ({seeds}, zero-width interval): {text}"
+    return f"{_points(mean)} points, {INTERVAL_NAME} [{_points(low)}, {_points(high)}] ({seeds}): {text}"
+
+
+#: the columns of the paired-comparison table: (comparison, heading)
+_COMPARISON_HEADINGS = {
+    "last_minus_ce_early": "last − early-stopped ce",
+    "last_minus_early": "last − own early-stopped",
+    "last_minus_ce_oracle": "last − ce oracle (conservative)",
+}
 
 
 def comparison_markdown(summary: pd.DataFrame) -> list[str]:
     """The paired comparisons of :func:`comparison_columns` as a Markdown table, one row per (setting, mode)."""
     keys = [k for k in setting_keys(summary) if k != "dataset"]
-    head = " | ".join(keys)
-    lines = [
-        f"| {head} | mode | last − early-stopped ce | verdict | last − own early-stopped | verdict |",
-        "|" + "---|" * (len(keys) + 5),
-    ]
+    head = " | ".join([*keys, "mode", *(f"{h} | verdict" for h in _COMPARISON_HEADINGS.values())])
+    lines = [f"| {head} |", "|" + "---|" * (len(keys) + 1 + 2 * len(_COMPARISON_HEADINGS))]
     for row in summary.itertuples(index=False):
         cells = []
-        for name in COMPARISONS:
+        for name in _COMPARISON_HEADINGS:
             cells += [difference_text(row, name), getattr(row, f"{name}_verdict")]
         lines.append(f"| {' | '.join(str(getattr(row, k)) for k in keys)} | {row.mode} | {' | '.join(cells)} |")
-    lines += [
-        "",
-        (
-            "Differences in percentage points, per seed paired (same data, initialisation and batch order), mean and "
-            f"{INTERVAL_NAME} (Student t, n − 1 degrees of freedom). Verdict: better / worse when the interval "
-            "excludes 0, else inconclusive (always with 1 seed: no interval)."
-        ),
-    ]
+    lines += ["", COMPARISON_LEGEND]
     return lines
+
+
+#: what the comparison table's numbers and verdicts mean (docs/science.md, "Verdicts")
+COMPARISON_LEGEND = (
+    "Differences in percentage points, per seed paired (same data, initialisation and batch order), mean and "
+    f"{INTERVAL_NAME} (Student t, n − 1 degrees of freedom). Verdict: difference found (higher / lower) when the "
+    "interval excludes 0; no difference detected when it includes 0 (not evidence of absence); not testable with 1 "
+    "seed; no verdict when every seed differs by exactly the same amount (a zero-width interval). The ce oracle is "
+    "ce's best *test* epoch, an upper bound on any stopping rule: a mode found higher than it beats early-stopped ce "
+    "whatever the stopping rule (a conservative comparison)."
+)
 
 
 def verdicts(summary: pd.DataFrame) -> list[str]:
     """One sentence per (setting, mode) and comparison from the paired intervals: does the mode's last epoch beat
-    early-stopped ce, and would early stopping still help the mode (docs/science.md, "Evaluation protocol")?
-
-    A verdict is "better" / "worse" only when the 95% t-interval over seeds of the paired differences excludes 0,
-    so a lucky draw is not read as a result; with one seed it is always inconclusive.
+    early-stopped ce and even ce's oracle epoch, and would early stopping still help the mode (docs/science.md,
+    "Evaluation protocol")? Without a validation split the comparison with ce's oracle comes first, as the headline.
     """
     out = []
     for row in summary.itertuples(index=False):
         where = "/".join(str(getattr(row, k)) for k in setting_keys(summary))
+        early = (
+            f"- {where}: last-epoch {row.mode} − early-stopped {REFERENCE_MODE}: "
+            f"{_interval_text(row, 'last_minus_ce_early')}."
+        )
+        oracle = (
+            f"- {where}: last-epoch {row.mode} − {REFERENCE_MODE}'s oracle epoch (its best test epoch, an upper bound "
+            f"on any stopping rule: conservative): {_interval_text(row, 'last_minus_ce_oracle')}."
+        )
         if row.mode != REFERENCE_MODE:
-            out.append(
-                f"- {where}: last-epoch {row.mode} − early-stopped {REFERENCE_MODE}: "
-                f"{_interval_text(row, 'last_minus_ce_early')}."
-            )
+            has_validation = row.last_minus_ce_early_verdict != NO_VALIDATION
+            out += [early, oracle] if has_validation else [oracle, early]
         out.append(
             f"- {where}: last-epoch {row.mode} − its own early-stopped epoch (negative: early stopping would still "
             f"help): {_interval_text(row, 'last_minus_early')}."
         )
+        if getattr(row, "collapsed", ""):
+            out.append(f"- {where}: {row.mode}: {row.collapsed}.")
     return out
 
 
@@ -491,8 +603,13 @@ _SUMMARY_STYLE = (
 _SUMMARY_HEAD = (
     "<thead><tr><th>mode</th><th>seeds</th><th>last epoch</th><th>early-stopped (best noisy val)</th>"
     "<th>epoch</th><th>oracle best test (upper bound)</th><th>epoch</th>"
-    "<th>last &minus; early-stopped ce, paired by seed</th></tr></thead>"
+    "<th>last &minus; early-stopped ce</th><th>last &minus; ce oracle (conservative)</th></tr></thead>"
 )
+
+
+def _comparison_cell_html(row, name: str) -> str:
+    """A paired comparison in two short lines: the difference in points (with its interval) and the verdict."""
+    return f"{html.escape(difference_text(row, name))}<br>{html.escape(str(getattr(row, f'{name}_verdict')))}"
 
 
 def _summary_row_html(row) -> str:
@@ -504,16 +621,18 @@ def _summary_row_html(row) -> str:
         f"{row.early_stop_epoch_mean:.0f}",
         percent_pm(row.oracle_mean, row.oracle_sd),
         f"{row.oracle_epoch_mean:.0f}",
-        _interval_text(row, "last_minus_ce_early"),
     ]
     cells = "".join(f'<td class="num">{html.escape(str(v))}</td>' for v in numbers)
-    return f"<tr><td>{html.escape(str(row.mode))}</td>{cells}</tr>"
+    cells += "".join(
+        f"<td>{_comparison_cell_html(row, n)}</td>" for n in ("last_minus_ce_early", "last_minus_ce_oracle")
+    )
+    return f"<tr><td>{html.escape(_mode_cell(row))}</td>{cells}</tr>"
 
 
 def summary_html(summary: pd.DataFrame) -> str:
     """The summary as a small HTML fragment for the Snakemake report: one table per dataset/noise setting (test
-    accuracy in percent, mean ± sd over seeds, rounded as in :func:`summary_markdown`, and the paired difference
-    with early-stopped ce), then the verdicts.
+    accuracy in percent, mean ± sd over seeds, rounded as in :func:`summary_markdown`, and the paired differences
+    with early-stopped ce and with ce's oracle), then the verdicts.
 
     ASCII only (other characters as references), so that it reads the same whatever encoding a viewer assumes.
     """
@@ -528,10 +647,9 @@ def summary_html(summary: pd.DataFrame) -> str:
             "</tbody>",
             "</table>",
         ]
-    parts.append(
-        "<p>Mean &plusmn; sd over seeds; epochs are means over seeds. The oracle column picks the epoch by "
-        "<em>test</em> accuracy and is an upper bound only, never a result.</p>"
-    )
+    notes = "Mean &plusmn; sd over seeds; epochs are means over seeds. The oracle column picks the epoch by "
+    notes += "<em>test</em> accuracy and is an upper bound only, never a result. "
+    parts.append(f"<p>{notes}{html.escape(' '.join(precision_line(summary)))}</p>")
     lines = [html.escape(line.removeprefix("- ")) for line in verdicts(summary)]
     if lines:
         parts.append("<ul>" + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
@@ -550,9 +668,11 @@ def aggregate_histories(
     epochs: int | None = None,
     val_fraction: float | None = None,
     out_summary_html: str | os.PathLike | None = None,
+    run_info_paths: Sequence[str | os.PathLike] | None = None,
 ) -> pd.DataFrame:
     """Pipeline step: tidy all runs' histories and write the per-mode summary as CSV (full precision), Markdown and,
-    given ``out_summary_html``, the rounded HTML table of the report.
+    given ``out_summary_html``, the rounded HTML table of the report; ``run_info_paths`` (each run's run.json, in
+    the order of ``runs``) give the precision each run trained in.
 
     Every history is checked first (:func:`read_history`, against the configured ``epochs`` and ``val_fraction``):
     a malformed one stops the step with one line naming the file and the column, and nothing is written.
@@ -561,7 +681,10 @@ def aggregate_histories(
         setup_logging(log_path)
     read = functools.partial(read_history, epochs=epochs, val_fraction=val_fraction)
     histories = concat_runs(history_paths, runs, read)
-    summary = summarise(histories, mode_order)
+    precision = None if run_info_paths is None else read_precisions(run_info_paths, runs)
+    summary = summarise(histories, mode_order, precision)
+    for flag in collapsed_runs(per_run_summary(histories)).itertuples(index=False):
+        log.warning("%s seed %s at the %s: %s", flag.mode, flag.seed, flag.at, flag.flag)
     with atomic_output(out_histories) as tmp:
         histories.to_csv(tmp, index=False)
     with atomic_output(out_summary_csv) as tmp:
@@ -573,6 +696,23 @@ def aggregate_histories(
             tmp.write_text(summary_html(summary))
     log.info("aggregated %d runs into %s", len(runs), out_histories)
     return summary
+
+
+def read_precisions(paths: Sequence[str | os.PathLike], runs: Sequence[dict]) -> dict[tuple[str, int], str]:
+    """(mode, seed) -> the precision each run trained in, from its run.json (written by the train step); a file
+    that cannot be read or lacks the key is one :class:`InputFileError` line naming it."""
+    if len(paths) != len(runs):
+        raise ValueError(f"got {len(paths)} run.json files for {len(runs)} runs")
+    out = {}
+    for path, run in zip(paths, runs, strict=True):
+        try:
+            info = json.loads(Path(path).read_text())
+            out[(run["mode"], int(run["seed"]))] = str(info["precision"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise InputFileError(
+                f"{path}: cannot read the run's precision ({type(err).__name__}: {err}); {HISTORY_FIX}"
+            ) from None
+    return out
 
 
 @logged_step

@@ -791,8 +791,12 @@ def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: S
                 label=name,
                 zorder=2,
             )
+            # no error bar where one seed leaves the sd undefined (a zero-length bar would suggest certainty)
+            has_sd = stats["sd"].notna().to_numpy()
+            if has_sd.any():
+                ax.errorbar(xs[has_sd], stats["mean"][has_sd], yerr=stats["sd"][has_sd], fmt="none", ecolor="black",
+                            capsize=3, lw=1, zorder=3)  # fmt: skip
             sd = stats["sd"].fillna(0.0)
-            ax.errorbar(xs, stats["mean"], yerr=sd, fmt="none", ecolor="black", capsize=3, lw=1, zorder=3)
             for xi, m in zip(xs, modes, strict=True):
                 seeds = sub[sub["mode"] == m]["test_acc"].to_numpy()
                 jitter = np.linspace(-0.25, 0.25, seeds.size) * width if seeds.size > 1 else np.zeros(1)

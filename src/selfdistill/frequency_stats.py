@@ -1,6 +1,8 @@
 """The frequency claim with the same paired treatment as the accuracy summary: at the last epoch, per (split,
 source, delta), each mode minus ``ce`` of the low-frequency ratio and of e_high against the noisy and the clean
-labels, paired by seed, with a 95% t-interval over seeds and a verdict (difference found / none found).
+labels, paired by seed, with a 95% t-interval over seeds and the verdict rules of :mod:`selfdistill.stats`. Each mode
+is compared in many (split, source, delta, quantity) cells, so the verdict is Holm-corrected over all of a mode's
+cells (the family-wise error rate stays 5%); the uncorrected interval and verdict are kept beside it.
 
 Degenerate widths are dropped first, with a logged reason (:func:`degenerate_deltas`): when the kernel is about the
 identity (small delta) the labels keep almost all their energy in the low-pass part, the high-pass part of the
@@ -10,6 +12,7 @@ ratio 1.000, e_high up to ~180).
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_output, logged_step, setting_keys, setup_logging
-from .stats import INTERVAL_NAME, t_interval, verdict
+from .stats import ALPHA, INTERVAL_NAME, holm, t_interval, verdict
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,12 @@ DIFFERENCE_COLUMNS = (
     "mean",
     "ci95_low",
     "ci95_high",
+    "p_value",
+    "verdict_uncorrected",
+    "holm_tests",
+    "p_holm",
     "verdict",
 )
-FOUND, NONE_FOUND = "difference found", "none found"
 
 
 def with_delta_config(frequency: pd.DataFrame) -> pd.DataFrame:
@@ -125,9 +131,10 @@ def frequency_differences(
     frequency: pd.DataFrame, reference: str = "ce", degenerate: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Per (setting, split, source, delta_config, mode other than ``reference``, quantity of :data:`QUANTITIES`):
-    the seeds' paired differences mode − ``reference`` at the last epoch, their mean, 95% t-interval and verdict.
-    Degenerate widths are dropped first (logged); a quantity without values (e_high vs noisy labels on the test
-    split) is left out. ``degenerate``: the widths to drop (default :func:`degenerate_deltas` with its defaults)."""
+    the seeds' paired differences mode − ``reference`` at the last epoch, their mean, 95% t-interval, paired t-test
+    p-value and uncorrected verdict, then the Holm-adjusted p-value over all of the (setting, mode)'s cells and the
+    verdict from it. Degenerate widths are dropped first (logged); a quantity without values (e_high vs noisy labels
+    on the test split) is left out. ``degenerate``: the widths to drop (default :func:`degenerate_deltas`)."""
     rows = last_epoch_rows(drop_degenerate(frequency, degenerate))
     cell = [*setting_keys(rows), "split", "source", "delta_config"]
     out = []
@@ -140,13 +147,13 @@ def frequency_differences(
                 if diff.empty:
                     continue
                 out.append(_difference_row(dict(zip(cell, values, strict=True)), mode, quantity, diff))
-    return pd.DataFrame(out, columns=[*setting_keys(rows), *DIFFERENCE_COLUMNS])
+    table = pd.DataFrame(out, columns=[*setting_keys(rows), *DIFFERENCE_COLUMNS, "_interval"])
+    return _holm_columns(table)
 
 
 def _difference_row(cell: dict, mode: str, quantity: str, differences: pd.Series) -> dict:
-    """One row of :func:`frequency_differences`."""
+    """One row of :func:`frequency_differences` before the Holm correction."""
     interval = t_interval(differences.tolist())
-    found = verdict(interval, FOUND, FOUND)
     return {
         **cell,
         "mode": mode,
@@ -155,29 +162,53 @@ def _difference_row(cell: dict, mode: str, quantity: str, differences: pd.Series
         "mean": interval.mean,
         "ci95_low": interval.low,
         "ci95_high": interval.high,
-        "verdict": NONE_FOUND if found == "inconclusive" else FOUND,
+        "p_value": interval.p_value,
+        "verdict_uncorrected": verdict(interval).text,
+        "_interval": interval,
     }
 
 
+def _holm_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``holm_tests`` (the number of testable cells of the row's (setting, mode)), ``p_holm`` and ``verdict``."""
+    table = table.copy()
+    table["holm_tests"], table["p_holm"], table["verdict"] = 0, np.nan, ""
+    if table.empty:
+        return table.drop(columns="_interval")
+    for _, group in table.groupby([*setting_keys(table), "mode"], sort=False):
+        adjusted, rejected = holm(group["p_value"].tolist(), ALPHA)
+        table.loc[group.index, "holm_tests"] = int(group["p_value"].notna().sum())
+        table.loc[group.index, "p_holm"] = adjusted
+        table.loc[group.index, "verdict"] = [
+            verdict(interval, reject=reject).text for interval, reject in zip(group["_interval"], rejected, strict=True)
+        ]
+    return table.drop(columns="_interval")
+
+
+def _found(verdicts: pd.Series) -> pd.Series:
+    return verdicts.astype(str).str.startswith("difference found")
+
+
 def frequency_markdown(table: pd.DataFrame, degenerate: pd.DataFrame | None = None, reference: str = "ce") -> str:
-    """A Markdown section: one line per (setting, mode, quantity) saying in how many (split, source, delta) cells a
-    difference from ``reference`` is found, with each found cell's interval; then the dropped widths."""
+    """A Markdown section: one line per (setting, mode, quantity) saying in how many (split, source, delta) cells
+    it was tested and in how many a difference from ``reference`` is found after the Holm correction (and
+    uncorrected), with each found cell's interval; then the dropped widths."""
     lines = [
         f"## Frequency measures at the last epoch: each mode − {reference}",
         "",
-        f"Per seed paired differences, mean and {INTERVAL_NAME}; a difference is found when the interval excludes 0.",
+        (
+            f"Per seed paired differences, mean and {INTERVAL_NAME} (uncorrected). A difference is found when the "
+            "Holm-corrected paired t-test rejects 0 at a family-wise 5% over all of a mode's cells (split, source, δ and "
+            "quantity); 'uncorrected' counts the cells whose own interval excludes 0. No difference detected is not "
+            "evidence of absence; with 1 seed nothing is testable."
+        ),
         "",
     ]
     keys = [*setting_keys(table), "mode", "quantity"]
     for values, group in table.groupby(keys, sort=False):
         *setting, mode, quantity = values
-        found = group[group["verdict"] == FOUND]
-        cells = "; ".join(_cell_text(row) for row in found.itertuples(index=False))
-        head = f"- {'/'.join(map(str, setting))}, {mode} − {reference}, {QUANTITIES[quantity]}: "
-        if found.empty:
-            lines.append(f"{head}none found in {len(group)} (split, source, δ) cells.")
-        else:
-            lines.append(f"{head}difference found in {len(found)} of {len(group)} cells: {cells}.")
+        lines.append(
+            f"- {'/'.join(map(str, setting))}, {mode} − {reference}, {QUANTITIES[quantity]}: {_summary(group)}"
+        )
     if degenerate is not None and not degenerate.empty:
         lines += ["", "Widths left out as degenerate:"]
         for row in degenerate.itertuples(index=False):
@@ -185,13 +216,64 @@ def frequency_markdown(table: pd.DataFrame, degenerate: pd.DataFrame | None = No
     return "\n".join(lines) + "\n"
 
 
+def _summary(group: pd.DataFrame) -> str:
+    """In words: how many cells, how many testable, and what was found (Holm, then uncorrected)."""
+    n = len(group)
+    testable = group["p_value"].notna()
+    if not testable.any():
+        reasons = "; ".join(sorted(set(group["verdict"])))
+        return f"{n} cells, none testable ({reasons})."
+    found, raw = _found(group["verdict"]), _found(group["verdict_uncorrected"])
+    head = (
+        f"{int(testable.sum())} of {n} cells tested (Holm over the mode's {int(group['holm_tests'].iloc[0])} tests); "
+        f"difference found in {int(found.sum())} after correction, {int(raw.sum())} uncorrected"
+    )
+    shown = group[found] if found.any() else group[raw]
+    label = "found" if found.any() else "uncorrected only"
+    cells = "; ".join(_cell_text(row) for row in shown.itertuples(index=False))
+    return f"{head}{f' ({label}: {cells})' if cells else ''}."
+
+
 def _cell_text(row) -> str:
-    """'train_subset/probs δ 0.2: +0.0123 [+0.0050, +0.0196] (3 seeds)'."""
+    """'train_subset/probs δ 0.2: +0.0123 [+0.0050, +0.0196], p_Holm 0.04 (3 seeds)'."""
     if np.isnan(row.ci95_low):
         bounds = "no interval"
     else:
         bounds = f"[{row.ci95_low:+.4g}, {row.ci95_high:+.4g}]"
-    return f"{row.split}/{row.source} δ {row.delta_config:g}: {row.mean:+.4g} {bounds} ({row.n_pairs} seeds)"
+    p = "" if np.isnan(row.p_holm) else f", p_Holm {row.p_holm:.2g}"
+    return f"{row.split}/{row.source} δ {row.delta_config:g}: {row.mean:+.4g} {bounds}{p} ({row.n_pairs} seeds)"
+
+
+def frequency_html(table: pd.DataFrame, reference: str = "ce") -> str:
+    """A short table for the report: per (setting, mode, quantity) the cells tested and found (Holm, uncorrected)
+    and the cell with the smallest p-value with its interval; the detail stays in frequency_summary.csv. ASCII."""
+    rows = []
+    keys = [*setting_keys(table), "mode", "quantity"]
+    for values, group in table.groupby(keys, sort=False):
+        *setting, mode, quantity = values
+        testable = group[group["p_value"].notna()]
+        best = next(testable.loc[[testable["p_value"].idxmin()]].itertuples(index=False)) if len(testable) else None
+        strongest = "&mdash;" if best is None else html.escape(_cell_text(best))
+        cells = [
+            "/".join(map(str, setting)),
+            f"{mode} &minus; {reference}",
+            html.escape(QUANTITIES[quantity]),
+            f"{len(testable)} of {len(group)}",
+            str(int(_found(group["verdict"]).sum())),
+            str(int(_found(group["verdict_uncorrected"]).sum())),
+            strongest,
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = (
+        "<thead><tr><th>setting</th><th>comparison</th><th>quantity</th><th>cells tested</th>"
+        "<th>found (Holm)</th><th>found (uncorrected)</th><th>smallest p: difference [95% interval]</th></tr></thead>"
+    )
+    note = (
+        "<p>Last epoch, paired by seed. A cell is one (split, output source, &delta;); Holm-corrected over all of a "
+        "mode's cells. Every cell's numbers: frequency_summary.csv.</p>"
+    )
+    body = f'<table class="selfdistill-summary">{head}<tbody>{"".join(rows)}</tbody></table>{note}'
+    return body.encode("ascii", "xmlcharrefreplace").decode("ascii") + "\n"
 
 
 @logged_step
@@ -202,10 +284,12 @@ def summarise_frequency(
     reference: str = "ce",
     num_classes: int | None = None,
     log_path: str | os.PathLike | None = None,
+    out_html: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Pipeline step: from one setting's tidy frequency.csv (rule aggregate_frequency) write
     frequency_summary.csv (:func:`frequency_differences`) and its Markdown section; ``num_classes`` (the
-    dataset's) also drops widths whose kernel is about a global average (:func:`degenerate_deltas`)."""
+    dataset's) also drops widths whose kernel is about a global average (:func:`degenerate_deltas`); ``out_html``:
+    the report's short table (:func:`frequency_html`)."""
     if log_path is not None:
         setup_logging(log_path)
     frequency = pd.read_csv(frequency_csv)
@@ -215,5 +299,8 @@ def summarise_frequency(
         table.to_csv(tmp, index=False)
     with atomic_output(out_md) as tmp:
         tmp.write_text(frequency_markdown(table, degenerate, reference))
+    if out_html is not None:
+        with atomic_output(out_html) as tmp:
+            tmp.write_text(frequency_html(table, reference))
     log.info("%d paired frequency comparisons written to %s", len(table), out_csv)
     return table

@@ -31,6 +31,8 @@ HISTORY_COLUMNS = (
     "val_acc",
     "test_loss",
     "test_acc",
+    "test_pred_top_class",
+    "test_pred_top_share",
     "distill_weight",
     "epoch_seconds",
 )

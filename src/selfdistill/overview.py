@@ -20,10 +20,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .aggregate import difference_text, percent_pm
+from .aggregate import COMPARISON_LEGEND, REFERENCE_MODE, difference_text, percent_pm
 from .io import atomic_output, logged_step, setup_logging
 from .published import published_cell
-from .stats import INTERVAL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +44,16 @@ STUDY_COLUMNS = (
     "last_minus_ce_early_ci95_low",
     "last_minus_ce_early_ci95_high",
     "last_minus_ce_early_verdict",
+    "last_minus_ce_oracle_n_pairs",
+    "last_minus_ce_oracle_mean",
+    "last_minus_ce_oracle_ci95_low",
+    "last_minus_ce_oracle_ci95_high",
+    "last_minus_ce_oracle_verdict",
+    "n_collapsed_last",
+    "n_collapsed_early_stop",
 )
-REFERENCE_MODE = "ce"
+#: columns a study table carries when its summaries have them (older summaries lack them)
+OPTIONAL_COLUMNS = ("precision", "collapsed")
 
 
 def study_summary(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -65,7 +72,7 @@ def study_summary(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     missing = [col for col in STUDY_COLUMNS if col not in study.columns]
     if missing:
         raise ValueError(f"the summary tables lack the columns {', '.join(missing)}")
-    study = study[list(STUDY_COLUMNS)]
+    study = study[list(STUDY_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in study.columns]]
     if study["dataset"].astype(str).str.startswith("cifar").any():
         study["published_ce"] = [published_cell(d, n) for d, n in zip(study["dataset"], study["noise"], strict=True)]
     return study
@@ -77,13 +84,15 @@ def _pct(mean: float, sd: float) -> str:
 
 
 def study_markdown(study: pd.DataFrame) -> str:
-    """The study table as Markdown, in percent, with the legend saying what each column is."""
+    """The study table as Markdown, in percent, with the legend saying what each column is; the comparison with ce's
+    oracle epoch (conservative) sits beside the one with early-stopped ce, and collapsed runs are counted."""
     published = "published_ce" in study.columns
     # a study without variants has one unnamed variant: no column for it
     variants = bool((study["variant"] != "").any())
     head = "| variant " * variants + "| noise | mode | seeds | last epoch | early-stopped | oracle (upper bound) "
-    head += "| last − early-stopped ce | verdict |" + (" published CE (source, recipe) |" if published else "")
-    lines = [head, "|" + "---|" * (8 + variants + published)]
+    head += "| last − early-stopped ce | verdict | last − ce oracle (conservative) | verdict | collapsed runs |"
+    head += " published CE (source, table, what) |" if published else ""
+    lines = [head, "|" + "---|" * (11 + variants + published)]
     for row in study.itertuples(index=False):
         cells = [row.variant] * variants + [
             row.noise,
@@ -94,6 +103,9 @@ def study_markdown(study: pd.DataFrame) -> str:
             _pct(row.oracle_mean, row.oracle_sd),
             difference_text(row, "last_minus_ce_early"),
             row.last_minus_ce_early_verdict,
+            difference_text(row, "last_minus_ce_oracle"),
+            row.last_minus_ce_oracle_verdict,
+            _collapsed_cell(row),
         ]
         # CE numbers: on the ce rows only (the CSV has them on every row)
         if published:
@@ -103,14 +115,28 @@ def study_markdown(study: pd.DataFrame) -> str:
         "",
         (
             "Test accuracy in percent, mean ± sd over seeds; early-stopped: the epoch of best accuracy on the noisy "
-            "validation split; oracle: the epoch of best test accuracy, an upper bound only. Last − early-stopped ce: "
-            f"per seed paired difference in points, mean and {INTERVAL_NAME}; better / worse when the interval "
-            "excludes 0, else inconclusive."
+            "validation split; oracle: the epoch of best test accuracy, an upper bound only. Collapsed runs: seeds "
+            "whose test predictions fell on one class for at least 95% of the test images, at the last / the "
+            "early-stopped epoch."
         ),
+        COMPARISON_LEGEND,
     ]
+    if "precision" in study.columns:
+        values = ", ".join(dict.fromkeys(study["precision"].astype(str)))
+        lines.append(f"Precision the runs trained in: {values}.")
     if published:
         lines.append("Published numbers come from other networks and recipes: context, not a target.")
     return "\n".join(lines) + "\n"
+
+
+def _collapsed_cell(row) -> str:
+    """'2 of 3 (last)', '1 of 3 (early-stopped)', both, or '0'."""
+    parts = [
+        f"{int(n)} of {row.n_seeds} ({at})"
+        for n, at in ((row.n_collapsed_last, "last"), (row.n_collapsed_early_stop, "early-stopped"))
+        if not math.isnan(n) and n
+    ]
+    return "; ".join(parts) or "0"
 
 
 def overview_figure(study: pd.DataFrame, out_png: str | os.PathLike) -> None:
@@ -151,8 +177,13 @@ def _overview_panel(ax, rows: pd.DataFrame, noises: list[str], modes: list[str],
             r = cell.iloc[0]
             x = i + (j - (len(modes) - 1) / 2) * width
             first = i == 0
-            ax.errorbar(x, 100 * r["last_mean"], yerr=_nan0(100 * r["last_sd"]), fmt="o", color=colours[mode],
-                        capsize=3, label=f"{mode} (last epoch)" if first else None)  # fmt: skip
+            # one seed: the point alone (an sd of one value is undefined; a zero-length bar would suggest certainty)
+            sd = None if math.isnan(r["last_sd"]) else 100 * r["last_sd"]
+            ax.errorbar(x, 100 * r["last_mean"], yerr=sd, fmt="o", color=colours[mode], capsize=3,
+                        label=f"{mode} (last epoch)" if first else None)  # fmt: skip
+            if r.get("n_collapsed_last", 0):
+                ax.plot(x, 100 * r["last_mean"], "x", color="black", markersize=9,
+                        label="collapsed run(s): one class predicted" if first and j == 0 else None)  # fmt: skip
             ax.plot(x, 100 * r["oracle_mean"], "^", color=colours[mode], alpha=0.3, markersize=5,
                     label="oracle best test (upper bound)" if first and j == 0 else None)  # fmt: skip
             if mode == REFERENCE_MODE and not math.isnan(r["early_stop_mean"]):
@@ -160,11 +191,6 @@ def _overview_panel(ax, rows: pd.DataFrame, noises: list[str], modes: list[str],
                           label="early-stopped ce" if first else None)  # fmt: skip
     ax.set_xticks(range(len(noises)), noises)
     ax.grid(axis="y", alpha=0.3)
-
-
-def _nan0(x: float) -> float:
-    """0 for NaN (no error bar with one seed)."""
-    return 0.0 if math.isnan(x) else x
 
 
 @logged_step

@@ -1,82 +1,79 @@
-"""Small exact statistics for per-seed paired comparisons: Student t quantiles and 95% t-intervals over seeds.
+"""Paired comparisons over seeds: t-intervals, p-values, the Holm correction, and the verdict rules every summary
+uses (docs/science.md, "Verdicts").
 
 Why paired: runs with the same seed share the data split, the noisy labels, the initialisation and the batch
 order, so "mode A − mode B" per seed removes most of the seed-to-seed spread that an unpaired comparison of two
 means would carry.
 
-The t quantile is computed exactly, not from a table or an approximation: the two-sided Student t probability
-``P(|T| < t)`` for an integer ``dof`` has a finite closed form (Abramowitz & Stegun 26.7.3-26.7.4, a sum of
-``dof/2`` powers of ``cos(arctan(t / sqrt(dof)))``), and the quantile is found by bisection on it to machine
-precision. Only the standard library is used (no scipy).
+The verdict rules (one place, used by the accuracy summary, the frequency summary and the study overview):
+
+- no paired seed: "no paired seeds";
+- 1 seed: "not testable (1 seed)": one difference says nothing about the seed-to-seed spread, so it is never
+  reported as "no difference";
+- n ≥ 2 seeds whose differences are all equal: the interval has zero width, which is not evidence of anything but
+  the resolution of the measure (accuracies move in steps of 1/n_test): "all n seeds differ by exactly x", and no
+  verdict;
+- otherwise "difference found (higher)" / "difference found (lower)" when the 95% t-interval excludes 0, else
+  "no difference detected (95% interval includes 0)", which is not evidence of absence.
+
+Quantiles and p-values come from ``scipy.stats.t``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from scipy import stats as _scipy_stats
 
 #: the confidence level of every interval in the summaries, and how the outputs name the interval
 CONFIDENCE = 0.95
 INTERVAL_NAME = "95% t-interval over seeds"
+#: the family-wise error rate of the Holm correction
+ALPHA = 1 - CONFIDENCE
 
-
-def t_two_sided_prob(t: float, dof: int) -> float:
-    """``P(|T| < t)`` for Student's t with integer ``dof`` >= 1 (A&S 26.7.3-26.7.4, exact finite series)."""
-    if dof < 1 or int(dof) != dof:
-        raise ValueError(f"dof must be a positive integer, got {dof}")
-    if t <= 0:
-        return 0.0
-    theta = math.atan(t / math.sqrt(dof))
-    s, c2 = math.sin(theta), math.cos(theta) ** 2
-    # sin θ (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ... up to cos^(dof-2)θ)
-    if dof % 2 == 0:
-        term, total = 1.0, 1.0
-        for k in range(1, dof // 2):
-            term *= c2 * (2 * k - 1) / (2 * k)
-            total += term
-        return min(1.0, s * total)
-    # odd: 2/π (θ + sin θ cos θ (1 + 2/3 cos²θ + 2·4/(3·5) cos⁴θ + ... up to cos^(dof-3)θ)); dof 1: 2θ/π
-    total = 0.0
-    if dof > 1:
-        term, total = 1.0, 1.0
-        for k in range(1, (dof - 1) // 2):
-            term *= c2 * (2 * k) / (2 * k + 1)
-            total += term
-        total *= s * math.sqrt(c2)
-    return min(1.0, 2 / math.pi * (theta + total))
+#: what a :class:`Verdict` can be
+FOUND, NOT_DETECTED, CONSTANT, NOT_TESTABLE, NO_PAIRS = "found", "not_detected", "constant", "not_testable", "no_pairs"
+NOT_DETECTED_TEXT = "no difference detected (95% interval includes 0)"
+#: paired differences this close to their mean are equal (floating-point rounding of equal differences; accuracy
+#: steps are at least 1/n_test, ~1e-4, and frequency measures differ between seeds far above 1e-9 relative)
+EQUAL_RTOL, EQUAL_ATOL = 1e-9, 1e-12
 
 
 def t_quantile(p: float, dof: int) -> float:
-    """The ``p`` quantile (0.5 < p < 1) of Student's t with integer ``dof``, by bisection on
-    :func:`t_two_sided_prob` to machine precision; ``t_quantile(0.975, n - 1)`` is a 95% interval's multiplier."""
+    """The ``p`` quantile (0.5 < p < 1) of Student's t with ``dof`` degrees of freedom (``scipy.stats.t.ppf``);
+    ``t_quantile(0.975, n - 1)`` is a 95% interval's multiplier."""
     if not 0.5 < p < 1:
         raise ValueError(f"p must lie in (0.5, 1), got {p}")
-    target = 2 * p - 1
-    lo, hi = 0.0, 1.0
-    while t_two_sided_prob(hi, dof) < target:
-        lo, hi = hi, 2 * hi
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        lo, hi = (mid, hi) if t_two_sided_prob(mid, dof) < target else (lo, mid)
-    return 0.5 * (lo + hi)
+    if dof < 1:
+        raise ValueError(f"dof must be at least 1, got {dof}")
+    return float(_scipy_stats.t.ppf(p, dof))
 
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean of ``n`` paired differences and its t-interval (``low``/``high`` NaN when ``n`` < 2)."""
+    """Mean of ``n`` paired differences, their sample sd and the t-interval (``sd``, ``low``, ``high`` NaN when ``n``
+    < 2)."""
 
     n: int
     mean: float
     low: float
     high: float
+    sd: float = math.nan
 
     @property
     def excludes_zero(self) -> bool:
-        """True when the whole interval lies on one side of 0 (False for a NaN interval)."""
-        return self.low > 0 or self.high < 0
+        """True when the whole interval lies on one side of 0 (False for a NaN or zero-width interval)."""
+        return self.sd > 0 and (self.low > 0 or self.high < 0)
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided p-value of the paired t-test of mean 0 (NaN with fewer than 2 values or zero spread)."""
+        if self.n < 2 or not self.sd > 0:
+            return math.nan
+        t = abs(self.mean) / (self.sd / math.sqrt(self.n))
+        return float(2 * _scipy_stats.t.sf(t, self.n - 1))
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
@@ -90,23 +87,57 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
     if n == 1:
         return Interval(1, mean, math.nan, math.nan)
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    # equal values up to the rounding of their computation (0.70 − 0.80 and 0.72 − 0.82 differ in the 17th digit):
+    # zero spread, not a spread of 1e-17 that would give a vanishing interval and a verdict
+    if all(math.isclose(x, mean, rel_tol=EQUAL_RTOL, abs_tol=EQUAL_ATOL) for x in xs):
+        sd = 0.0
     half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    return Interval(n, mean, mean - half, mean + half)
+    return Interval(n, mean, mean - half, mean + half, sd)
 
 
-def verdict(interval: Interval, positive: str = "better", negative: str = "worse") -> str:
-    """``positive`` / ``negative`` when the interval lies wholly above / below 0, else "inconclusive"."""
-    if interval.low > 0:
-        return positive
-    if interval.high < 0:
-        return negative
-    return "inconclusive"
+@dataclass(frozen=True)
+class Verdict:
+    """What a paired comparison says: ``kind`` (:data:`FOUND`, :data:`NOT_DETECTED`, :data:`CONSTANT`,
+    :data:`NOT_TESTABLE`, :data:`NO_PAIRS`) and its words."""
+
+    kind: str
+    text: str
+
+    @property
+    def is_result(self) -> bool:
+        """True for a verdict that states something about the difference (found, or not detected)."""
+        return self.kind in (FOUND, NOT_DETECTED)
 
 
-def why_inconclusive(interval: Interval) -> str:
-    """Why an interval gives no verdict, in words for the Markdown ("" when it does give one)."""
-    if interval.n == 0:
-        return "no paired seeds"
-    if interval.n == 1:
-        return "1 seed: no interval, the seed-to-seed spread is unknown"
-    return "" if interval.excludes_zero else "the interval contains 0"
+def _plain(x: float) -> str:
+    return f"{x:+.4g}"
+
+
+def verdict(interval: Interval, fmt: Callable[[float], str] = _plain, reject: bool | None = None) -> Verdict:
+    """The verdict of one paired comparison (module doc). ``fmt`` writes a difference (e.g. in percentage points) for
+    the all-equal case; ``reject`` overrides the interval's own test (a multiple-comparison correction's decision)."""
+    n = interval.n
+    if n == 0:
+        return Verdict(NO_PAIRS, "no paired seeds")
+    if n == 1:
+        return Verdict(NOT_TESTABLE, "not testable (1 seed)")
+    if interval.sd == 0:
+        return Verdict(CONSTANT, f"all {n} seeds differ by exactly {fmt(interval.mean)}")
+    found = interval.excludes_zero if reject is None else reject
+    if found:
+        return Verdict(FOUND, f"difference found ({'higher' if interval.mean > 0 else 'lower'})")
+    return Verdict(NOT_DETECTED, NOT_DETECTED_TEXT)
+
+
+def holm(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
+    """Holm's step-down correction of the ``p_values`` of one family (NaNs are not tested and stay NaN/False): the
+    adjusted p-values ``min(1, max_{j≤i} (m − j + 1) p_(j))`` in the input order and whether each is rejected at
+    family-wise level ``alpha``; ``m`` is the number of finite p-values."""
+    finite = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    m = len(finite)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(finite)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted, [not math.isnan(a) and a <= alpha for a in adjusted]

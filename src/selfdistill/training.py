@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, attempt, fault_point, fingerprint
+from .collapse import collapse_text, is_collapsed
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
@@ -561,6 +562,8 @@ def run_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest) -> 
         saved = checkpoint(run, folder)
     # logged after the checkpoint: an epoch in the log is an epoch that a rerun will not redo
     log_epoch(row, run.cfg.epochs, saved)
+    if epoch == run.cfg.epochs:
+        log_collapse(run)
     if stop.requested and epoch < run.cfg.epochs:
         preempt(run, stop, checkpointed=bool(every))
 
@@ -636,8 +639,29 @@ def history_row(run: TrainingRun, epoch: int, logits: Mapping[str, torch.Tensor]
         "val_acc": _acc(pred["val"], run.labels["val"][0]),
         "test_loss": float(F.cross_entropy(logits["test"], run.labels["test"][1])),
         "test_acc": _acc(pred["test"], run.labels["test"][1]),
+        **_top_prediction(pred["test"], run.num_classes),
         "distill_weight": run.mode.distill_weight(),
     }
+
+
+def _top_prediction(pred: torch.Tensor, num_classes: int) -> dict:
+    """The most predicted class of ``pred`` and its share (ties to the lowest class), for collapse detection."""
+    counts = torch.bincount(pred, minlength=num_classes)
+    top = int(counts.argmax())
+    return {"test_pred_top_class": top, "test_pred_top_share": float(counts[top]) / max(pred.numel(), 1)}
+
+
+def log_collapse(run: TrainingRun) -> None:
+    """After the last epoch: a warning for each of the last and the early-stopped epoch at which the test
+    predictions collapsed onto one class (:mod:`selfdistill.collapse`)."""
+    rows, best = run.progress.rows, run.progress.best
+    epochs = {"last epoch": rows[-1]}
+    if best is not None:
+        epochs["early-stopped epoch"] = rows[best["epoch"] - 1]
+    for at, row in epochs.items():
+        if is_collapsed(row["test_pred_top_share"]):
+            text = collapse_text(row["test_pred_top_class"], row["test_pred_top_share"])
+            log.warning("run %s at the %s (epoch %d): %s", run.run_name, at, row["epoch"], text)
 
 
 def store_outputs(run: TrainingRun, folder: CheckpointFolder, epoch: int, logits: Mapping[str, torch.Tensor]) -> None:

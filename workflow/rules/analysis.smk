@@ -29,6 +29,8 @@ rule aggregate:
     """Tidy all runs' histories; per-mode test accuracy at last / early-stopped / oracle epochs."""
     input:
         histories=run_files("history.csv"),
+        # the precision each run trained in
+        run_info=run_files("run.json"),
         code=code_of("aggregate.py"),
     output:
         histories=f"{RESULTS}/{{setting}}/histories.csv",
@@ -95,6 +97,13 @@ rule frequency_summary:
             subcategory="{setting}",
         ),
         md=f"{RESULTS}/{{setting}}/frequency_summary.md",
+        # a short table for the report; every cell's numbers stay in the CSV
+        html=report(
+            f"{RESULTS}/{{setting}}/frequency_summary.html",
+            caption="../report/frequency_summary.rst",
+            category="Summary",
+            subcategory="{setting}",
+        ),
     log:
         f"{RESULTS}/{{setting}}/logs/frequency_summary.log",
     conda:

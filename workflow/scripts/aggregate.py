@@ -14,4 +14,5 @@ aggregate_histories(
     epochs=sm.params.epochs,
     val_fraction=sm.params.val_fraction,
     out_summary_html=sm.output.summary_html,
+    run_info_paths=list(sm.input.run_info),
 )

@@ -7,6 +7,7 @@ summarise_frequency(
     sm.input.table,
     sm.output.csv,
     sm.output.md,
+    out_html=sm.output.html,
     num_classes=sm.params.num_classes,
     log_path=sm.log[0],
 )
