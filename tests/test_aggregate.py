@@ -568,3 +568,25 @@ def test_the_precision_of_each_run_reaches_the_summary(tmp_path):
     infos[0].write_text("{}")
     with pytest.raises(ag.InputFileError, match=str(infos[0])):
         ag.aggregate_histories(paths, runs, out / "h.csv", out / "s.csv", out / "s.md", run_info_paths=infos)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "what"),
+    [
+        ("test_acc", 1.5, "outside [0, 1] (an accuracy)"),
+        ("val_acc", -0.1, "outside [0, 1] (an accuracy)"),
+        ("train_loss", -0.2, "outside >= 0 (a loss)"),
+        ("test_pred_top_share", 1.01, "outside [0, 1] (a share of the test images)"),
+        ("distill_weight", 2.0, "outside [0, 1] (a share of the target)"),
+    ],
+)
+def test_an_out_of_range_history_value_stops_the_aggregation_naming_the_file(tmp_path, column, value, what):
+    frame = make_history("self_distill", 0, *RUNS[("self_distill", 0)])
+    frame.loc[2, column] = value
+    path = tmp_path / "history.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ag.InputFileError) as err:
+        ag.read_history(path, epochs=5, val_fraction=0.1)
+    message = str(err.value)
+    assert message.startswith(f"{path}: column {column} has {value:g} at epoch 3, {what}")
+    assert "\n" not in message and "rule train" in message

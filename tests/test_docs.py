@@ -135,3 +135,35 @@ def test_docstrings_cite_existing_science_sections():
     headings = HEADING.findall((REPO / "docs" / "science.md").read_text(encoding="utf-8"))
     missing = sorted(name for name in cited if not any(name in h for h in headings))
     assert not missing, f"cited as docs/science.md sections but not there: {missing}"
+
+
+#: the committed example outputs of the default study that the README quotes
+COMMITTED_SUMMARIES = ("summary_digits_pair40.md", "frequency_summary_digits_pair40.md")
+#: a quoted result: 'mean ± sd' or 'difference [low, high]', as the summaries write them
+QUOTED = re.compile(r"[+-]?\d+\.\d+ ± \d+\.\d+|[+-]?\d+\.?\d* \[[+-]?\d+\.?\d*, [+-]?\d+\.?\d*\]")
+
+
+def _section(text: str, heading: str) -> str:
+    """The text of the Markdown section ``heading`` (up to the next heading of any level)."""
+    start = text.index(heading)
+    rest = text[start + len(heading) :]
+    following = re.search(r"^#{1,6} ", rest, re.MULTILINE)
+    return rest[: following.start()] if following else rest
+
+
+def test_readme_quotes_the_committed_default_summary():
+    """Every mean ± sd and every interval the README's default-run section states is in a committed summary, so the
+    two cannot drift apart (regenerate them with the default study when a number changes)."""
+    section = _section(README.read_text(encoding="utf-8"), "## What the default run shows")
+    committed = "".join((REPO / "docs" / name).read_text(encoding="utf-8") for name in COMMITTED_SUMMARIES)
+    quoted = QUOTED.findall(section)
+    assert len(quoted) >= 12, quoted
+    missing = [q for q in quoted if q not in committed]
+    assert not missing, f"README.md quotes numbers no committed summary holds: {missing}"
+    # the verdict words beside the headline comparisons are the summary's
+    for number, words in (
+        ("-2.96 [-12.75, +6.83]", "no difference detected"),
+        ("+14.35 [+10.31, +18.40]", "difference found (higher)"),
+    ):
+        line = next(x for x in committed.splitlines() if number.split(" [")[0] + " points" in x and number[-8:] in x)
+        assert words in line and number in section

@@ -64,6 +64,17 @@ FINITE_COLUMNS = (
 )
 #: history columns of the validation split: finite in every row when the run has one, empty in every row otherwise
 VALIDATION_COLUMNS = ("val_loss", "val_acc")
+#: the range every (non-empty) value of a history column must lie in, and what the column is
+HISTORY_RANGES = {
+    **{col: (0.0, 1.0, "an accuracy") for col in ("train_acc_noisy", "train_acc_clean", "val_acc", "test_acc")},
+    **{col: (0.0, 1.0, "a share of the training samples") for col in ("memorized", "corrected")},
+    "test_pred_top_share": (0.0, 1.0, "a share of the test images"),
+    "test_pred_top_class": (0.0, math.inf, "a class index"),
+    **{col: (0.0, math.inf, "a loss") for col in ("train_loss", "val_loss", "test_loss")},
+    "lr": (0.0, math.inf, "a learning rate"),
+    "distill_weight": (0.0, 1.0, "a share of the target"),
+    "epoch_seconds": (0.0, math.inf, "a duration"),
+}
 FREQUENCY_COLUMNS = FREQUENCY_CSV_COLUMNS
 FREQUENCY_SPLITS = ("train_subset", "test")
 #: what to do about a bad per-run table: the rule that rebuilds it
@@ -131,10 +142,26 @@ def read_history(
             )
         elif finite.any() and not finite.all():
             _require_finite(path, values, col, numbers["epoch"], HISTORY_FIX)
+    for col, (low, high, what) in HISTORY_RANGES.items():
+        _require_range(path, numbers[col], col, numbers["epoch"], low, high, what)
     for col in HISTORY_COLUMNS:
         frame[col] = numbers[col]
     frame["epoch"] = epoch
     return frame
+
+
+def _require_range(path, values: pd.Series, col: str, epoch: pd.Series, low: float, high: float, what: str) -> None:
+    """Every non-empty value of ``values`` lies in [low, high], else one line naming the column, the value and its
+    epoch: a value no training run can write means the file was changed or damaged after it was written."""
+    v = values.to_numpy(dtype=float)
+    bad = ~np.isnan(v) & ~((v >= low) & (v <= high))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        span = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        raise InputFileError(
+            f"{path}: column {col} has {v[first]:g} at epoch {epoch.iloc[first]:g}, outside {span} ({what}): the file "
+            f"was changed or damaged after rule train wrote it; {HISTORY_FIX}"
+        )
 
 
 def read_frequency_table(path: str | os.PathLike) -> pd.DataFrame:
