@@ -6,8 +6,11 @@
   and inherit the planner's decision through :data:`PLANNED_DEVICE_ENV` instead of probing that node.
 - **On the node** (:func:`acquire`): check that the planned device exists (``cuda`` without a GPU is an error, not a
   silent CPU run), claim a free GPU slot for a bare ``cuda`` (see :mod:`selfdistill.gpu_slots`), and set the CPU
-  thread count, cuDNN autotuning and bf16 autocast. The result is a :class:`RunDevice` that the training engine,
-  the benchmarks and the GPU self-check share.
+  thread count, cuDNN autotuning and the numerical precision. The result is a :class:`RunDevice` that the training
+  engine, the benchmarks and the GPU self-check share.
+- **Precision** (:func:`resolve_precision`, :func:`apply_precision`): the config's ``train.precision`` (``auto``,
+  ``bf16``, ``tf32``, ``float32``) becomes the precision the run really computes in on this device (``bf16``,
+  ``tf32`` or ``float32``), which the run records in its outputs.
 
 torch is imported inside the functions that need it, so the planner can import this module cheaply.
 """
@@ -20,7 +23,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,13 @@ log = logging.getLogger(__name__)
 
 #: Environment variable through which cluster jobs inherit the planner's ``auto`` decision.
 PLANNED_DEVICE_ENV = "SELFDISTILL_PLANNED_DEVICES"
+
+#: ``train.precision`` settings: ``auto`` - bf16 on GPUs that compute bf16 natively, float32 elsewhere; ``bf16`` -
+#: bf16 autocast (float32 on a GPU without native bf16); ``tf32`` - float32 tensors, TF32 matmuls and convolutions;
+#: ``float32`` - true float32 (TF32 off). The CPU always computes in float32.
+PRECISIONS = ("auto", "bf16", "tf32", "float32")
+#: what a run can resolve to
+RESOLVED_PRECISIONS = ("bf16", "tf32", "float32")
 
 
 def gpu_visible() -> bool:
@@ -86,14 +96,63 @@ def check_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
+def resolve_precision(setting: str, device_type: str, bf16_native: Callable[[], bool] | None = None) -> str:
+    """The precision a run computes in: ``setting`` (one of :data:`PRECISIONS`) on a ``device_type`` device.
+
+    The CPU computes in float32 whatever the setting (a line in the log says so when bf16 or tf32 was asked). On
+    CUDA, ``auto`` and ``bf16`` give bf16 when ``bf16_native()`` says the GPU computes bf16 natively (Ampere and later;
+    default: ask torch) and float32 otherwise: V100/T4 would emulate bf16 slowly, and fp16 would need loss scaling.
+    """
+    if setting not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {setting!r}")
+    if device_type != "cuda":
+        if setting in ("bf16", "tf32"):
+            log.info("train.precision %s applies to CUDA runs only: the %s computes in float32", setting, device_type)
+        return "float32"
+    if setting in ("tf32", "float32"):
+        return setting
+    if bf16_native is None:
+        bf16_native = _cuda_bf16_native
+    if bf16_native():
+        return "bf16"
+    log.info("this GPU has no native bf16: training in float32")
+    return "float32"
+
+
+def _cuda_bf16_native() -> bool:
+    import torch
+
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def apply_precision(precision: str) -> None:
+    """Set this process's CUDA float32 math for a resolved ``precision``: TF32 matmuls and cuDNN convolutions on for
+    ``tf32``, off for ``float32`` (PyTorch's default lets cuDNN use TF32), PyTorch's defaults under ``bf16`` (what
+    autocast leaves in float32 keeps TF32 convolutions and IEEE matmuls). Set every time, because one process (the
+    GPU self-check) may configure several precisions in turn. Only called for CUDA devices."""
+    import torch
+
+    if precision not in RESOLVED_PRECISIONS:
+        raise ValueError(f"not a resolved precision: {precision!r}")
+    matmul_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+    torch.set_float32_matmul_precision("high" if matmul_tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = precision != "float32"
+
+
 @dataclass
 class RunDevice:
     """A checked, claimed and configured device: what a run needs to place tensors and pick its precision."""
 
     torch_device: torch.device
-    #: bf16 autocast on GPUs that compute bf16 natively (Ampere and later); float32 everywhere else
-    bf16: bool = False
+    #: the resolved precision (:data:`RESOLVED_PRECISIONS`): bf16 autocast, float32 with TF32, or true float32
+    precision: str = "float32"
     slot: GpuSlot | None = field(default=None, repr=False)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether forward passes run under bf16 autocast."""
+        return self.precision == "bf16"
 
     @property
     def type(self) -> str:
@@ -104,10 +163,10 @@ class RunDevice:
         return self.torch_device.type == "cuda"
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """The context in which forward passes run: bf16 autocast on capable GPUs, a no-op otherwise."""
+        """The context in which forward passes run: bf16 autocast when the precision is bf16, a no-op otherwise."""
         import torch
 
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        return torch.autocast(self.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Wait for queued GPU work (for timing); nothing to wait for on the CPU."""
@@ -148,29 +207,28 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def configure(dev: torch.device, threads: int = 1) -> RunDevice:
-    """Set this process up for ``dev``: CPU threads, or the current CUDA device, cuDNN autotuning and bf16."""
+def configure(dev: torch.device, threads: int = 1, precision: str = "auto") -> RunDevice:
+    """Set this process up for ``dev``: CPU threads (float32), or the current CUDA device, cuDNN autotuning and the
+    ``precision`` setting (:func:`resolve_precision`, :func:`apply_precision`)."""
     import torch
 
+    resolved = resolve_precision(precision, dev.type)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
-        return RunDevice(dev)
+        return RunDevice(dev, resolved)
     torch.cuda.set_device(dev)
     torch.backends.cudnn.benchmark = True
-    # V100/T4 would emulate bf16 slowly and fp16 would need loss scaling: those GPUs train in float32
-    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    if not bf16:
-        log.info("this GPU has no native bf16: training in float32")
-    return RunDevice(dev, bf16=bf16)
+    apply_precision(resolved)
+    return RunDevice(dev, resolved)
 
 
 @contextlib.contextmanager
-def acquire(setting: str, threads: int = 1, holder: str | None = None) -> Iterator[RunDevice]:
-    """Check ``setting`` on this node, claim a GPU slot for a bare ``cuda`` and configure the device; the slot is
-    released when the block ends (and by the kernel if the process dies)."""
+def acquire(setting: str, threads: int = 1, holder: str | None = None, precision: str = "auto") -> Iterator[RunDevice]:
+    """Check ``setting`` on this node, claim a GPU slot for a bare ``cuda`` and configure the device in
+    ``precision``; the slot is released when the block ends (and by the kernel if the process dies)."""
     name, slot = claim_cuda_device(str(check_device(setting)), holder=holder)
     try:
-        run_device = configure(_torch_device(name), threads)
+        run_device = configure(_torch_device(name), threads, precision)
         run_device.slot = slot
         yield run_device
     finally:

@@ -2,12 +2,13 @@
 
     python -m selfdistill.gpu_check                      # the machine's GPU (CUDA when present), full sizes
     python -m selfdistill.gpu_check --device cpu --tiny  # seconds on a laptop: checks that everything runs
+    python -m selfdistill.gpu_check --precision float32  # the same in true float32 (default: auto, as training)
 
 No Snakemake and no dataset download: the data are synthetic CIFAR-shaped uint8 images written to a temporary
 data.h5. Per network (:data:`ARCHS`) it measures
 
-- ``train_step``: training images/s of forward + backward + SGD step (bf16 autocast and channels_last on GPUs
-  that support them, exactly as the training engine runs), and with ``torch.compile`` on CUDA;
+- ``train_step``: training images/s of forward + backward + SGD step (in ``--precision``, resolved as the
+  training engine resolves ``train.precision``, channels_last on CUDA), and with ``torch.compile`` on CUDA;
 - ``forward_cpu_vs_device``: the largest |difference| of float32 eval-mode logits between the CPU and the device;
 - ``resume``: a short run interrupted by SIGUSR1 half-way through epoch 2 and resumed, against the same run
   uninterrupted (largest |difference| of the history's losses and accuracies: 0 on the CPU, small on a GPU whose
@@ -39,11 +40,21 @@ import torch.nn.functional as F
 
 from .checkpoint import FAULT_ENV, CheckpointFolder
 from .data import _write_split
-from .device import RunDevice, acquire, configure
+from .device import PRECISIONS, RunDevice, acquire, configure
 from .frequency import frequency_table
 from .io import atomic_output, setup_logging
 from .models import build_model
-from .training import DeviceImages, Preempted, RunSpec, TrainingRun, TrainSettings, channel_stats, make_batch, train_run
+from .training import (
+    DeviceImages,
+    Preempted,
+    RunSpec,
+    TrainingRun,
+    TrainSettings,
+    channel_stats,
+    device_network,
+    make_batch,
+    train_run,
+)
 
 log = logging.getLogger("selfdistill.gpu_check")
 
@@ -78,8 +89,7 @@ def _row(check: str, arch: str, value: float, unit: str, note: str = "") -> dict
 def train_step_rate(arch: str, dev: RunDevice, batch: int, steps: int, compiled: bool = False) -> float:
     """Training images/s of ``arch`` on random CIFAR-shaped batches, after untimed warm-up steps."""
     torch.manual_seed(0)
-    net = build_model(arch, (3, 32, 32), 10).to(dev.torch_device)
-    net = net.to(memory_format=torch.channels_last) if dev.is_cuda else net
+    net = device_network(build_model(arch, (3, 32, 32), 10), dev)
     forward = torch.compile(net) if compiled else net
     optimiser = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     x = torch.randn(batch, 3, 32, 32, device=dev.torch_device)
@@ -131,10 +141,13 @@ def input_pipeline_rate(dev: RunDevice, n: int, batch: int, rounds: int = 3) -> 
     return rounds * n / (time.perf_counter() - start)
 
 
-def resume_difference(arch: str, data: Path, work: Path, device: str, epochs: int, batch: int) -> float:
+def resume_difference(
+    arch: str, data: Path, work: Path, device: str, epochs: int, batch: int, precision: str = "auto"
+) -> float:
     """Largest |difference| of history values between a run interrupted by SIGUSR1 in epoch 2 and resumed, and the
     same run uninterrupted (``nan`` if the interrupted run did not stop as planned)."""
     settings = {"epochs": epochs, "batch_size": batch, "lr": 0.05, "augment": "crop_flip", "weight_decay": 5e-4}
+    settings["precision"] = precision
 
     def train(folder: str) -> pd.DataFrame:
         out = work / arch / folder
@@ -167,9 +180,12 @@ def resume_difference(arch: str, data: Path, work: Path, device: str, epochs: in
     return float((whole[columns] - resumed[columns]).abs().to_numpy().max())
 
 
-def checkpoint_seconds(arch: str, data: Path, work: Path, dev: RunDevice, repeats: int = 3) -> float:
+def checkpoint_seconds(
+    arch: str, data: Path, work: Path, dev: RunDevice, repeats: int = 3, precision: str = "auto"
+) -> float:
     """Median seconds to write ``arch``'s full training checkpoint (weights, momentum, RNG, history) atomically."""
-    spec = RunSpec("ce", 0, {"arch": arch, "width": None}, TrainSettings(epochs=2), {}, 64, 64, "all")
+    settings = TrainSettings(epochs=2, precision=precision)
+    spec = RunSpec("ce", 0, {"arch": arch, "width": None}, settings, {}, 64, 64, "all")
     run = TrainingRun(data, spec, dev, f"gpu_check/{arch}/checkpoint")
     folder = CheckpointFolder(work / arch / "checkpoint", "gpu-check")
     times = []
@@ -192,19 +208,22 @@ def frequency_seconds(n: int, epochs: int) -> float:
     return time.perf_counter() - start
 
 
-def arch_rows(arch: str, data: Path, work: Path, dev: RunDevice, size: dict, compiled: bool) -> list[dict]:
-    """Every per-network measurement of the table."""
+def arch_rows(
+    arch: str, data: Path, work: Path, dev: RunDevice, size: dict, compiled: bool, precision: str = "auto"
+) -> list[dict]:
+    """Every per-network measurement of the table (``precision``: the setting, ``dev.precision`` its resolution)."""
     rate = train_step_rate(arch, dev, size["batch"], size["steps"])
-    precision = "bf16 autocast, channels_last" if dev.bf16 else "float32"
-    rows = [_row("train_step", arch, rate, "images/s", f"batch {size['batch']}, {precision}")]
+    how = {"bf16": "bf16 autocast, float32 head", "tf32": "float32 with TF32", "float32": "float32"}[dev.precision]
+    how += ", channels_last" if dev.is_cuda else ""
+    rows = [_row("train_step", arch, rate, "images/s", f"batch {size['batch']}, {how}")]
     if compiled and dev.is_cuda:
         fast = train_step_rate(arch, dev, size["batch"], size["steps"], compiled=True)
         rows.append(_row("train_step_compiled", arch, fast, "images/s", f"torch.compile, {fast / rate:.2f}x eager"))
     rows.append(_row("forward_cpu_vs_device", arch, forward_difference(arch, dev), "max |logit diff|", "float32"))
     device = str(dev.torch_device)
-    diff = resume_difference(arch, data, work, device, size["resume_epochs"], size["batch"])
+    diff = resume_difference(arch, data, work, device, size["resume_epochs"], size["batch"], precision)
     rows.append(_row("resume", arch, diff, "max |history diff|", "SIGUSR1 in epoch 2, resumed vs uninterrupted"))
-    seconds = checkpoint_seconds(arch, data, work, dev)
+    seconds = checkpoint_seconds(arch, data, work, dev, precision=precision)
     share = seconds / (CIFAR_TRAIN_IMAGES / rate)
     rows.append(_row("checkpoint", arch, seconds, "s", f"{100 * share:.3g}% of a 45,000-image epoch's training"))
     return rows
@@ -217,18 +236,24 @@ def gpu_check(
     archs: Sequence[str] = ARCHS,
     compiled: bool = True,
     out: str | os.PathLike | None = None,
+    precision: str = "auto",
 ) -> pd.DataFrame:
-    """Run the whole check and return (and, with ``out``, write as CSV) the table; logs it as markdown."""
+    """Run the whole check in ``precision`` (a ``train.precision`` setting) and return (and, with ``out``, write as
+    CSV) the table; logs it as markdown."""
     size = SIZES[tiny]
-    with acquire(device, threads=os.cpu_count() or 1, holder="gpu_check") as dev, tempfile.TemporaryDirectory() as tmp:
+    threads = os.cpu_count() or 1
+    with (
+        acquire(device, threads=threads, holder="gpu_check", precision=precision) as dev,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         work = Path(tmp)
         data = work / "data.h5"
         synthetic_dataset(data, size["n_train"])
-        rows = [_row("device", "", math.nan, "", dev.name())]
+        rows = [_row("device", "", math.nan, "", f"{dev.name()}, precision {dev.precision}")]
         for arch in archs:
-            rows += arch_rows(arch, data, work, dev, size, compiled)
+            rows += arch_rows(arch, data, work, dev, size, compiled, precision)
             # train_run's own acquire reconfigured the process; restore this check's settings
-            configure(dev.torch_device, os.cpu_count() or 1)
+            configure(dev.torch_device, threads, precision)
         n = size["n_train"]
         rows.append(_row("input_pipeline", "", input_pipeline_rate(dev, n, size["batch"]), "images/s", "crop + flip"))
         seconds = frequency_seconds(size["freq_n"], size["freq_epochs"])
@@ -256,12 +281,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks that everything runs, in seconds")
     parser.add_argument("--archs", default=",".join(ARCHS), help="comma-separated networks")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="as train.precision: auto (default), bf16, tf32, float32",
+    )
     parser.add_argument("--out", help="also write the table as CSV here")
     args = parser.parse_args(argv)
     setup_logging(None)
     with contextlib.suppress(BrokenPipeError):
         table = gpu_check(
-            args.device, tiny=args.tiny, archs=args.archs.split(","), compiled=not args.no_compile, out=args.out
+            args.device,
+            tiny=args.tiny,
+            archs=args.archs.split(","),
+            compiled=not args.no_compile,
+            out=args.out,
+            precision=args.precision,
         )
         print(to_markdown(table))
 

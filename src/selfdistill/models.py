@@ -129,22 +129,27 @@ def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 
 def uniform_per_sample(like: torch.Tensor) -> torch.Tensor:
-    """One U(0, 1) draw per sample, shaped (N, 1, 1, 1), on ``like``'s device and dtype (no host sync)."""
-    return torch.rand(like.shape[0], 1, 1, 1, device=like.device, dtype=like.dtype)
+    """One U(0, 1) draw per sample, shaped (N, 1, 1, 1), in float32 on ``like``'s device (no host sync).
+
+    Always float32, also when the branches are bf16 under autocast: α and β are then exact float32 numbers, not
+    rounded to bf16's 8 bits (the original study drew them in float32)."""
+    return torch.rand(like.shape[0], 1, 1, 1, device=like.device, dtype=torch.float32)
 
 
 class ShakeMix(torch.autograd.Function):
-    """Forward α·a + (1−α)·b; backward β·g to a and (1−β)·g to b (α, β of shape (N, 1, 1, 1), no gradient)."""
+    """Forward α·a + (1−α)·b; backward β·g to a and (1−β)·g to b (α, β of shape (N, 1, 1, 1), no gradient).
+
+    The mix is computed with the float32 α and β and returned in the branches' dtype (a no-op in float32)."""
 
     @staticmethod
     def forward(ctx, a, b, alpha, beta):
         ctx.save_for_backward(beta)
-        return alpha * a + (1 - alpha) * b
+        return (alpha * a + (1 - alpha) * b).to(a.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (beta,) = ctx.saved_tensors
-        return beta * grad, (1 - beta) * grad, None, None
+        return (beta * grad).to(grad.dtype), ((1 - beta) * grad).to(grad.dtype), None, None
 
 
 def shake_shake(a: torch.Tensor, b: torch.Tensor, training: bool) -> torch.Tensor:
@@ -389,6 +394,29 @@ class FastCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.pool(self.groups(self.stem(x)))) * FAST_CNN_OUTPUT_SCALE
+
+
+# ------------------------------------------------------------------------------------------- float32 head
+
+
+class Float32Linear(nn.Linear):
+    """An ``nn.Linear`` that computes in float32 outside autocast: under bf16 autocast its output (a network's
+    logits) is not rounded to bf16. Same parameters and state_dict keys as ``nn.Linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), self.weight, self.bias)
+
+
+def float32_head(net: nn.Module) -> nn.Module:
+    """Make ``net``'s last ``nn.Linear`` (its head, in every architecture here) a :class:`Float32Linear`, in place:
+    the logits of a bf16 run are computed and stored in float32. Its parameters, their values and the state_dict
+    keys stay as they are (the module's class changes, nothing is rebuilt and no random number is drawn)."""
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(net).__name__} has no nn.Linear head")
+    linears[-1].__class__ = Float32Linear
+    return net
 
 
 def build_model(

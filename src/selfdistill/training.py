@@ -6,8 +6,9 @@ The loop, as a table of contents (:func:`train_run`):
 2. :func:`resume`: restore the last checkpoint of this very run, if there is one (see :mod:`selfdistill.checkpoint`).
 3. Per epoch: :func:`train_one_epoch` → :func:`evaluate` → ``mode.end_epoch`` → :func:`history_row` →
    :func:`store_outputs` → :func:`track_best` → :func:`checkpoint`.
-4. :func:`write_results`: ``history.csv``, ``outputs.h5``, ``model.pt`` and ``model_early_stopped.pt``, each
-   atomically; then the checkpoint folder is deleted.
+4. :func:`write_results`: ``history.csv``, ``outputs.h5``, ``model.pt``, ``model_early_stopped.pt`` and
+   ``run.json`` (the device and the precision the run computed in), each atomically; then the checkpoint folder is
+   deleted.
 
 The training images stay on the device as one uint8 tensor; each batch is (optionally) cropped and flipped for
 the whole batch at once and normalised on the device, so there is no per-image Python in the loop. The seed
@@ -23,6 +24,7 @@ current step, write a checkpoint and stop with :class:`Preempted`; rerunning the
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -55,7 +57,7 @@ from .io import (
     logged_step,
     setup_logging,
 )
-from .models import build_model, count_parameters
+from .models import build_model, count_parameters, float32_head
 from .modes import Mode, build_mode
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ class TrainSettings:
     compile: bool = False
     # epochs between checkpoints; 0 = never
     checkpoint_every: int = 1
+    # auto | bf16 | tf32 | float32 (selfdistill.device.resolve_precision; the CPU always computes in float32)
+    precision: str = "auto"
 
 
 class Preempted(RuntimeError):
@@ -206,6 +210,14 @@ def predict_logits(
     return torch.cat(out)
 
 
+def device_network(net: torch.nn.Module, dev: RunDevice) -> torch.nn.Module:
+    """``net`` on ``dev`` as the engine runs it: channels_last on CUDA and, in bf16, a float32 head
+    (:func:`~selfdistill.models.float32_head`) so that the logits - the loss's input and the outputs the frequency
+    analysis reads - are not rounded to bf16. Unchanged in float32 and tf32."""
+    net = channels_last(net.to(dev.torch_device))
+    return float32_head(net) if dev.bf16 else net
+
+
 def make_batch(
     images: DeviceImages,
     idx: torch.Tensor,
@@ -293,9 +305,10 @@ class RunSpec:
     record_epochs: Any
 
     def identity(self, dev: RunDevice) -> dict:
-        """The fingerprinted parameters: all of the spec but the checkpoint interval, plus the device type."""
+        """The fingerprinted parameters: all of the spec but the checkpoint interval, plus the device type and the
+        precision the run computes in (``auto`` is bf16 on one GPU and float32 on another)."""
         train = {k: v for k, v in asdict(self.train).items() if k != "checkpoint_every"}
-        return {**asdict(self), "train": train, "device": dev.type}
+        return {**asdict(self), "train": train, "device": dev.type, "precision": dev.precision}
 
 
 @dataclass
@@ -358,7 +371,7 @@ class TrainingRun:
         model = self.spec.model
         shape = tuple(self.images["train"].data.shape[1:])
         net = build_model(model["arch"], shape, self.num_classes, model.get("width"), model.get("depth", 2))
-        self.net = channels_last(net.to(self.dev.torch_device))
+        self.net = device_network(net, self.dev)
         if self.cfg.compile and not self.dev.is_cuda:
             log.info("train.compile applies to CUDA runs only; running %s eagerly", self.dev.torch_device)
         self.forward = torch.compile(self.net) if self.cfg.compile and self.dev.is_cuda else self.net
@@ -434,6 +447,7 @@ def train_run(
     freq_test_subset: int | None = None,
     record_epochs: Any = "all",
     out_early_stopped: str | os.PathLike | None = None,
+    out_run: str | os.PathLike | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     device: str = "auto",
     threads: int = 1,
@@ -446,6 +460,8 @@ def train_run(
 
     ``freq_subset`` training rows and ``freq_test_subset`` test rows (None: all) get their outputs stored on the
     epochs ``record_epochs`` selects (:mod:`selfdistill.epochs`); the history's metrics always use the full splits.
+    ``out_run`` (optional): ``run.json``, the run's device and resolved precision (``train["precision"]``, see
+    :func:`selfdistill.device.resolve_precision`).
     ``checkpoint_dir`` (default: ``checkpoint/`` beside ``out_history``) holds the run's progress until it is
     complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives. ``attempt_number``:
     Snakemake's attempt; a retry after an error that a retry cannot fix stops at once (:func:`checkpoint.attempt`).
@@ -469,7 +485,7 @@ def train_run(
     run_name = run_name or f"{data_path}:{mode}:seed{seed}"
     with (
         attempt(checkpoint_dir, attempt_number),
-        acquire(device, threads, holder=run_name) as dev,
+        acquire(device, threads, holder=run_name, precision=spec.train.precision) as dev,
         stop_on_signals() as stop,
     ):
         run = TrainingRun(data_path, spec, dev, run_name)
@@ -488,17 +504,19 @@ def train_run(
             # a diverged run cannot be resumed into anything useful: forget its progress (not its log)
             folder.clear()
             raise
-        history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped)
+        history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped, out_run)
     folder.remove()
     return history
 
 
 def log_start(run: TrainingRun) -> None:
     log.info(
-        "run %s: %s on %s, %d parameters, %d train / %d val / %d test, mode %s, outputs stored on %d of %d epochs",
+        "run %s: %s on %s in %s, %d parameters, %d train / %d val / %d test, mode %s, outputs stored on %d of %d "
+        "epochs",
         run.run_name,
         run.spec.model["arch"],
         run.dev.torch_device,
+        run.dev.precision,
         count_parameters(run.net),
         run.n_train,
         len(run.images["val"]),
@@ -844,9 +862,10 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
 
 def write_results(
-    run: TrainingRun, folder: CheckpointFolder, out_history, out_outputs, out_model, out_early
+    run: TrainingRun, folder: CheckpointFolder, out_history, out_outputs, out_model, out_early, out_run=None
 ) -> pd.DataFrame:
-    """Write history.csv, outputs.h5 (from the stored epochs), model.pt and the early-stopped weights, atomically."""
+    """Write history.csv, outputs.h5 (from the stored epochs), model.pt, the early-stopped weights and run.json
+    (last, so that it says the run is complete), each atomically."""
     history = pd.DataFrame(run.progress.rows, columns=list(HISTORY_COLUMNS))
     with atomic_output(out_history) as tmp:
         history.to_csv(tmp, index=False)
@@ -864,7 +883,25 @@ def write_results(
         else:
             row = run.progress.rows[best["epoch"] - 1]
             _save_model(out_early, run, best["state_dict"], row, "weights of the best noisy-validation epoch")
+    if out_run is not None:
+        with atomic_output(out_run) as tmp:
+            Path(tmp).write_text(json.dumps(run_record(run), indent=2) + "\n")
     return history
+
+
+def run_record(run: TrainingRun) -> dict:
+    """run.json: which run this is, the device it trained on and the precision it computed in (resolved: float32,
+    tf32 or bf16; ``precision_setting`` is the config's ``train.precision``)."""
+    return {
+        "run": run.run_name,
+        "mode": run.spec.mode,
+        "seed": run.spec.seed,
+        "device": str(run.dev.torch_device),
+        "device_name": run.dev.name(),
+        "precision": run.dev.precision,
+        "precision_setting": run.cfg.precision,
+        "torch": torch.__version__,
+    }
 
 
 def _save_model(path, run: TrainingRun, weights, row: Mapping | None, what: str) -> None:
@@ -883,6 +920,8 @@ def _save_model(path, run: TrainingRun, weights, row: Mapping | None, what: str)
         "distill": dict(spec.distill),
         "num_classes": run.num_classes,
         "epochs": run.cfg.epochs,
+        "device": str(run.dev.torch_device),
+        "precision": run.dev.precision,
     }
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
@@ -919,6 +958,9 @@ def _write_outputs(h5: h5py.File, run: TrainingRun, folder: CheckpointFolder) ->
             "seed": run.spec.seed,
             "epochs": run.cfg.epochs,
             "data_sha256": run.data_sha256,
+            # the precision the logits were computed in (resolved: float32, tf32 or bf16; bf16 runs' logits come
+            # from a float32 head)
+            "precision": run.dev.precision,
             # the per-channel normalisation the network saw (float32 values), for frequency.inputs: normalised
             "norm_mean": run.norm_mean.numpy().astype(np.float64),
             "norm_std": run.norm_std.numpy().astype(np.float64),

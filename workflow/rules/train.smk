@@ -1,5 +1,6 @@
 rule train:
-    """Train one run (dataset x noise x seed x mode): history, stored outputs, final and early-stopped weights.
+    """Train one run (dataset x noise x seed x mode): history, stored outputs, final and early-stopped weights, and
+    run.json (device and precision).
 
     Progress lives in {mode}/checkpoint/ (not an output: Snakemake deletes outputs before rerunning a job), so a
     killed, preempted or timed-out job resumes where it stopped when it is rerun.
@@ -12,6 +13,8 @@ rule train:
         outputs=f"{RUN}/outputs.h5",
         model=f"{RUN}/model.pt",
         early_stopped=f"{RUN}/model_early_stopped.pt",
+        # the device and the precision the run computed in (written last)
+        run=f"{RUN}/run.json",
     log:
         f"{RESULTS}/{{setting}}/logs/seed{{seed}}/train_{{mode}}.log",
     benchmark:

@@ -20,6 +20,7 @@ train_run(
     freq_test_subset=sm.params.freq_test_subset,
     record_epochs=sm.params.record_epochs,
     out_early_stopped=sm.output.early_stopped,
+    out_run=sm.output.run,
     checkpoint_dir=sm.params.checkpoint,
     device=sm.params.device,
     threads=sm.threads,
