@@ -13,6 +13,7 @@ import yaml
 from selfdistill import planning as cfg
 from selfdistill.dataset_files import DATASETS
 from selfdistill.device import PLANNED_DEVICE_ENV, planned_device
+from selfdistill.execution import section_keys
 from selfdistill.modes import REGISTRY
 from selfdistill.training import TrainSettings
 
@@ -93,8 +94,8 @@ def test_library_defaults_equal_schema_defaults():
     props = schema["properties"]["train"]["properties"]
     for field in dataclasses.fields(TrainSettings):
         assert props[field.name]["default"] == field.default, field.name
-    # the schema's other train keys are the job-only ones that training never receives
-    assert set(props) - {f.name for f in dataclasses.fields(TrainSettings)} == set(cfg.JOB_ONLY_TRAIN_KEYS)
+    # the schema's other train keys are execution-only ones that the loop gets as arguments or never needs
+    assert set(props) - {f.name for f in dataclasses.fields(TrainSettings)} <= set(section_keys("train"))
 
 
 def test_planned_device(monkeypatch):
@@ -170,3 +171,21 @@ def test_planning_imports_neither_torch_nor_numpy():
     code = "import sys, selfdistill.planning; print(sorted({'torch', 'numpy', 'sklearn', 'h5py'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_execution_only_settings_keep_a_checkpoint():
+    """The checkpoint fingerprint (RunSpec.identity) ignores execution-only settings: a resumed run keeps its
+    progress when only eval_batch_size, compile or checkpoint_every changed; a hyper-parameter still counts."""
+    from types import SimpleNamespace
+
+    from selfdistill.training import RunSpec, train_settings
+
+    def identity(**train):
+        spec = RunSpec("ce", 0, {"arch": "mlp"}, train_settings(train), {}, 100, None, "all")
+        return spec.identity(SimpleNamespace(type="cpu"))
+
+    base = identity(lr=0.1)
+    assert identity(lr=0.1, eval_batch_size=7, compile=True, checkpoint_every=5, threads=3, device="cpu") == base
+    assert identity(lr=0.2) != base
+    with pytest.raises(TypeError):
+        train_settings({"no_such_key": 1})

@@ -28,6 +28,7 @@ import yaml
 
 from .dataset_files import dataset_option_problem
 from .epochs import output_bytes_per_epoch, recorded_epochs
+from .execution import without_execution
 from .imports import module_files
 from .noise_spec import NoiseSpec
 
@@ -82,9 +83,6 @@ EPOCH_SECONDS = {
     ("cifar", "small_cnn", "cpu"): 120,
     ("cifar", "mlp", "cpu"): 30,
 }
-#: Settings of the ``train`` section that are not training hyper-parameters (they decide where and how long a job
-#: runs, not what it computes), so the train job does not receive them and changing them reruns nothing.
-JOB_ONLY_TRAIN_KEYS = ("device", "threads", "runtime", "epoch_seconds")
 
 
 @dataclass(frozen=True)
@@ -128,8 +126,10 @@ def cpu_training_problem(config: Mapping, times, device: str) -> str | None:
 
 
 def train_params(config: Mapping) -> dict:
-    """The ``train`` settings a training job receives (all but :data:`JOB_ONLY_TRAIN_KEYS`)."""
-    return {k: v for k, v in config["train"].items() if k not in JOB_ONLY_TRAIN_KEYS}
+    """The result-changing ``train`` settings: the train rule's params (the execution-only ones,
+    :data:`selfdistill.execution.EXECUTION_ONLY`, reach the job through its config, so changing them reruns
+    nothing)."""
+    return without_execution("train", config["train"])
 
 
 def frequency_mem_mb(config: Mapping) -> int:

@@ -11,7 +11,9 @@ and command-line values) asks for; its results live under ``results/{study}/``:
 The study's name is the config's ``study`` key, extended so that two different configs never share a folder: each
 override file given after the last file that names the study adds ``+{its file stem}``, and command-line values
 (``--config``) add ``+{key=value,...}`` (a digest when that is long). Setting ``study`` on the command line names
-the study exactly.
+the study exactly. Settings that only say how or where to run (:data:`selfdistill.execution.EXECUTION_ONLY`) add
+nothing: a command-line value of one is left out of the name, and an override file that holds only such keys adds
+no ``+{file stem}``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from .execution import is_execution_only
 
 #: What a study or variant name may contain (it becomes a folder name).
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,-]*$")
@@ -53,14 +57,35 @@ def _spelled(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _result_items(values: Mapping) -> list[tuple[str, object]]:
+    """The dotted (key, value) items of ``values`` that change results (not execution-only)."""
+    return sorted((key, value) for key, value in _flatten(values) if not is_execution_only(key))
+
+
+def _without_execution(values: Mapping, prefix: str = "") -> dict:
+    """``values`` without its execution-only leaves (and the mappings they leave empty)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            inner = _without_execution(value, f"{prefix}{key}.")
+            if inner:
+                out[key] = inner
+        elif not is_execution_only(f"{prefix}{key}"):
+            out[key] = value
+    return out
+
+
 def override_slug(overrides: Mapping) -> str:
     """A short, folder-safe name for command-line config values: ``modes=ce``, ``train.lr=0.02,seeds=0-1``; a
-    digest ``cli-<8 hex>`` when that would be longer than 40 characters."""
-    slug = ",".join(f"{key}={_spelled(value)}" for key, value in sorted(_flatten(overrides)))
+    digest ``cli-<8 hex>`` when that would be longer than 40 characters. Execution-only values are left out (``""``
+    when nothing else is given)."""
+    items = _result_items(overrides)
+    slug = ",".join(f"{key}={_spelled(value)}" for key, value in items)
     slug = re.sub(r"[^A-Za-z0-9_.=,-]", "_", slug)
     if len(slug) <= _LONGEST_SLUG:
         return slug
-    return "cli-" + hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    kept = _without_execution(overrides)
+    return "cli-" + hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def study_name(config: Mapping, config_files: Sequence[str | Path], overrides: Mapping) -> str:
@@ -71,14 +96,18 @@ def study_name(config: Mapping, config_files: Sequence[str | Path], overrides: M
     if "study" in overrides:
         return str(overrides["study"])
     named, extra = False, []
-    for path in config_files:
+    for index, path in enumerate(config_files):
         content = yaml.safe_load(Path(path).read_text()) or {}
         if isinstance(content, Mapping) and "study" in content:
             named, extra = True, []
+        elif index and isinstance(content, Mapping) and not _result_items(content):
+            # an override file of execution-only settings (where and how to run) is the same study
+            continue
         else:
             extra.append(Path(path).stem)
     name = "+".join([str(config["study"])] * named + extra) or "default"
-    return f"{name}+{override_slug(overrides)}" if overrides else name
+    slug = override_slug(overrides)
+    return f"{name}+{slug}" if slug else name
 
 
 def _deep_update(base: dict, update: Mapping) -> dict:

@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,6 +44,7 @@ from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, attempt, fault_point, f
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
+from .execution import section_keys
 from .io import (
     HISTORY_COLUMNS,
     OUTPUT_ARRAYS,
@@ -90,6 +91,14 @@ class TrainSettings:
     compile: bool = False
     # epochs between checkpoints; 0 = never
     checkpoint_every: int = 1
+
+
+def train_settings(train: Mapping) -> TrainSettings:
+    """The config's ``train`` values as :class:`TrainSettings`; the execution-only keys that are not settings of
+    the loop (device, threads, runtime, epoch_seconds: they arrive as arguments or only plan the job) are ignored,
+    any other unknown key is a TypeError."""
+    skip = set(section_keys("train")) - {f.name for f in fields(TrainSettings)}
+    return TrainSettings(**{key: value for key, value in train.items() if key not in skip})
 
 
 class Preempted(RuntimeError):
@@ -292,8 +301,11 @@ class RunSpec:
     record_epochs: Any
 
     def identity(self, dev: RunDevice) -> dict:
-        """The fingerprinted parameters: all of the spec but the checkpoint interval, plus the device type."""
-        train = {k: v for k, v in asdict(self.train).items() if k != "checkpoint_every"}
+        """The fingerprinted parameters: all of the spec but the execution-only train settings
+        (:data:`selfdistill.execution.EXECUTION_ONLY`: changing them keeps the checkpoint), plus the type of the
+        device the run trains on (CPU float32 and GPU bf16 steps are not mixed in one run)."""
+        execution = section_keys("train")
+        train = {k: v for k, v in asdict(self.train).items() if k not in execution}
         return {**asdict(self), "train": train, "device": dev.type}
 
 
@@ -459,7 +471,7 @@ def train_run(
         mode,
         seed,
         dict(model),
-        TrainSettings(**train),
+        train_settings(train),
         dict(distill or {}),
         freq_subset,
         freq_test_subset,

@@ -30,6 +30,7 @@ from selfdistill.planning import (
 from selfdistill.dataset_files import dataset_problem
 from selfdistill.studies import apply_overrides, settings, study_name, variant_config, variant_problems
 from selfdistill.device import planned_device
+from selfdistill.execution import without_execution
 
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
