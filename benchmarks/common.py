@@ -26,8 +26,8 @@ from selfdistill import device as devices
 from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.device import RunDevice, cpu_name
-from selfdistill.io import atomic_output, logged_step, setup_logging
 from selfdistill.execution import job_values
+from selfdistill.io import atomic_output, logged_step, setup_logging
 from selfdistill.planning import train_params
 from selfdistill.training import TrainSettings, train_settings
 

@@ -406,7 +406,10 @@ def test_cifar_epoch_reads_its_settings_from_the_study_configs(edited_configs):
     original = yaml.safe_load((edited_configs / "cifar10_seed.yaml").read_text())
     sweep = yaml.safe_load((edited_configs / "cifar10_sweep.yaml").read_text())
     assert cifar_epoch.cifar_epoch_archs(edited_configs) == ["small_cnn", sweep["model"]["arch"], "fast_cnn"]
-    assert cifar_epoch.cifar_epoch_settings("small_cnn", 3, edited_configs) == {**common.study_train(original), "epochs": 3}
+    assert cifar_epoch.cifar_epoch_settings("small_cnn", 3, edited_configs) == {
+        **common.study_train(original),
+        "epochs": 3,
+    }
     for arch in (sweep["model"]["arch"], "fast_cnn"):
         settings = cifar_epoch.cifar_epoch_settings(arch, 2, edited_configs)
         assert settings == {**common.study_train(sweep), "epochs": 2}

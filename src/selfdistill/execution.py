@@ -52,8 +52,7 @@ def is_execution_only(dotted: str) -> bool:
     """Whether a dotted config key (``train.threads``, ``variants.lr0.001.train.threads``) is execution-only."""
     if dotted in EXECUTION_ONLY:
         return True
-    head, _, rest = dotted.partition(".")
-    if head != "variants":
+    if not dotted.startswith("variants."):
         return False
     # variant names may contain dots: match the tail of the key against a variant section's keys
     return any(dotted.endswith(f".{key}") and key.split(".")[0] in _VARIANT_SECTIONS for key in EXECUTION_ONLY)
