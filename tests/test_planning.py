@@ -189,3 +189,40 @@ def test_execution_only_settings_keep_a_checkpoint():
     assert identity(lr=0.2) != base
     with pytest.raises(TypeError):
         train_settings({"no_such_key": 1})
+
+
+def test_the_report_hint_names_the_runs_study(tmp_path, monkeypatch):
+    """The end-of-run hint repeats the run's --configfile and --config, so the report is of the same study."""
+    monkeypatch.chdir(tmp_path)
+    md = tmp_path / "summary.md"
+    md.write_text("| a |\n|---|\n")
+    mine = tmp_path / "config" / "mine.yaml"
+    overrides = {"study": "x", "train": {"lr": "0.02"}, "seeds": [0, 1]}
+    hint = cfg.summary_pointer([md], [mine], overrides)[-1]
+    assert hint == (
+        "figures and summaries in one page: snakemake --configfile config/mine.yaml "
+        "--config study=x 'train={lr: 0.02}' 'seeds=[0, 1]' --report report.html"
+    )
+    assert cfg.summary_pointer([md])[-1] == "figures and summaries in one page: snakemake --report report.html"
+
+
+def test_a_gpu_study_planned_without_a_gpu_says_the_same_for_cuda_and_auto():
+    """config/original.yaml (cuda) and config/cifar10_seed.yaml (auto) both plan GPU jobs on a machine without a
+    GPU, with one note of the GPU time they add up to (runs × epochs × EPOCH_SECONDS on cuda)."""
+    schema = cfg.load_schema(SCHEMA)
+    original = cfg.with_defaults(yaml.safe_load((REPO / "config" / "original.yaml").read_text()), schema)
+    seed = cfg.with_defaults(yaml.safe_load((REPO / "config" / "cifar10_seed.yaml").read_text()), schema)
+    assert not cfg.auto_needs_gpu(original, [original], "cuda")
+    assert cfg.auto_needs_gpu(seed, [seed], "cpu")
+    seconds = cfg.EPOCH_SECONDS[("cifar", "shake_shake_26_2x32d_original", "cuda")]
+    note = cfg.no_gpu_note([original], "cuda", gpu_here=False)
+    assert note.startswith(f"note: no GPU visible here: 2 runs × 1800 epochs × {seconds} s ≈ ")
+    assert (
+        f"≈ {2 * 1800 * seconds / 3600:.1f} GPU-hours on the planned GPUs; submit to a GPU machine or cluster" in note
+    )
+    assert cfg.no_gpu_note([seed], "cuda", gpu_here=False).startswith("note: no GPU visible here: 9 runs × 200 epochs")
+    assert cfg.no_gpu_note([seed], "cuda", gpu_here=True) is None
+    assert cfg.no_gpu_note([seed], "cpu", gpu_here=False) is None
+    # a small network on digits stays on the CPU
+    digits = cfg.with_defaults({}, schema)
+    assert not cfg.auto_needs_gpu(digits, [digits], "cpu")

@@ -44,6 +44,6 @@ rule train:
     # reports its progress (selfdistill.training.ConsoleProgress). The device and the other execution-only settings
     # are no params (params changes rerun a job): the script reads them from the config (selfdistill.execution).
     message:
-        "train {params.run_name} on " + TRAIN_DEVICE + " (gpu={resources.gpu}, threads={threads})"
+        f"train {{params.run_name}} on {TRAIN_DEVICE} (gpu={{resources.gpu}}, threads={{threads}})"
     script:
         "../scripts/train.py"
