@@ -54,7 +54,7 @@ def test_the_folder_keeps_the_config_it_was_made_with(built):
 def test_execution_only_changes_plan_nothing(built, change):
     plan = snakemake(built, "-n", "--config", change)
     assert "Nothing to be done" in plan.stdout, planned_jobs(plan.stdout)
-    assert "results/smoke/ " in plan.stdout + plan.stderr or "results in results/smoke/" in plan.stderr
+    assert "study smoke: results in results/smoke/" in plan.stdout + plan.stderr
 
 
 @pytest.mark.parametrize("extra", [["-n"], ["--touch"]])
