@@ -40,6 +40,7 @@ localrules:
     aggregate_frequency,
     frequency_summary,
     study_summary,
+    study_config,
     figure,
 
 
@@ -63,7 +64,9 @@ rule all:
 report: "workflow/report/workflow.rst"
 
 
-# After a successful run, say where the results are (onsuccess does not run for a dry run or a failed one).
+# After a successful run, say where the results are and how to report this study (its --configfile and --config;
+# onsuccess does not run for a dry run or a failed one).
 onsuccess:
-    for _line in summary_pointer([f"{RESULTS}/summary.md"]):
+    _files, _values = workflow.overwrite_configfiles or [], workflow.config_settings.config
+    for _line in summary_pointer([f"{RESULTS}/summary.md"], _files, _values):
         logger.info(_line)

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ from selfdistill import device as devices
 from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.device import RunDevice, cpu_name
+from selfdistill.execution import job_values
 from selfdistill.io import atomic_output, logged_step, setup_logging
 from selfdistill.planning import train_params
-from selfdistill.training import TrainSettings
+from selfdistill.training import TrainSettings, train_settings
 
 # under the package's logger: setup_logging routes it
 log = logging.getLogger("selfdistill.benchmarks")
@@ -81,13 +83,16 @@ def study_config(path: str | os.PathLike = ORIGINAL_CONFIG) -> dict:
 
 
 def study_train(config: Mapping) -> dict:
-    """The ``train`` settings a study's training job receives (:func:`selfdistill.planning.train_params`)."""
-    return train_params(config)
+    """The ``train`` settings a study's training job trains with: the rule's params
+    (:func:`selfdistill.planning.train_params`) and the execution-only values the job reads from its config
+    (:func:`selfdistill.execution.job_values`) that are settings of the training loop."""
+    loop = {f.name for f in fields(TrainSettings)}
+    return {**train_params(config), **{k: v for k, v in job_values(config, "train").items() if k in loop}}
 
 
 def study_settings(config: Mapping) -> TrainSettings:
     """The study's ``train`` settings with the library's defaults for the keys the config leaves out."""
-    return TrainSettings(**study_train(config))
+    return train_settings(study_train(config))
 
 
 # ----------------------------------------------------------------------------------------------------------------

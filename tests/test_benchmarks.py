@@ -24,7 +24,7 @@ from selfdistill.dataset_files import dataset_problem
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.frequency import frequency_table, median_sq_dist, pairwise_sq_dists
 from selfdistill.models import build_model, count_parameters
-from selfdistill.planning import library_files, train_params
+from selfdistill.planning import library_files
 from selfdistill.training import DeviceImages, channel_stats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -318,7 +318,7 @@ def test_cifar_epoch_on_fake_cifar_files(tmp_path, fake_cifar_root, monkeypatch)
     # device; fast_cnn (in no config) with the sweep's
     assert [c["model"]["arch"] for c in calls] == archs
     for call, study in zip(calls, (ORIGINAL, SWEEP, SWEEP)):
-        assert call["train"] == {**train_params(study), "epochs": 1}
+        assert call["train"] == {**common.study_train(study), "epochs": 1}
         assert call["freq_subset"] == study["frequency"]["train_subset"]
         assert call["freq_test_subset"] == study["frequency"]["test_subset"]
         assert call["device"] == "cpu" and call["mode"] == "ce"
@@ -406,15 +406,18 @@ def test_cifar_epoch_reads_its_settings_from_the_study_configs(edited_configs):
     original = yaml.safe_load((edited_configs / "cifar10_seed.yaml").read_text())
     sweep = yaml.safe_load((edited_configs / "cifar10_sweep.yaml").read_text())
     assert cifar_epoch.cifar_epoch_archs(edited_configs) == ["small_cnn", sweep["model"]["arch"], "fast_cnn"]
-    assert cifar_epoch.cifar_epoch_settings("small_cnn", 3, edited_configs) == {**train_params(original), "epochs": 3}
+    assert cifar_epoch.cifar_epoch_settings("small_cnn", 3, edited_configs) == {
+        **common.study_train(original),
+        "epochs": 3,
+    }
     for arch in (sweep["model"]["arch"], "fast_cnn"):
         settings = cifar_epoch.cifar_epoch_settings(arch, 2, edited_configs)
-        assert settings == {**train_params(sweep), "epochs": 2}
+        assert settings == {**common.study_train(sweep), "epochs": 2}
         assert settings["lr"] == 0.07 and settings["eval_batch_size"] == 256
     # and the real configs by default
     assert cifar_epoch.cifar_epoch_archs()[0] == REFERENCE_ARCH
-    assert cifar_epoch.cifar_epoch_settings(REFERENCE_ARCH) == {**train_params(ORIGINAL), "epochs": 1}
-    assert cifar_epoch.cifar_epoch_settings("fast_cnn") == {**train_params(SWEEP), "epochs": 1}
+    assert cifar_epoch.cifar_epoch_settings(REFERENCE_ARCH) == {**common.study_train(ORIGINAL), "epochs": 1}
+    assert cifar_epoch.cifar_epoch_settings("fast_cnn") == {**common.study_train(SWEEP), "epochs": 1}
 
 
 def test_input_pipeline_reads_batch_size_and_padding_from_the_study_config(edited_configs, empty_root, monkeypatch):

@@ -172,3 +172,21 @@ def test_download_true_with_files_present_downloads_nothing(tmp_path):
     raw = load_dataset("cifar10", data_root=str(tmp_path), download=True, verify_md5=False)
     np.testing.assert_array_equal(raw.train_labels, train)
     assert (tmp_path / ".cifar10-download.lock").is_file()
+
+
+def test_a_failed_download_is_one_line_with_the_manual_way(tmp_path, monkeypatch):
+    """No network: torchvision's download raises URLError; the corrupt step's log gets one clear line instead."""
+    import urllib.error
+
+    import torchvision.datasets.cifar
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("cifar10", data_root=str(tmp_path), download=True)
+    message = str(err.value)
+    assert "\n" not in message and "could not be downloaded from https://" in message
+    assert "Temporary failure in name resolution" in message and "cifar-10-python.tar.gz" in message
+    assert str(tmp_path) in message and "dataset_options.download: false" in message

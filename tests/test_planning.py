@@ -13,6 +13,7 @@ import yaml
 from selfdistill import planning as cfg
 from selfdistill.dataset_files import DATASETS
 from selfdistill.device import PLANNED_DEVICE_ENV, planned_device
+from selfdistill.execution import section_keys
 from selfdistill.modes import REGISTRY
 from selfdistill.training import TrainSettings
 
@@ -93,8 +94,8 @@ def test_library_defaults_equal_schema_defaults():
     props = schema["properties"]["train"]["properties"]
     for field in dataclasses.fields(TrainSettings):
         assert props[field.name]["default"] == field.default, field.name
-    # the schema's other train keys are the job-only ones that training never receives
-    assert set(props) - {f.name for f in dataclasses.fields(TrainSettings)} == set(cfg.JOB_ONLY_TRAIN_KEYS)
+    # the schema's other train keys are execution-only ones that the loop gets as arguments or never needs
+    assert set(props) - {f.name for f in dataclasses.fields(TrainSettings)} <= set(section_keys("train"))
 
 
 def test_planned_device(monkeypatch):
@@ -170,3 +171,58 @@ def test_planning_imports_neither_torch_nor_numpy():
     code = "import sys, selfdistill.planning; print(sorted({'torch', 'numpy', 'sklearn', 'h5py'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_execution_only_settings_keep_a_checkpoint():
+    """The checkpoint fingerprint (RunSpec.identity) ignores execution-only settings: a resumed run keeps its
+    progress when only eval_batch_size, compile or checkpoint_every changed; a hyper-parameter still counts."""
+    from types import SimpleNamespace
+
+    from selfdistill.training import RunSpec, train_settings
+
+    def identity(**train):
+        spec = RunSpec("ce", 0, {"arch": "mlp"}, train_settings(train), {}, 100, None, "all")
+        return spec.identity(SimpleNamespace(type="cpu"))
+
+    base = identity(lr=0.1)
+    assert identity(lr=0.1, eval_batch_size=7, compile=True, checkpoint_every=5, threads=3, device="cpu") == base
+    assert identity(lr=0.2) != base
+    with pytest.raises(TypeError):
+        train_settings({"no_such_key": 1})
+
+
+def test_the_report_hint_names_the_runs_study(tmp_path, monkeypatch):
+    """The end-of-run hint repeats the run's --configfile and --config, so the report is of the same study."""
+    monkeypatch.chdir(tmp_path)
+    md = tmp_path / "summary.md"
+    md.write_text("| a |\n|---|\n")
+    mine = tmp_path / "config" / "mine.yaml"
+    overrides = {"study": "x", "train": {"lr": "0.02"}, "seeds": [0, 1]}
+    hint = cfg.summary_pointer([md], [mine], overrides)[-1]
+    assert hint == (
+        "figures and summaries in one page: snakemake --configfile config/mine.yaml "
+        "--config study=x 'train={lr: 0.02}' 'seeds=[0, 1]' --report report.html"
+    )
+    assert cfg.summary_pointer([md])[-1] == "figures and summaries in one page: snakemake --report report.html"
+
+
+def test_a_gpu_study_planned_without_a_gpu_says_the_same_for_cuda_and_auto():
+    """config/original.yaml (cuda) and config/cifar10_seed.yaml (auto) both plan GPU jobs on a machine without a
+    GPU, with one note of the GPU time they add up to (runs × epochs × EPOCH_SECONDS on cuda)."""
+    schema = cfg.load_schema(SCHEMA)
+    original = cfg.with_defaults(yaml.safe_load((REPO / "config" / "original.yaml").read_text()), schema)
+    seed = cfg.with_defaults(yaml.safe_load((REPO / "config" / "cifar10_seed.yaml").read_text()), schema)
+    assert not cfg.auto_needs_gpu(original, [original], "cuda")
+    assert cfg.auto_needs_gpu(seed, [seed], "cpu")
+    seconds = cfg.EPOCH_SECONDS[("cifar", "shake_shake_26_2x32d_original", "cuda")]
+    note = cfg.no_gpu_note([original], "cuda", gpu_here=False)
+    assert note.startswith(f"note: no GPU visible here: 2 runs × 1800 epochs × {seconds} s ≈ ")
+    assert (
+        f"≈ {2 * 1800 * seconds / 3600:.1f} GPU-hours on the planned GPUs; submit to a GPU machine or cluster" in note
+    )
+    assert cfg.no_gpu_note([seed], "cuda", gpu_here=False).startswith("note: no GPU visible here: 9 runs × 200 epochs")
+    assert cfg.no_gpu_note([seed], "cuda", gpu_here=True) is None
+    assert cfg.no_gpu_note([seed], "cpu", gpu_here=False) is None
+    # a small network on digits stays on the CPU
+    digits = cfg.with_defaults({}, schema)
+    assert not cfg.auto_needs_gpu(digits, [digits], "cpu")

@@ -153,3 +153,45 @@ def test_variants_run_the_whole_grid_each_and_a_bad_one_is_named(tmp_path):
     bad = {"variants": {"slow": {"train": {"lr": -1}}}}
     code, out = _plan(tmp_path, configfiles=[REPO / "config" / "smoke.yaml", _write(tmp_path, "bad.yaml", bad)])
     assert code != 0 and "variants.slow: invalid config: train.lr = -1 is out of range" in out, out
+
+
+def test_execution_only_settings_add_nothing_to_the_name(tmp_path):
+    """Where and how a study runs (device, threads, data_root, ...) is the same study, in the same folder."""
+    study = _write(tmp_path, "study.yaml", {"study": "mine", "dataset": "digits"})
+    gpu = _write(tmp_path, "gpu.yaml", {"train": {"device": "cuda", "threads": 8, "eval_batch_size": 4096}})
+    mixed = _write(tmp_path, "mixed.yaml", {"train": {"device": "cuda", "lr": 0.5}})
+    for overrides in (
+        {"dataset_options": {"download": True}},
+        {"dataset_options": {"data_root": "/data", "verify_md5": False}},
+        {"train": {key: 1 for key in ("threads", "runtime", "epoch_seconds", "checkpoint_every")} | {"device": "cpu"}},
+        {"train": {"eval_batch_size": 64, "compile": True}},
+    ):
+        assert study_name({"study": "mine"}, [study], overrides) == "mine", overrides
+    # and with a result-changing value, only that one is named
+    assert study_name({"study": "mine"}, [study], {"train": {"lr": 0.02, "threads": 4}}) == "mine+train.lr=0.02"
+    assert study_name({"study": "mine"}, [study, gpu], {}) == "mine"
+    assert study_name({"study": "mine"}, [study, mixed], {}) == "mine+mixed"
+    # a long slug's digest does not depend on execution-only values either
+    long = {"train": {"lr": 0.02, "weight_decay": 0.0005, "momentum": 0.5, "epochs": 7}}
+    assert override_slug(long) == override_slug({"train": {**long["train"], "threads": 3}})
+
+
+def test_execution_only_is_one_list_every_reader_shares():
+    from selfdistill.execution import EXECUTION_ONLY, is_execution_only, result_settings
+    from selfdistill.planning import train_params, with_defaults
+
+    required = {"train.device", "train.threads", "train.runtime", "train.epoch_seconds", "train.checkpoint_every"}
+    required |= {"train.eval_batch_size", "train.compile"}
+    required |= {f"dataset_options.{key}" for key in ("data_root", "download", "verify_md5")}
+    assert required <= set(EXECUTION_ONLY)
+    # every listed key exists in the schema; any other key (a new one too) changes results
+    for key in EXECUTION_ONLY:
+        section, name = key.split(".")
+        assert name in SCHEMA["properties"][section]["properties"], key
+    assert not is_execution_only("train.lr") and not is_execution_only("train.some_new_key")
+    assert is_execution_only("variants.lr0.001.train.threads")
+    config = with_defaults({"variants": {"v": {"train": {"threads": 2, "lr": 0.1}}}}, SCHEMA)
+    settings_ = result_settings(config)
+    assert "study" not in settings_ and "threads" not in settings_["train"] and "data_root" not in str(settings_)
+    assert settings_["variants"]["v"]["train"] == {"lr": 0.1}
+    assert not set(train_params(config)) & {key.split(".")[1] for key in EXECUTION_ONLY}

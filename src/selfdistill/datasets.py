@@ -111,6 +111,21 @@ def _torchvision_class(name: str, verify_md5: bool):
     )
 
 
+def _download(cls, name: str, root: str) -> None:
+    """Let torchvision fetch and extract ``name`` into ``root``; a failed download (no network, a proxy, a server
+    error: urllib's URLError and other OSErrors) is one :class:`DatasetNotFoundError` line with the manual way."""
+    try:
+        cls(root, train=True, download=True)
+    except OSError as err:
+        reason = getattr(err, "reason", None) or err
+        folder = Path(root) / CIFAR_FOLDERS[name][0]
+        raise DatasetNotFoundError(
+            f"{name} could not be downloaded from {cls.url} ({reason}); without network access here, download "
+            f"{cls.filename} on a machine that has it and extract it into {root}/ (it holds {folder.name}/), then "
+            f"set dataset_options.download: false"
+        ) from None
+
+
 def load_cifar(
     name: str,
     data_root: str | os.PathLike = DEFAULT_DATA_ROOT,
@@ -129,7 +144,7 @@ def load_cifar(
             Path(root).mkdir(parents=True, exist_ok=True)
             with open(Path(root) / f".{name}-download.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                cls(root, train=True, download=True)
+                _download(cls, name, root)
         train = cls(root, train=True, download=False)
         test = cls(root, train=False, download=False)
     # torchvision: "Dataset not found or corrupted ..."

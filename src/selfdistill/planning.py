@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import yaml
 
 from .dataset_files import dataset_option_problem
 from .epochs import output_bytes_per_epoch, recorded_epochs
+from .execution import without_execution
 from .imports import module_files
 from .noise_spec import NoiseSpec
 
@@ -82,9 +84,6 @@ EPOCH_SECONDS = {
     ("cifar", "small_cnn", "cpu"): 120,
     ("cifar", "mlp", "cpu"): 30,
 }
-#: Settings of the ``train`` section that are not training hyper-parameters (they decide where and how long a job
-#: runs, not what it computes), so the train job does not receive them and changing them reruns nothing.
-JOB_ONLY_TRAIN_KEYS = ("device", "threads", "runtime", "epoch_seconds")
 
 
 @dataclass(frozen=True)
@@ -96,40 +95,66 @@ class TrainTime:
     retries: int
 
 
+def epoch_seconds(config: Mapping, device: str) -> float:
+    """Seconds of one epoch on ``device``: ``train.epoch_seconds``, else :data:`EPOCH_SECONDS` (1 s for digits)."""
+    family = "digits" if config["dataset"] == "digits" else "cifar"
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    return config["train"].get("epoch_seconds") or EPOCH_SECONDS.get(
+        (family, config["model"]["arch"], device_type), 1.0
+    )
+
+
 def train_time(config: Mapping, device: str) -> TrainTime:
     """Estimated minutes of one run (epochs × seconds per epoch, +50% and 5 minutes of margin); the runtime of one
     job (``train.runtime``, else the whole estimate); and the retries a run needs to finish when each job may run
     only ``runtime`` minutes and resumes from its checkpoint (plus one for a transient failure)."""
     train = config["train"]
-    family = "digits" if config["dataset"] == "digits" else "cifar"
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    seconds = train.get("epoch_seconds") or EPOCH_SECONDS.get((family, config["model"]["arch"], device_type), 1.0)
-    estimate = train["epochs"] * seconds * 1.5 / 60 + 5
+    estimate = train["epochs"] * epoch_seconds(config, device) * 1.5 / 60 + 5
     runtime = train.get("runtime") or math.ceil(estimate)
     return TrainTime(estimate, runtime, math.ceil(estimate / runtime))
 
 
-#: Longest a training run planned for the CPU by ``device: auto`` may take before the plan stops and asks.
+#: Longest a training run planned for the CPU by ``device: auto`` may take: a longer one is planned as a GPU job.
 CPU_AUTO_LIMIT_MIN = 120
 
 
-def cpu_training_problem(config: Mapping, times, device: str) -> str | None:
-    """One line when ``train.device: auto`` put runs on the CPU that would take longer than
-    :data:`CPU_AUTO_LIMIT_MIN` each (a CIFAR-size network on a login node without a GPU), else ``None``: such a
-    study should say ``cuda``, or ``cpu`` if it really means it."""
-    longest = max(time.estimate_min for time in times)
-    if config["train"]["device"] != "auto" or device != "cpu" or longest <= CPU_AUTO_LIMIT_MIN:
+def auto_needs_gpu(config: Mapping, setting_configs: Sequence[Mapping], device: str) -> bool:
+    """Whether ``train.device: auto``, resolved to the CPU here (no GPU visible), would train runs that take longer
+    than :data:`CPU_AUTO_LIMIT_MIN` each (a CIFAR-size network on a login node): such a study is planned as GPU
+    jobs, as ``train.device: cuda`` plans it (and :func:`no_gpu_note` says so)."""
+    if config["train"]["device"] != "auto" or device != "cpu":
+        return False
+    return max(train_time(c, "cpu").estimate_min for c in setting_configs) > CPU_AUTO_LIMIT_MIN
+
+
+def no_gpu_note(setting_configs: Sequence[Mapping], device: str, gpu_here: bool) -> str | None:
+    """One line when the study's runs are planned for a GPU that this machine does not have: the runs, epochs and
+    seconds per epoch on the planned GPU (:data:`EPOCH_SECONDS`, or ``train.epoch_seconds``), the GPU-hours they
+    add up to, and where to run them; ``None`` when they train on the CPU or a GPU is visible."""
+    if not device.startswith("cuda") or gpu_here:
         return None
+    parts = [
+        (len(c["seeds"]) * len(c["modes"]), c["train"]["epochs"], epoch_seconds(c, "cuda")) for c in setting_configs
+    ]
+    runs = sum(n for n, _, _ in parts)
+    hours = sum(n * epochs * seconds for n, epochs, seconds in parts) / 3600
+    shapes = {(epochs, seconds) for _, epochs, seconds in parts}
+    if len(shapes) == 1:
+        epochs, seconds = shapes.pop()
+        detail = f"{runs} runs × {epochs} epochs × {seconds:g} s"
+    else:
+        detail = f"{runs} runs"
     return (
-        f"train.device is auto and no GPU is visible here, so {config['model']['arch']} on {config['dataset']} would "
-        f"train on the CPU (about {longest / 60:.0f} h per run); set train.device: cuda to plan GPU jobs (e.g. on a "
-        f"cluster login node), or train.device: cpu if the CPU is really meant"
+        f"note: no GPU visible here: {detail} ≈ {hours:.1f} GPU-hours on the planned GPUs; submit to a GPU machine or "
+        f"cluster (a job started here stops at once; train.device: cpu trains on this CPU)"
     )
 
 
 def train_params(config: Mapping) -> dict:
-    """The ``train`` settings a training job receives (all but :data:`JOB_ONLY_TRAIN_KEYS`)."""
-    return {k: v for k, v in config["train"].items() if k not in JOB_ONLY_TRAIN_KEYS}
+    """The result-changing ``train`` settings: the train rule's params (the execution-only ones,
+    :data:`selfdistill.execution.EXECUTION_ONLY`, reach the job through its config, so changing them reruns
+    nothing)."""
+    return without_execution("train", config["train"])
 
 
 def frequency_mem_mb(config: Mapping) -> int:
@@ -708,9 +733,37 @@ def human_label_problem(noises: Mapping[str, Mapping]) -> str | None:
     return None
 
 
-def summary_pointer(summary_md_paths: Sequence[str | os.PathLike]) -> list[str]:
+def _config_value(value) -> str:
+    """A ``--config`` value as the command line gave it (a nested value in YAML flow style; Snakemake hands nested
+    leaves over as the strings that were typed)."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key}: {_config_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_config_value, value)) + "]"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+def run_arguments(config_files: Sequence[str | os.PathLike] = (), overrides: Mapping | None = None) -> str:
+    """The ``--configfile`` and ``--config`` arguments that name a run's study, quoted for a shell ("" for none)."""
+    words, here = [], Path.cwd().resolve()
+    if config_files:
+        paths = [Path(path).resolve() for path in config_files]
+        words += ["--configfile", *(str(p.relative_to(here) if p.is_relative_to(here) else p) for p in paths)]
+    if overrides:
+        words += ["--config", *(f"{key}={_config_value(value)}" for key, value in overrides.items())]
+    return shlex.join(words)
+
+
+def summary_pointer(
+    summary_md_paths: Sequence[str | os.PathLike],
+    config_files: Sequence[str | os.PathLike] = (),
+    overrides: Mapping | None = None,
+) -> list[str]:
     """What the console says after a successful run: each existing summary.md with its table (the Markdown table
-    without the notes and verdicts under it), then how to build the report. Empty when no summary exists yet."""
+    without the notes and verdicts under it), then how to build the report of the same study (with the run's
+    ``config_files`` given by --configfile and ``overrides`` given by --config). Empty when no summary exists yet."""
     lines = []
     for path in map(Path, summary_md_paths):
         if not path.is_file():
@@ -718,5 +771,8 @@ def summary_pointer(summary_md_paths: Sequence[str | os.PathLike]) -> list[str]:
         table = list(itertools.takewhile(str.strip, path.read_text().splitlines()))
         lines += [f"summary: {path} (test accuracy %, mean ± sd over seeds)", *table]
     if lines:
-        lines.append("figures and summaries in one page: snakemake --report report.html")
+        arguments = run_arguments(config_files, overrides)
+        lines.append(
+            f"figures and summaries in one page: snakemake {arguments + ' ' if arguments else ''}--report report.html"
+        )
     return lines

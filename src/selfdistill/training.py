@@ -32,7 +32,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,6 +47,7 @@ from .collapse import collapse_text, is_collapsed
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
+from .execution import section_keys
 from .io import (
     HISTORY_COLUMNS,
     OUTPUT_ARRAYS,
@@ -95,6 +96,14 @@ class TrainSettings:
     checkpoint_every: int = 1
     # auto | bf16 | tf32 | float32 (selfdistill.device.resolve_precision; the CPU always computes in float32)
     precision: str = "auto"
+
+
+def train_settings(train: Mapping) -> TrainSettings:
+    """The config's ``train`` values as :class:`TrainSettings`; the execution-only keys that are not settings of
+    the loop (device, threads, runtime, epoch_seconds: they arrive as arguments or only plan the job) are ignored,
+    any other unknown key is a TypeError."""
+    skip = set(section_keys("train")) - {f.name for f in fields(TrainSettings)}
+    return TrainSettings(**{key: value for key, value in train.items() if key not in skip})
 
 
 class Preempted(RuntimeError):
@@ -305,9 +314,12 @@ class RunSpec:
     record_epochs: Any
 
     def identity(self, dev: RunDevice) -> dict:
-        """The fingerprinted parameters: all of the spec but the checkpoint interval, plus the device type and the
-        precision the run computes in (``auto`` is bf16 on one GPU and float32 on another)."""
-        train = {k: v for k, v in asdict(self.train).items() if k != "checkpoint_every"}
+        """The fingerprinted parameters: all of the spec but the execution-only train settings
+        (:data:`selfdistill.execution.EXECUTION_ONLY`: changing them keeps the checkpoint), plus the type of the
+        device the run trains on and the precision it computes in (``auto`` is bf16 on one GPU and float32 on
+        another; CPU float32 and GPU bf16 steps are never mixed in one run)."""
+        execution = section_keys("train")
+        train = {k: v for k, v in asdict(self.train).items() if k not in execution}
         return {**asdict(self), "train": train, "device": dev.type, "precision": dev.precision}
 
 
@@ -476,7 +488,7 @@ def train_run(
         mode,
         seed,
         dict(model),
-        TrainSettings(**train),
+        train_settings(train),
         dict(distill or {}),
         freq_subset,
         freq_test_subset,

@@ -116,6 +116,22 @@ rule frequency_summary:
         "../scripts/frequency_summary.py"
 
 
+rule study_config:
+    """The config the study's results are made with (defaults filled in) and the digest of its result-changing
+    settings (selfdistill.studies.write_snapshot). Planning compares every later config with it; a job runs only on
+    a real run (never for -n, --lint or --list), first, and only when the folder has no snapshot yet."""
+    output:
+        config=report(f"{RESULTS}/config.yaml", caption="../report/study_config.rst", category="Study"),
+        digest=f"{RESULTS}/study.json",
+    log:
+        f"{RESULTS}/logs/study_config.log",
+    priority: 100
+    message:
+        f"the config of study {STUDY}: {{output.config}}"
+    run:
+        write_snapshot(RESULTS, config, STUDY, log=log[0])
+
+
 rule study_summary:
     """The study's summary over every noise setting and variant, and its overview figure."""
     input:

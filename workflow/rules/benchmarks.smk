@@ -13,7 +13,6 @@ shell: `python -m benchmarks.frequency [--quick] [--out CSV]` from the repositor
 
 import glob
 
-from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.planning import train_mem_mb
 
 # the `benchmarks` target: these run without CIFAR-10
@@ -60,6 +59,5 @@ rule benchmark:
         mem_mb=lambda wc: (train_mem_mb("cifar10") if wc.benchmark in CIFAR_BENCHMARK_NAMES else 8000),
     params:
         device=BENCHMARK_DEVICE,
-        data_root=config.get("dataset_options", {}).get("data_root", DEFAULT_DATA_ROOT),
     script:
         "../scripts/benchmark.py"

@@ -14,7 +14,7 @@ from selfdistill.planning import (
     check_config,
     config_file_problem,
     config_notes,
-    cpu_training_problem,
+    auto_needs_gpu,
     distill_keys,
     distill_params,
     explain_config_error,
@@ -22,14 +22,25 @@ from selfdistill.planning import (
     human_label_problem,
     library_files,
     load_schema,
+    no_gpu_note,
     noise_settings,
     train_mem_mb,
     train_params,
     train_time,
+    with_defaults,
 )
 from selfdistill.dataset_files import dataset_problem
-from selfdistill.studies import apply_overrides, settings, study_name, variant_config, variant_problems
-from selfdistill.device import planned_device
+from selfdistill.studies import (
+    apply_overrides,
+    settings,
+    snapshot_problem,
+    study_name,
+    variant_config,
+    variant_problems,
+    write_snapshot,
+)
+from selfdistill.device import PLANNED_DEVICE_ENV, gpu_visible, planned_device
+from selfdistill.execution import without_execution
 
 CONFIG_SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
@@ -91,15 +102,27 @@ DISTILL_KEYS = distill_keys(CONFIG_SCHEMA)
 
 
 # the job gets the concrete device and holds a `gpu` slot exactly when it uses one
-# (`auto` is resolved once by the planning process; cluster jobs re-parsing this file inherit its answer)
+# (`auto` is resolved once by the planning process; cluster jobs re-parsing this file, and the jobs' scripts, inherit
+# its answer)
 TRAIN_DEVICE = planned_device(config["train"]["device"], inherit=not workflow.is_main_process)
+if workflow.is_main_process and auto_needs_gpu(config, list(SETTING_CONFIG.values()), TRAIN_DEVICE):
+    # a CIFAR-size network would be hours per epoch on this CPU: plan GPU jobs, as train.device: cuda does
+    TRAIN_DEVICE = os.environ[PLANNED_DEVICE_ENV] = "cuda"
 TRAIN_GPU = 1 if TRAIN_DEVICE.startswith("cuda") else 0
 TRAIN_TIME = {path: train_time(setting_config, TRAIN_DEVICE) for path, setting_config in SETTING_CONFIG.items()}
-# a CIFAR-size network that `auto` put on the CPU would be hours per epoch: say so instead of submitting it
-_problem = cpu_training_problem(config, TRAIN_TIME.values(), TRAIN_DEVICE)
-if _problem and workflow.is_main_process:
-    raise WorkflowError(_problem)
+# GPU jobs planned on a machine without a GPU (a login node; `cuda`, or `auto` above): say what they add up to, and
+# plan on (-n works; a cluster runs them on its GPU nodes, a job started here stops at once with one line)
+if workflow.is_main_process and TRAIN_GPU:
+    _note = no_gpu_note(list(SETTING_CONFIG.values()), TRAIN_DEVICE, gpu_visible())
+    if _note:
+        logger.warning(_note)
 RESULTS = f"results/{STUDY}"
+# A study folder keeps the config it was made with (written by the study_config step): a config that would change its results
+# stops every plan (-n and --touch too) instead of rebuilding or marking the folder with mixed results.
+if workflow.is_main_process:
+    _problem = snapshot_problem(RESULTS, config, STUDY, fill=lambda old: with_defaults(old, CONFIG_SCHEMA))
+    if _problem:
+        raise WorkflowError(_problem)
 RUN = f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}"
 
 
@@ -154,7 +177,7 @@ def all_targets():
     """Every figure and summary of every setting of the study."""
     files = ["summary.csv", "summary.md", "summary.html", "histories.csv", "frequency.csv", "frequency_summary.md"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
-    study = [f"{RESULTS}/{name}" for name in ("summary.csv", "summary.md", "overview.png")]
+    study = [f"{RESULTS}/{name}" for name in ("config.yaml", "study.json", "summary.csv", "summary.md", "overview.png")]
     return study + [f"{RESULTS}/{setting}/{name}" for setting in SETTINGS for name in files]
 
 

@@ -15,7 +15,8 @@ rule corrupt:
         dataset=DATASET,
         noise=lambda wc: NOISES[wc.noise],
         val_fraction=config["val_fraction"],
-        dataset_options=config["dataset_options"],
+        # the result-changing options; data_root, download and verify_md5 the job reads from the config
+        dataset_options=without_execution("dataset_options", config["dataset_options"]),
     message:
         "corrupt the labels of {params.dataset} with noise {wildcards.noise}, seed {wildcards.seed}"
     script:

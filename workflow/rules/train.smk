@@ -42,11 +42,11 @@ rule train:
         freq_test_subset=config["frequency"]["test_subset"],
         record_epochs=config["frequency"]["record_epochs"],
         checkpoint=f"{RUN}/checkpoint",
-        device=TRAIN_DEVICE,
         run_name=lambda wc: f"{STUDY}/{wc.setting}/seed{wc.seed}/{wc.mode}",
     # one line when the job starts (with where it runs: a plan shows which jobs hold a gpu slot); the run itself then
-    # reports its progress (selfdistill.training.ConsoleProgress)
+    # reports its progress (selfdistill.training.ConsoleProgress). The device and the other execution-only settings
+    # are no params (params changes rerun a job): the script reads them from the config (selfdistill.execution).
     message:
-        "train {params.run_name} on {params.device} " "(gpu={resources.gpu}, threads={threads})"
+        f"train {{params.run_name}} on {TRAIN_DEVICE} (gpu={{resources.gpu}}, threads={{threads}})"
     script:
         "../scripts/train.py"

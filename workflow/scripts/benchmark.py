@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 # after the path above
 from benchmarks.common import run_benchmark
+from selfdistill.dataset_files import DEFAULT_DATA_ROOT
+from selfdistill.execution import job_values
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_benchmark(
@@ -18,6 +20,7 @@ run_benchmark(
     sm.output[0],
     device=sm.params.device,
     threads=sm.threads,
-    data_root=sm.params.data_root,
+    # execution-only: read from the config, not params (selfdistill.execution)
+    data_root=job_values(sm.config, "dataset_options").get("data_root", DEFAULT_DATA_ROOT),
     log_path=sm.log[0],
 )

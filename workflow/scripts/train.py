@@ -1,11 +1,15 @@
 """Rule train: forward the Snakemake object to selfdistill.training.train_run (progress lines on stderr, which
-Snakemake shows on the console)."""
+Snakemake shows on the console). The execution-only settings (device, eval_batch_size, compile, checkpoint_every)
+come from the config, not from params, so that changing them reruns nothing (selfdistill.execution)."""
 
 import sys
 
+from selfdistill.device import planned_device
+from selfdistill.execution import job_values
 from selfdistill.training import train_run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
+execution = job_values(sm.config, "train", sm.wildcards.setting)
 train_run(
     sm.input.data,
     sm.output.history,
@@ -14,7 +18,7 @@ train_run(
     mode=sm.wildcards.mode,
     seed=int(sm.wildcards.seed),
     model=sm.params.model,
-    train=sm.params.train,
+    train={**sm.params.train, **execution},
     distill=sm.params.distill,
     freq_subset=sm.params.freq_subset,
     freq_test_subset=sm.params.freq_test_subset,
@@ -22,7 +26,8 @@ train_run(
     out_early_stopped=sm.output.early_stopped,
     out_run=sm.output.run,
     checkpoint_dir=sm.params.checkpoint,
-    device=sm.params.device,
+    # `auto` as the planner resolved it (a cluster job inherits the planner's answer)
+    device=planned_device(sm.config["train"]["device"], inherit=True),
     threads=sm.threads,
     run_name=sm.params.run_name,
     log_path=sm.log[0],
