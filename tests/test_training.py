@@ -140,7 +140,8 @@ def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp
         # detach the file handler from the package logger
         setup_logging(None)
     # no output, and no progress to resume: only the record of the failure, which stops Snakemake's retry at once
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
+    # (and the run's lock file, which is never deleted: selfdistill.run_guard)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "checkpoint.lock"]
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["attempts.log", "failure.txt"]
     assert "FloatingPointError: non-finite training loss" in (out / "checkpoint" / "failure.txt").read_text()
     text = log.read_text()
