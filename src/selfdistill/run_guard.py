@@ -47,7 +47,7 @@ class RunLocked(RuntimeError):
     Deliberately not one of :data:`checkpoint.RETRY_CANNOT_HELP`: it is raised before :func:`checkpoint.attempt`,
     so it writes no ``failure.txt`` (that file belongs to the live trainer's run, and would stop a later legitimate
     retry). A Snakemake retry does not loop on it either: the retries that ``retries:`` allows each stop again
-    within a fraction of a second while the holder lives (the lock is taken before any data is read), and one that
+    as soon as Python has started while the holder lives (the lock is taken before any data is read), and one that
     comes after the holder has gone is a legitimate rerun that resumes its checkpoint.
     """
 
