@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from selfdistill.checkpoint import CheckpointFolder
 from selfdistill.data import build_corrupted_dataset
 from selfdistill.device import check_device as resolve_device
 from selfdistill.io import setup_logging
@@ -139,7 +140,8 @@ def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp
         # detach the file handler from the package logger
         setup_logging(None)
     # no output, and no progress to resume: only the record of the failure, which stops Snakemake's retry at once
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
+    # (and the run's lock file, which is never deleted: selfdistill.run_guard)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "checkpoint.lock"]
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["attempts.log", "failure.txt"]
     assert "FloatingPointError: non-finite training loss" in (out / "checkpoint" / "failure.txt").read_text()
     text = log.read_text()
@@ -383,6 +385,36 @@ def test_console_shows_start_and_end_of_a_short_run_and_the_log_every_epoch(digi
     assert "[test/ce/seed0]" not in log.read_text()
 
 
+def test_console_says_done_only_after_the_outputs_are_written(digits_pair40, tmp_path, monkeypatch):
+    """The checkpoint folder deleted under a running trainer: writing outputs.h5 fails, and no "done" precedes it."""
+
+    def gone(self, epoch):
+        raise FileNotFoundError(f"{self.epoch_path(epoch)}: the checkpoint folder was deleted")
+
+    monkeypatch.setattr(CheckpointFolder, "load_epoch", gone)
+    console = io.StringIO()
+    with pytest.raises(FileNotFoundError):
+        _train(digits_pair40, tmp_path, "ce", console=console)
+    lines = console.getvalue().splitlines()
+    assert lines and lines[0].startswith("[test/ce/seed0] training, 3 epochs")
+    assert not any("done:" in line for line in lines), lines
+    assert not (tmp_path / "outputs.h5").exists()
+
+
+def test_console_that_is_gone_does_not_stop_the_run():
+    """A progress line to a closed pipe (Snakemake died with its terminal): printing stops, the run goes on."""
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    shown = ConsoleProgress(Closed(), "run", 2)
+    shown.start(1, "cpu", None)
+    shown.epoch_done(Progress(rows=[_row(1)]))
+    shown.done(Progress(rows=[_row(1), _row(2)]))
+    assert shown.stream is None
+
+
 def _row(epoch):
     return {"epoch": epoch, "test_acc": 0.5, "val_acc": 0.4, "train_acc_noisy": 0.9}
 
@@ -398,6 +430,8 @@ def _console_lines(epochs, seconds_per_epoch, first_epoch=1, **limits):
         now[0] += seconds_per_epoch
         progress.rows.append(_row(epoch))
         shown.epoch_done(progress)
+    # the outputs are written
+    shown.done(progress)
     return out.getvalue().splitlines()
 
 

@@ -19,6 +19,8 @@ row and the outputs that the frequency analysis reads later without retraining.
 
 SIGTERM and SIGUSR1 (a SLURM time limit's warning, a preemption) and SIGINT (Ctrl-C) make the run finish its
 current step, write a checkpoint and stop with :class:`Preempted`; rerunning the job resumes exactly where it stopped.
+So does the death of the Snakemake process that started the trainer, and a second trainer of a run that one still
+trains stops at once (:mod:`selfdistill.run_guard`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from .io import (
 )
 from .models import build_model, count_parameters, float32_head
 from .modes import Mode, build_mode
+from .run_guard import SnakemakeWatch, hold_run, watch_snakemake
 
 log = logging.getLogger(__name__)
 # pixels per block of channel_stats
@@ -475,50 +478,66 @@ def train_run(
     ``out_run`` (optional): ``run.json``, the run's device and resolved precision (``train["precision"]``, see
     :func:`selfdistill.device.resolve_precision`).
     ``checkpoint_dir`` (default: ``checkpoint/`` beside ``out_history``) holds the run's progress until it is
-    complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives. ``attempt_number``:
+    complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives, or when the Snakemake
+    process that started the trainer dies; :class:`~selfdistill.run_guard.RunLocked` at once, before touching the
+    run, when another trainer of the same run is alive (:mod:`selfdistill.run_guard`). ``attempt_number``:
     Snakemake's attempt; a retry after an error that a retry cannot fix stops at once (:func:`checkpoint.attempt`).
     ``console`` (a Snakemake job passes stderr): a few short progress lines for a person watching, see
     :class:`ConsoleProgress`; the log keeps one line per epoch either way.
     """
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out_history).parent / "checkpoint"
-    if log_path is not None:
-        # the log of an attempt that resumes starts with the earlier attempts' lines (where and why they stopped)
-        setup_logging(log_path, earlier=checkpoint_dir / ATTEMPTS_FILE)
-    spec = RunSpec(
-        mode,
-        seed,
-        dict(model),
-        train_settings(train),
-        dict(distill or {}),
-        freq_subset,
-        freq_test_subset,
-        record_epochs,
-    )
     run_name = run_name or f"{data_path}:{mode}:seed{seed}"
-    with (
-        attempt(checkpoint_dir, attempt_number),
-        acquire(device, threads, holder=run_name, precision=spec.train.precision) as dev,
-        stop_on_signals() as stop,
-    ):
-        run = TrainingRun(data_path, spec, dev, run_name)
-        folder = CheckpointFolder(checkpoint_dir, fingerprint(run.data_sha256, spec.identity(dev)))
-        log_start(run)
-        if not resume(run, folder):
-            # nothing to resume, or a state that did not fit: start from a freshly built run
-            run = TrainingRun(data_path, spec, dev, run_name) if run.progress is None else run
-        shown = ConsoleProgress(console, run_name, spec.train.epochs)
-        shown.start(run.progress.epoch, str(dev.torch_device), log_path)
-        try:
-            while run.progress.epoch <= spec.train.epochs:
-                run_epoch(run, folder, stop)
-                shown.epoch_done(run.progress)
-        except FloatingPointError:
-            # a diverged run cannot be resumed into anything useful: forget its progress (not its log)
-            folder.clear()
-            raise
-        history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped, out_run)
-    folder.remove()
+    # one trainer per run, taken before anything of the run is read or written (see selfdistill.run_guard)
+    with hold_run(checkpoint_dir, run_name, log_path=log_path) as lock:
+        if log_path is not None:
+            # the log of an attempt that resumes starts with the earlier attempts' lines (where and why they stopped)
+            setup_logging(log_path, earlier=checkpoint_dir / ATTEMPTS_FILE)
+        if lock.warning:
+            log.warning(lock.warning)
+        spec = RunSpec(
+            mode,
+            seed,
+            dict(model),
+            train_settings(train),
+            dict(distill or {}),
+            freq_subset,
+            freq_test_subset,
+            record_epochs,
+        )
+        with (
+            attempt(checkpoint_dir, attempt_number),
+            acquire(device, threads, holder=run_name, precision=spec.train.precision) as dev,
+            stop_on_signals(watch_snakemake()) as stop,
+        ):
+            run, folder = start_run(data_path, spec, dev, run_name, checkpoint_dir)
+            shown = ConsoleProgress(console, run_name, spec.train.epochs)
+            shown.start(run.progress.epoch, str(dev.torch_device), log_path)
+            try:
+                while run.progress.epoch <= spec.train.epochs:
+                    run_epoch(run, folder, stop)
+                    shown.epoch_done(run.progress)
+            except FloatingPointError:
+                # a diverged run cannot be resumed into anything useful: forget its progress (not its log)
+                folder.clear()
+                raise
+            history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped, out_run)
+        folder.remove()
+        # "done" only once every output is in place
+        shown.done(run.progress)
     return history
+
+
+def start_run(
+    data_path, spec: RunSpec, dev: RunDevice, run_name: str, checkpoint_dir: Path
+) -> tuple[TrainingRun, CheckpointFolder]:
+    """The run in memory and its checkpoint folder, resumed from its checkpoint when there is a valid one."""
+    run = TrainingRun(data_path, spec, dev, run_name)
+    folder = CheckpointFolder(checkpoint_dir, fingerprint(run.data_sha256, spec.identity(dev)))
+    log_start(run)
+    if not resume(run, folder):
+        # nothing to resume, or a state that did not fit: start from a freshly built run
+        run = TrainingRun(data_path, spec, dev, run_name) if run.progress is None else run
+    return run, folder
 
 
 def log_start(run: TrainingRun) -> None:
@@ -724,7 +743,7 @@ def checkpoint(run: TrainingRun, folder: CheckpointFolder) -> float:
 
 
 def preempt(run: TrainingRun, stop: StopRequest, *, checkpointed: bool) -> None:
-    """Stop after a SIGTERM/SIGUSR1: log where the run stands and raise :class:`Preempted`."""
+    """Stop after a SIGTERM/SIGUSR1 (or Snakemake's death): log where the run stands and raise :class:`Preempted`."""
     p, n = run.progress, run.cfg.epochs
     at = f"epoch {p.epoch} of {n} (step {p.step})" if p.step else f"epoch {p.epoch - 1} of {n}"
     if checkpointed:
@@ -783,8 +802,14 @@ class ConsoleProgress:
         self.first_epoch, self.last_epoch = 1, 0
 
     def say(self, text: str) -> None:
-        if self.stream is not None:
+        if self.stream is None:
+            return
+        try:
             print(f"[{self.run_name}] {text}", file=self.stream, flush=True)
+        except OSError:
+            # the console is gone (a pipe whose reader died with Snakemake): the log keeps everything, and the
+            # run must go on to its checkpoint rather than die of a progress line
+            self.stream = None
 
     def start(self, first_epoch: int, device: str, log_path: str | os.PathLike | None) -> None:
         """The run starts (or resumes) at ``first_epoch``."""
@@ -795,12 +820,13 @@ class ConsoleProgress:
         self.say(f"training, {where} on {device}{follow}")
 
     def epoch_done(self, progress: Progress) -> None:
-        """An epoch has ended (``progress.rows[-1]``); print a line if one is due."""
+        """An epoch has ended (``progress.rows[-1]``); print a line if one is due (none at the last epoch: the
+        run is not done before its outputs are written, see :meth:`done`)."""
         row, now = progress.rows[-1], self.clock()
         epoch, since = int(row["epoch"]), now - self.last_time
         if epoch >= self.epochs:
-            self.say(self.final_line(progress, now - self.started))
-        elif since >= self.max_seconds or (epoch - self.last_epoch >= self.every and since >= self.min_seconds):
+            return
+        if since >= self.max_seconds or (epoch - self.last_epoch >= self.every and since >= self.min_seconds):
             done = epoch - self.first_epoch + 1
             eta = (now - self.started) / done * (self.epochs - epoch)
             self.say(
@@ -811,6 +837,10 @@ class ConsoleProgress:
         else:
             return
         self.last_time, self.last_epoch = now, epoch
+
+    def done(self, progress: Progress) -> None:
+        """The run is complete, its outputs written: the final line."""
+        self.say(self.final_line(progress, self.clock() - self.started))
 
     def final_line(self, progress: Progress, seconds: float) -> str:
         last = progress.rows[-1]
@@ -839,25 +869,33 @@ def format_duration(seconds: float) -> str:
 
 
 class StopRequest:
-    """Set by SIGTERM/SIGUSR1 while a run trains; the loop checks it after every optimiser step."""
+    """Set by SIGTERM/SIGUSR1 while a run trains, or by the death of the Snakemake that started it (``watch``,
+    see :mod:`selfdistill.run_guard`); the loop checks it after every optimiser step."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch: SnakemakeWatch | None = None) -> None:
         self.signum: int | None = None
+        self.watch = watch
+        self.orphaned = False
 
     @property
     def requested(self) -> bool:
-        return self.signum is not None
+        if self.signum is None and not self.orphaned and self.watch is not None and self.watch.died():
+            self.orphaned = True
+            log.warning("%s: stopping at the next checkpoint", self.watch.reason)
+        return self.signum is not None or self.orphaned
 
     @property
     def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else "stop"
+        if self.signum:
+            return signal.Signals(self.signum).name
+        return self.watch.reason if self.orphaned and self.watch is not None else "stop"
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
+def stop_on_signals(watch: SnakemakeWatch | None = None) -> Iterator[StopRequest]:
     """Turn SIGTERM and SIGUSR1 into a :class:`StopRequest` for the block (handlers can only be set in the main
-    thread; elsewhere the request is never set), restoring the previous handlers after it."""
-    stop = StopRequest()
+    thread; elsewhere only ``watch`` sets it), restoring the previous handlers after it."""
+    stop = StopRequest(watch)
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
