@@ -629,7 +629,7 @@ _SUMMARY_STYLE = (
     "table.selfdistill-summary{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}"
     ".selfdistill-summary th,.selfdistill-summary td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}"
     ".selfdistill-summary td.num{text-align:right;white-space:nowrap}"
-    ".selfdistill-summary td.comparison{min-width:14em}"
+    ".selfdistill-summary td:first-child{min-width:9em}.selfdistill-summary td.comparison{min-width:14em}"
 )
 _SUMMARY_HEAD = (
     "<thead><tr><th>mode</th><th>seeds</th><th>last epoch</th><th>early-stopped (best noisy val)</th>"
