@@ -623,13 +623,14 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
 
 #: the HTML summary's look: it is shown on its own (the report's viewer) and inside the report's landing page, in a
 #: column narrower than the window. Numbers stay on one line, the comparisons wrap (but not to a word a line), and
-#: each table sits in a horizontally scrolling box of its own, so that a narrow column scrolls it instead of cutting it.
+#: each table sits in a horizontally scrolling box of its own (a pixel wider than the table, for its outer border),
+#: so that a narrow column scrolls it instead of cutting it.
 _SUMMARY_STYLE = (
-    ".selfdistill-scroll{overflow-x:auto;max-width:100%}"
+    ".selfdistill-scroll{overflow-x:auto;max-width:100%;padding:0 1px}"
     "table.selfdistill-summary{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}"
     ".selfdistill-summary th,.selfdistill-summary td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}"
     ".selfdistill-summary td.num{text-align:right;white-space:nowrap}"
-    ".selfdistill-summary td:first-child{min-width:9em}.selfdistill-summary td.comparison{min-width:14em}"
+    ".selfdistill-summary td:first-child{min-width:8em}.selfdistill-summary td.comparison{min-width:12em}"
 )
 _SUMMARY_HEAD = (
     "<thead><tr><th>mode</th><th>seeds</th><th>last epoch</th><th>early-stopped (best noisy val)</th>"
