@@ -621,11 +621,16 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
     return out
 
 
-#: the HTML summary's look: it is shown on its own (the report's viewer) and inside the report's landing page
+#: the HTML summary's look: it is shown on its own (the report's viewer) and inside the report's landing page, in a
+#: column narrower than the window. Numbers stay on one line, the comparisons wrap (but not to a word a line), and
+#: each table sits in a horizontally scrolling box of its own (a pixel wider than the table, for its outer border),
+#: so that a narrow column scrolls it instead of cutting it.
 _SUMMARY_STYLE = (
-    "table.selfdistill-summary{border-collapse:collapse;font-size:0.9em}"
+    ".selfdistill-scroll{overflow-x:auto;max-width:100%;padding:0 1px}"
+    "table.selfdistill-summary{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}"
     ".selfdistill-summary th,.selfdistill-summary td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}"
     ".selfdistill-summary td.num{text-align:right;white-space:nowrap}"
+    ".selfdistill-summary td:first-child{min-width:8em}.selfdistill-summary td.comparison{min-width:12em}"
 )
 _SUMMARY_HEAD = (
     "<thead><tr><th>mode</th><th>seeds</th><th>last epoch</th><th>early-stopped (best noisy val)</th>"
@@ -651,7 +656,8 @@ def _summary_row_html(row) -> str:
     ]
     cells = "".join(f'<td class="num">{html.escape(str(v))}</td>' for v in numbers)
     cells += "".join(
-        f"<td>{_comparison_cell_html(row, n)}</td>" for n in ("last_minus_ce_early", "last_minus_ce_oracle")
+        f'<td class="comparison">{_comparison_cell_html(row, n)}</td>'
+        for n in ("last_minus_ce_early", "last_minus_ce_oracle")
     )
     return f"<tr><td>{html.escape(_mode_cell(row))}</td>{cells}</tr>"
 
@@ -666,13 +672,13 @@ def summary_html(summary: pd.DataFrame) -> str:
     parts = [f"<style>{_SUMMARY_STYLE}</style>"]
     for (dataset, noise), group in summary.groupby(["dataset", "noise"], sort=False):
         parts += [
-            '<table class="selfdistill-summary">',
+            '<div class="selfdistill-scroll"><table class="selfdistill-summary">',
             f"<caption>Test accuracy (%), {html.escape(str(dataset))} / {html.escape(str(noise))}</caption>",
             _SUMMARY_HEAD,
             "<tbody>",
             *(_summary_row_html(row) for row in group.itertuples(index=False)),
             "</tbody>",
-            "</table>",
+            "</table></div>",
         ]
     notes = "Mean &plusmn; sd over seeds; epochs are means over seeds. The oracle column picks the epoch by "
     notes += "<em>test</em> accuracy and is an upper bound only, never a result. "
