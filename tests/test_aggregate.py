@@ -16,6 +16,8 @@ import pytest
 from reference_stats import paired_interval, t_quantile_by_integration
 
 from selfdistill import aggregate as ag
+from selfdistill import overview as ov
+from selfdistill.io import InputFileError, atomic_output, check_producer, producer_record
 from selfdistill.planning import summary_pointer
 
 DATASET, NOISE = "digits", "pair40"
@@ -286,7 +288,14 @@ def test_aggregate_histories_end_to_end(tmp_path):
         epochs=5,
         val_fraction=0.1,
     )
-    assert sorted(os.listdir(out)) == ["histories.csv", "summary.csv", "summary.md"]
+    # the two tables with their producer records (hidden), and the Markdown
+    assert sorted(os.listdir(out)) == [
+        ".histories.csv.sha256",
+        ".summary.csv.sha256",
+        "histories.csv",
+        "summary.csv",
+        "summary.md",
+    ]
 
     hist = pd.read_csv(out / "histories.csv")
     assert hist.columns.tolist()[:4] == ["dataset", "noise", "seed", "mode"]
@@ -590,3 +599,67 @@ def test_an_out_of_range_history_value_stops_the_aggregation_naming_the_file(tmp
     message = str(err.value)
     assert message.startswith(f"{path}: column {column} has {value:g} at epoch 3, {what}")
     assert "\n" not in message and "rule train" in message
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Producer records: a table changed after the rule that wrote it is noticed by the step that reads it
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def write_history(path, mode, seed, producer="rule train"):
+    with atomic_output(path, producer) as tmp:
+        make_history(mode, seed, *RUNS[(mode, seed)]).to_csv(tmp, index=False)
+
+
+def test_a_record_names_the_producer_and_the_bytes(tmp_path):
+    path = tmp_path / "history.csv"
+    write_history(path, "ce", 0)
+    assert producer_record(path).name == ".history.csv.sha256"
+    check_producer(path)
+    path.write_text(path.read_text() + "\n")
+    with pytest.raises(InputFileError, match=r"history\.csv: changed after rule train wrote it"):
+        check_producer(path)
+
+
+def test_a_rewrite_without_a_producer_drops_the_old_record(tmp_path):
+    path = tmp_path / "table.csv"
+    write_history(path, "ce", 0)
+    with atomic_output(path) as tmp:
+        tmp.write_text("x\n1\n")
+    assert not producer_record(path).exists()
+    check_producer(path)
+
+
+def test_a_hand_edited_history_within_range_stops_the_aggregation(tmp_path):
+    """The edit of the issue: a test accuracy changed from 0.644 to 0.944, a value a run could have written."""
+    paths, runs = [], []
+    for mode, seed in RUNS:
+        path = tmp_path / f"{mode}{seed}" / "history.csv"
+        write_history(path, mode, seed)
+        paths.append(path)
+        runs.append({"dataset": DATASET, "noise": NOISE, "seed": seed, "mode": mode})
+    out = tmp_path / "out"
+    ag.aggregate_histories(paths, runs, out / "h.csv", out / "s.csv", out / "s.md")
+    edited = paths[1]
+    text = edited.read_text()
+    assert "0.65" in text
+    edited.write_text(text.replace("0.65", "0.95", 1))
+    with pytest.raises(InputFileError) as err:
+        ag.aggregate_histories(paths, runs, out / "h.csv", out / "s.csv", out / "s.md")
+    message = str(err.value)
+    assert message.startswith(f"{edited}: changed after rule train wrote it") and "\n" not in message
+
+
+def test_a_hand_edited_setting_summary_stops_the_study_summary(tmp_path):
+    paths, runs = [], []
+    for mode, seed in RUNS:
+        path = tmp_path / f"{mode}{seed}.csv"
+        write_history(path, mode, seed)
+        paths.append(path)
+        runs.append({"dataset": DATASET, "noise": NOISE, "seed": seed, "mode": mode})
+    summary = tmp_path / "summary.csv"
+    ag.aggregate_histories(paths, runs, tmp_path / "h.csv", summary, tmp_path / "s.md")
+    assert producer_record(summary).is_file()
+    summary.write_text(summary.read_text().replace("ce", "cf", 1))
+    with pytest.raises(InputFileError, match="changed after rule aggregate wrote it"):
+        ov.write_study_summary([summary], [{"variant": "", "noise": NOISE}], tmp_path / "o.csv", tmp_path / "o.md")

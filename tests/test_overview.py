@@ -158,7 +158,7 @@ def test_write_study_summary_and_overview_figure(tmp_path):
         settings.append({"variant": table["variant"].iloc[0], "noise": table["noise"].iloc[0]})
     out = tmp_path / "study"
     study = ov.write_study_summary(paths, settings, out / "summary.csv", out / "summary.md", out / "overview.png")
-    assert sorted(p.name for p in out.iterdir()) == ["overview.png", "summary.csv", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == [".summary.csv.sha256", "overview.png", "summary.csv", "summary.md"]
     assert (out / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert pd.read_csv(out / "summary.csv").shape == study.shape
 

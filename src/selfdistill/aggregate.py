@@ -27,6 +27,7 @@ from .io import (
     HISTORY_COLUMNS,
     InputFileError,
     atomic_output,
+    check_producer,
     logged_step,
     setting_keys,
     setup_logging,
@@ -226,6 +227,7 @@ def _read_csv(path: str | os.PathLike, columns: Sequence[str], fix: str) -> pd.D
     """A CSV file with at least one row and every column of ``columns``, or one :class:`InputFileError` line."""
     if not os.path.isfile(path):
         raise InputFileError(f"{path}: file not found; rerun snakemake")
+    check_producer(path)
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as err:
@@ -718,9 +720,9 @@ def aggregate_histories(
     summary = summarise(histories, mode_order, precision)
     for flag in collapsed_runs(per_run_summary(histories)).itertuples(index=False):
         log.warning("%s seed %s at the %s: %s", flag.mode, flag.seed, flag.at, flag.flag)
-    with atomic_output(out_histories) as tmp:
+    with atomic_output(out_histories, "rule aggregate") as tmp:
         histories.to_csv(tmp, index=False)
-    with atomic_output(out_summary_csv) as tmp:
+    with atomic_output(out_summary_csv, "rule aggregate") as tmp:
         summary.to_csv(tmp, index=False)
     with atomic_output(out_summary_md) as tmp:
         tmp.write_text(summary_markdown(summary))
@@ -760,7 +762,7 @@ def aggregate_frequency(
     if log_path is not None:
         setup_logging(log_path)
     table = concat_runs(frequency_paths, runs, read_frequency_table)
-    with atomic_output(out_csv) as tmp:
+    with atomic_output(out_csv, "rule aggregate_frequency") as tmp:
         table.to_csv(tmp, index=False)
     log.info("aggregated %d frequency tables into %s", len(runs), out_csv)
     return table

@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from . import frequency_stats
 from .aggregate import per_run_summary
-from .io import atomic_output, logged_step, setup_logging
+from .io import atomic_output, check_producer, logged_step, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,7 @@ def _fig_legend(fig, handles, ncol=None) -> None:
 
 def _read_histories(histories_csv: PathLike, mode_order) -> tuple[pd.DataFrame, list[str], dict]:
     """Histories table, the modes to draw (ordered) and the palette."""
+    check_producer(histories_csv)
     hist = pd.read_csv(histories_csv)
     if hist.empty:
         raise ValueError(f"{histories_csv}: no rows")
@@ -429,6 +430,7 @@ def plot_memorization(histories_csv: PathLike, out_png: PathLike, mode_order: Se
 def _read_frequency(frequency_csv: PathLike, source: str, mode_order):
     """The opening of both frequency figures: the training-subset rows of ``source`` (epochs as int), the
     label-reference rows, the δ key column, the modes to draw (ordered), their palette and the setting's title."""
+    check_producer(frequency_csv)
     freq = pd.read_csv(frequency_csv)
     title = _setting_title(freq)
     epochs = freq[freq["source"] == source]
@@ -651,6 +653,7 @@ def plot_frequency_by_delta(
     One line per mode (mean ± sd over seeds), with the ratio of the clean and noisy one-hot label matrices as dashed
     references (the test split has no noisy labels); one panel per source (rows) and split (columns) present.
     """
+    check_producer(frequency_csv)
     freq = pd.read_csv(frequency_csv)
     title = _setting_title(freq)
     last = last_epoch_rows(freq)

@@ -420,7 +420,7 @@ def analyse_run(
         )
         del flt, stacked
     df = pd.concat(frames, ignore_index=True)
-    with atomic_output(out_csv) as tmp:
+    with atomic_output(out_csv, "rule frequency") as tmp:
         df.to_csv(tmp, index=False)
     return df
 

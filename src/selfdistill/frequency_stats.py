@@ -19,7 +19,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from .io import atomic_output, logged_step, setting_keys, setup_logging
+from .io import atomic_output, check_producer, logged_step, setting_keys, setup_logging
 from .stats import ALPHA, INTERVAL_NAME, holm, t_interval, verdict
 
 log = logging.getLogger(__name__)
@@ -292,10 +292,11 @@ def summarise_frequency(
     the report's short table (:func:`frequency_html`)."""
     if log_path is not None:
         setup_logging(log_path)
+    check_producer(frequency_csv)
     frequency = pd.read_csv(frequency_csv)
     degenerate = degenerate_deltas(frequency, num_classes=num_classes)
     table = frequency_differences(frequency, reference, degenerate)
-    with atomic_output(out_csv) as tmp:
+    with atomic_output(out_csv, "rule frequency_summary") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_output(out_md) as tmp:
         tmp.write_text(frequency_markdown(table, degenerate, reference))

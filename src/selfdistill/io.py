@@ -6,6 +6,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -152,24 +153,65 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, producer: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     A crash or an exception leaves no half-written file under the final name (the temporary file is removed),
     so Snakemake never mistakes a partial output for a finished one; temporaries of killed earlier writers are
-    removed first; a full disk ends in one :class:`DiskFullError` naming ``path``.
+    removed first; a full disk ends in one :class:`DiskFullError` naming ``path``. With ``producer`` (e.g.
+    ``"rule train"``) the file gets a producer record (:func:`record_producer`) that readers check
+    (:func:`check_producer`); any earlier record of ``path`` is removed first, so it never vouches for new bytes.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(final)
+    producer_record(final).unlink(missing_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         with disk_errors(final):
             yield tmp
             os.replace(tmp, final)
+            if producer is not None:
+                record_producer(final, producer)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def producer_record(path: str | os.PathLike) -> Path:
+    """Where ``path``'s producer record lives: the hidden file ``.<name>.sha256`` beside it."""
+    final = Path(path)
+    return final.with_name(f".{final.name}.sha256")
+
+
+def record_producer(path: str | os.PathLike, producer: str) -> None:
+    """Record who wrote ``path`` and the SHA-256 of the bytes it wrote (JSON, written atomically): a table carries
+    its producer's checksum as outputs.h5 carries its arrays', so an edit after the fact is noticed by the reader."""
+    record = producer_record(path)
+    tmp = record.with_name(f"{record.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"producer": producer, "sha256": file_digest(path)}) + "\n")
+    os.replace(tmp, record)
+
+
+def check_producer(path: str | os.PathLike) -> None:
+    """When ``path`` has a producer record, check that its bytes are the ones its producer wrote; a changed file is
+    one :class:`InputFileError` line naming the file, the rule that wrote it and what to do. A file without a record
+    (written outside the pipeline, e.g. by hand for a notebook) is read as it is."""
+    record = producer_record(path)
+    if not record.is_file():
+        return
+    try:
+        info = json.loads(record.read_text())
+        producer, expected = str(info["producer"]), str(info["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputFileError(
+            f"{record}: unreadable producer record of {path}; delete both and rerun snakemake"
+        ) from None
+    if file_digest(path) != expected:
+        raise InputFileError(
+            f"{path}: changed after {producer} wrote it (its SHA-256 differs from the one recorded in {record.name}); "
+            f"delete it and rerun snakemake ({producer} writes it again)"
+        )
 
 
 def setup_logging(

@@ -21,7 +21,7 @@ import pandas as pd
 import seaborn as sns
 
 from .aggregate import COMPARISON_LEGEND, REFERENCE_MODE, difference_text, percent_pm
-from .io import atomic_output, logged_step, setup_logging
+from .io import atomic_output, check_producer, logged_step, setup_logging
 from .published import published_cell
 
 log = logging.getLogger(__name__)
@@ -208,12 +208,14 @@ def write_study_summary(
         setup_logging(log_path)
     if len(summary_paths) != len(settings):
         raise ValueError(f"got {len(summary_paths)} summary files for {len(settings)} settings")
+    for path in summary_paths:
+        check_producer(path)
     tables = [
         pd.read_csv(path).assign(variant=str(s["variant"]), noise=str(s["noise"]))
         for path, s in zip(summary_paths, settings, strict=True)
     ]
     study = study_summary(tables)
-    with atomic_output(out_csv) as tmp:
+    with atomic_output(out_csv, "rule study_summary") as tmp:
         study.to_csv(tmp, index=False)
     with atomic_output(out_md) as tmp:
         tmp.write_text(study_markdown(study))

@@ -917,7 +917,7 @@ def write_results(
     """Write history.csv, outputs.h5 (from the stored epochs), model.pt, the early-stopped weights and run.json
     (last, so that it says the run is complete), each atomically."""
     history = pd.DataFrame(run.progress.rows, columns=list(HISTORY_COLUMNS))
-    with atomic_output(out_history) as tmp:
+    with atomic_output(out_history, "rule train") as tmp:
         history.to_csv(tmp, index=False)
     # HDF5 can crash instead of reporting a disk that fills up while it writes: check the room first
     needed = sum(folder.epoch_path(e).stat().st_size for e in run.stored_epochs) + (1 << 20)
