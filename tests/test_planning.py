@@ -182,7 +182,7 @@ def test_execution_only_settings_keep_a_checkpoint():
 
     def identity(**train):
         spec = RunSpec("ce", 0, {"arch": "mlp"}, train_settings(train), {}, 100, None, "all")
-        return spec.identity(SimpleNamespace(type="cpu"))
+        return spec.identity(SimpleNamespace(type="cpu", precision="float32"))
 
     base = identity(lr=0.1)
     assert identity(lr=0.1, eval_batch_size=7, compile=True, checkpoint_every=5, threads=3, device="cpu") == base
