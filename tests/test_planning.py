@@ -20,7 +20,7 @@ from selfdistill.training import TrainSettings
 REPO = Path(__file__).resolve().parents[1]
 # benchmark.py runs code in benchmarks/, whose rule inputs tests/test_benchmarks.py checks
 SCRIPTS = sorted(p for p in (REPO / "workflow" / "scripts").glob("*.py") if p.name != "benchmark.py")
-JOB_FREE = {"planning", "studies"}
+JOB_FREE = {"planning", "studies", "config_checks", "config_errors", "resources"}
 
 
 def _modules_loaded_by(script: Path) -> set[str]:
@@ -226,3 +226,27 @@ def test_a_gpu_study_planned_without_a_gpu_says_the_same_for_cuda_and_auto():
     # a small network on digits stays on the CPU
     digits = cfg.with_defaults({}, schema)
     assert not cfg.auto_needs_gpu(digits, [digits], "cpu")
+
+
+def test_plan_study_plans_the_shipped_config_and_stops_on_a_bad_one(tmp_path, monkeypatch):
+    """plan_study fills the schema's defaults into the config it is given (as Snakemake's validate does) and stops
+    with the same one line as check_config."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    plan = cfg.plan_study(config, config_files=[], overrides={}, schema_path=SCHEMA, is_main_process=True)
+    assert config == cfg.with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()), SCHEMA)
+    assert (plan.study, plan.results, list(plan.settings), plan.train_device) == (
+        "default",
+        "results/default",
+        ["pair40"],
+        "cpu",
+    )
+    assert len(plan.runs("pair40")) == len(config["seeds"]) * len(config["modes"])
+    assert plan.train_params("pair40") == cfg.train_params(config)
+    bad = {**yaml.safe_load((REPO / "config.yaml").read_text()), "val_fraction": 0.9999}
+    with pytest.raises(cfg.PlanError) as err:
+        cfg.plan_study(
+            bad, config_files=[], overrides={"train": {"epochs": "3"}}, schema_path=SCHEMA, is_main_process=False
+        )
+    assert str(err.value) == cfg.check_config(bad, SCHEMA)[0]

@@ -32,13 +32,12 @@ from .io import (
     setting_keys,
     setup_logging,
 )
+from .mode_names import REFERENCE_MODE
 from .stats import INTERVAL_NAME, t_interval, verdict
 
 log = logging.getLogger(__name__)
 
 RUN_KEYS = ("dataset", "noise", "seed", "mode")
-#: the reference of every paired comparison: plain cross-entropy, early-stopped on the noisy validation split
-REFERENCE_MODE = "ce"
 #: the paired comparisons appended to summary.csv: name -> (this mode's column, reference mode or None for the same
 #: run, reference column); each gives the columns {name}_n_pairs, _mean, _ci95_low, _ci95_high and _verdict.
 #: ``last_minus_ce_oracle`` compares with ce's best *test* epoch, an upper bound on any stopping rule: a mode that

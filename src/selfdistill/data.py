@@ -40,6 +40,7 @@ from .noise import (
     human_labels,
     transition_matrix,
 )
+from .splits import validation_count
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def build_corrupted_dataset(
 
     n = raw.train_labels.size
     order = split_rng.permutation(n)
-    n_val = round(val_fraction * n)
+    n_val = validation_count(n, val_fraction)
     parts = {"val": np.sort(order[:n_val]), "train": np.sort(order[n_val:])}
 
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:

@@ -1,4 +1,5 @@
-"""Where each dataset's files live and which loader options it takes: shared by the loaders (jobs) and the planner.
+"""What each dataset is (images, classes, channels, fixed splits), where its files live and which loader options it
+takes: shared by the loaders (jobs) and the planner.
 
 Only the standard library is imported, so the Snakefile can check for missing files before any job starts.
 """
@@ -9,6 +10,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DATASETS = ("digits", "cifar10", "cifar100")
+#: (images, classes) of each dataset (digits: all 1,797 images, whatever the split).
+DATASET_SHAPES = {
+    "digits": (1797, 10),
+    "cifar10": (60000, 10),
+    "cifar100": (60000, 100),
+}
+#: Image channels of each dataset (the digits are 8×8 grey images: 1 channel, also for the MLP on flat pixels).
+DATASET_CHANNELS = {"digits": 1, "cifar10": 3, "cifar100": 3}
+#: (training images, test images) of the datasets with a fixed split; digits' split is drawn with
+#: ``dataset_options.test_fraction`` (:func:`selfdistill.splits.split_sizes`). The validation split is taken from
+#: the training images.
+FIXED_SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+#: Share of the digits in their test split when ``dataset_options.test_fraction`` is not given.
+DIGITS_TEST_FRACTION = 0.2
 #: The ``dataset_options`` keys each dataset's loader takes (the config schema lists them all).
 DATASET_OPTIONS = {
     "digits": ("test_fraction", "split_seed"),

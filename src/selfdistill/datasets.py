@@ -24,9 +24,11 @@ from .dataset_files import (
     CIFAR_FOLDERS,
     DATASETS,
     DEFAULT_DATA_ROOT,
+    DIGITS_TEST_FRACTION,
     dataset_option_problem,
     dataset_problem,
 )
+from .splits import drawn_test_size
 
 __all__ = [
     "DATASETS",
@@ -62,8 +64,9 @@ class RawDataset:
         return len(self.class_names)
 
 
-def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> RawDataset:
-    """scikit-learn's digits with a fixed stratified train/test split."""
+def load_digits(test_fraction: float = DIGITS_TEST_FRACTION, split_seed: int = 0) -> RawDataset:
+    """scikit-learn's digits with a fixed stratified train/test split (:func:`selfdistill.splits.drawn_test_size`
+    test images)."""
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
 
@@ -73,7 +76,7 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> RawDataset:
     labels = bunch.target.astype(np.int64)
     idx_train, idx_test = train_test_split(
         np.arange(labels.size),
-        test_size=test_fraction,
+        test_size=drawn_test_size(labels.size, test_fraction),
         random_state=split_seed,
         stratify=labels,
     )

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_output, check_producer, logged_step, setting_keys, setup_logging
+from .mode_names import REFERENCE_MODE
 from .stats import ALPHA, INTERVAL_NAME, holm, t_interval, verdict
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def last_epoch_rows(frequency: pd.DataFrame) -> pd.DataFrame:
 
 
 def frequency_differences(
-    frequency: pd.DataFrame, reference: str = "ce", degenerate: pd.DataFrame | None = None
+    frequency: pd.DataFrame, reference: str = REFERENCE_MODE, degenerate: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Per (setting, split, source, delta_config, mode other than ``reference``, quantity of :data:`QUANTITIES`):
     the seeds' paired differences mode − ``reference`` at the last epoch, their mean, 95% t-interval, paired t-test
@@ -188,7 +189,9 @@ def _found(verdicts: pd.Series) -> pd.Series:
     return verdicts.astype(str).str.startswith("difference found")
 
 
-def frequency_markdown(table: pd.DataFrame, degenerate: pd.DataFrame | None = None, reference: str = "ce") -> str:
+def frequency_markdown(
+    table: pd.DataFrame, degenerate: pd.DataFrame | None = None, reference: str = REFERENCE_MODE
+) -> str:
     """A Markdown section: one line per (setting, mode, quantity) saying in how many (split, source, delta) cells
     it was tested and in how many a difference from ``reference`` is found after the Holm correction (and
     uncorrected), with each found cell's interval; then the dropped widths."""
@@ -244,7 +247,7 @@ def _cell_text(row) -> str:
     return f"{row.split}/{row.source} δ {row.delta_config:g}: {row.mean:+.4g} {bounds}{p} ({row.n_pairs} seeds)"
 
 
-def frequency_html(table: pd.DataFrame, reference: str = "ce") -> str:
+def frequency_html(table: pd.DataFrame, reference: str = REFERENCE_MODE) -> str:
     """A short table for the report: per (setting, mode, quantity) the cells tested and found (Holm, uncorrected)
     and the cell with the smallest p-value with its interval; the detail stays in frequency_summary.csv. ASCII."""
     rows = []
@@ -281,7 +284,7 @@ def summarise_frequency(
     frequency_csv: str | os.PathLike,
     out_csv: str | os.PathLike,
     out_md: str | os.PathLike,
-    reference: str = "ce",
+    reference: str = REFERENCE_MODE,
     num_classes: int | None = None,
     log_path: str | os.PathLike | None = None,
     out_html: str | os.PathLike | None = None,

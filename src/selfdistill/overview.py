@@ -20,8 +20,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .aggregate import COMPARISON_LEGEND, REFERENCE_MODE, difference_text, percent_pm
+from .aggregate import COMPARISON_LEGEND, difference_text, percent_pm
 from .io import atomic_output, check_producer, logged_step, setup_logging
+from .mode_names import REFERENCE_MODE
 from .published import published_cell
 
 log = logging.getLogger(__name__)

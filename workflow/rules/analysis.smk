@@ -1,3 +1,9 @@
+"""Frequency analysis, summaries and the study config (uses PLAN, RESULTS, MODES, code_of, runs, run_data and
+run_files of common.smk)."""
+
+from selfdistill.studies import write_snapshot
+
+
 rule frequency:
     """Frequency analysis of one run's stored outputs (Gaussian low-pass filtering, docs/science.md, "Frequency analysis")."""
     input:
@@ -13,7 +19,7 @@ rule frequency:
     conda:
         "../../envs/selfdistill.yaml"
     resources:
-        mem_mb=frequency_mem_mb(config),
+        mem_mb=PLAN.frequency_mem_mb,
     params:
         deltas=config["frequency"]["deltas"],
         delta_scale=config["frequency"]["delta_scale"],
@@ -56,7 +62,7 @@ rule aggregate:
         runs=runs,
         mode_order=MODES,
         # what every history is checked against: one row per configured epoch, validation columns iff a split
-        epochs=lambda wc: SETTING_CONFIG[wc.setting]["train"]["epochs"],
+        epochs=lambda wc: PLAN.setting_config[wc.setting]["train"]["epochs"],
         val_fraction=config["val_fraction"],
     message:
         "summary of {wildcards.setting}: {output.summary_md}"
@@ -109,7 +115,7 @@ rule frequency_summary:
     conda:
         "../../envs/selfdistill.yaml"
     params:
-        num_classes=NUM_CLASSES,
+        num_classes=PLAN.num_classes,
     message:
         "frequency summary of {wildcards.setting}: {output.md}"
     script:
@@ -127,15 +133,15 @@ rule study_config:
         f"{RESULTS}/logs/study_config.log",
     priority: 100
     message:
-        f"the config of study {STUDY}: {{output.config}}"
+        f"the config of study {PLAN.study}: {{output.config}}"
     run:
-        write_snapshot(RESULTS, config, STUDY, log=log[0])
+        write_snapshot(RESULTS, config, PLAN.study, log=log[0])
 
 
 rule study_summary:
     """The study's summary over every noise setting and variant, and its overview figure."""
     input:
-        summaries=[f"{RESULTS}/{path}/summary.csv" for path in SETTINGS],
+        summaries=[f"{RESULTS}/{path}/summary.csv" for path in PLAN.settings],
         code=code_of("study_summary.py"),
     output:
         csv=report(f"{RESULTS}/summary.csv", caption="../report/study_summary.rst", category="Study"),
@@ -146,7 +152,7 @@ rule study_summary:
     conda:
         "../../envs/selfdistill.yaml"
     params:
-        settings=[{"variant": setting.variant or "", "noise": setting.noise} for setting in SETTINGS.values()],
+        settings=[{"variant": setting.variant or "", "noise": setting.noise} for setting in PLAN.settings.values()],
     message:
         "study summary: {output.md}"
     script:

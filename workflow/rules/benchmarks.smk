@@ -12,8 +12,11 @@ shell: `python -m benchmarks.frequency [--quick] [--out CSV]` from the repositor
 """
 
 import glob
+import os
 
-from selfdistill.planning import train_mem_mb
+from selfdistill.device import planned_device
+from selfdistill.planning import library_files
+from selfdistill.resources import train_mem_mb
 
 # the `benchmarks` target: these run without CIFAR-10
 BENCHMARK_NAMES = ["input_pipeline", "train_step", "frequency"]

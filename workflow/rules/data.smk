@@ -1,3 +1,6 @@
+"""The corrupt step (uses PLAN, RESULTS, code_of and human_label_file of common.smk)."""
+
+
 rule corrupt:
     """Load the dataset, flip labels with the configured noise model, carve the noisy validation split."""
     input:
@@ -12,11 +15,11 @@ rule corrupt:
     resources:
         mem_mb=2000,
     params:
-        dataset=DATASET,
-        noise=lambda wc: NOISES[wc.noise],
+        dataset=PLAN.dataset,
+        noise=lambda wc: PLAN.noises[wc.noise],
         val_fraction=config["val_fraction"],
         # the result-changing options; data_root, download and verify_md5 the job reads from the config
-        dataset_options=without_execution("dataset_options", config["dataset_options"]),
+        dataset_options=PLAN.dataset_options,
     message:
         "corrupt the labels of {params.dataset} with noise {wildcards.noise}, seed {wildcards.seed}"
     script:
