@@ -903,32 +903,30 @@ def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: S
         _save(fig, out_png)
 
 
-#: The drawing function of every figure, by name (= file stem); the planner's ``FIGURES`` lists the same names in
-#: the same order (tests/test_planning.py checks), without importing this module.
-PLOTTERS = {
-    "accuracy": plot_accuracy,
-    "loss": plot_loss,
-    "memorization": plot_memorization,
-    "frequency_ratio": plot_frequency_ratio,
-    "frequency_error": plot_frequency_error,
-    "frequency_by_delta": plot_frequency_by_delta,
-    "frequency_clean_vs_noisy": plot_frequency_clean_vs_noisy,
-    "accuracy_bars": plot_accuracy_bars,
-}
+#: Every figure's drawing function, by its name: the ``plot_*`` functions of this module. The figure table
+#: (:mod:`selfdistill.figure_table`) names the one each figure calls; this module does not read the table, so editing a
+#: caption reruns no figure.
+PLOTTERS = {name: fn for name, fn in sorted(globals().items()) if name.startswith("plot_") and callable(fn)}
+
+
+def plotter(name: str):
+    """The drawing function ``name`` (a key of :data:`PLOTTERS`), as the figure table names it."""
+    if name not in PLOTTERS:
+        raise ValueError(f"unknown plotter {name!r}; selfdistill.figures has: {', '.join(PLOTTERS)}")
+    return PLOTTERS[name]
 
 
 @logged_step
 def plot(
-    kind: str,
+    plotter_name: str,
     in_csv: PathLike,
     out_png: PathLike,
     log_path: PathLike | None = None,
     **options,
 ) -> None:
-    """Pipeline step: draw figure ``kind`` (a key of :data:`PLOTTERS`) from its CSV into ``out_png``."""
+    """Pipeline step: draw a figure with the plotter ``plotter_name`` (a key of :data:`PLOTTERS`) from its CSV into
+    ``out_png``; ``options`` are the plotter's keyword arguments."""
     if log_path is not None:
         setup_logging(log_path)
-    if kind not in PLOTTERS:
-        raise ValueError(f"unknown figure {kind!r}; allowed: {', '.join(PLOTTERS)}")
-    PLOTTERS[kind](in_csv, out_png, **options)
+    plotter(plotter_name)(in_csv, out_png, **options)
     log.info("wrote %s", out_png)

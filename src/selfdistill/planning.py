@@ -30,6 +30,7 @@ import yaml
 from .dataset_files import dataset_option_problem
 from .epochs import output_bytes_per_epoch, recorded_epochs
 from .execution import without_execution
+from .figure_table import FIGURE_TABLE
 from .imports import module_files
 from .noise_spec import NoiseSpec
 
@@ -49,17 +50,8 @@ DIGITS_TEST_FRACTION = 0.2
 #: Datasets with a built-in asymmetric class map (noise.DEFAULT_CLASS_MAPS); others need ``noise[].class_map``.
 ASYMMETRIC_DEFAULT_MAP = ("digits", "cifar10")
 
-#: Every figure the pipeline builds per dataset/noise setting (file stem = name).
-FIGURES = (
-    "accuracy",
-    "loss",
-    "memorization",
-    "frequency_ratio",
-    "frequency_error",
-    "frequency_by_delta",
-    "frequency_clean_vs_noisy",
-    "accuracy_bars",
-)
+#: Every figure the pipeline builds per dataset/noise setting (file stem = name), in the figure table's order.
+FIGURES = tuple(entry.name for entry in FIGURE_TABLE)
 
 
 def train_mem_mb(dataset: str) -> int:
