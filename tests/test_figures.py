@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import BarContainer
-from test_workflow import FIGURES as WORKFLOW_FIGURES
 
 from selfdistill import figures
+from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY, HISTORIES, ReportCaption
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODES = ("ce", "self_distill", "bootstrap_soft")
@@ -144,8 +144,9 @@ def csvs(tmp_path):
     return write
 
 
-# every figure of a setting, as the workflow test expects them
-ALL_FIGURES = tuple(WORKFLOW_FIGURES)
+# every figure of a setting
+ALL_FIGURES = tuple(entry.name for entry in FIGURE_TABLE)
+ENTRIES = {entry.name: entry for entry in FIGURE_TABLE}
 # variant: (data options, figures to draw) -- kept small, every figure costs ~0.5 s
 VARIANTS = {
     "full": ({}, ALL_FIGURES),
@@ -166,8 +167,8 @@ def test_figures_render(csvs, tmp_path, variant):
     hist, freq = csvs(variant, **options)
     for name in names:
         out = tmp_path / f"out_{variant}_{name}" / f"{name}.png"
-        source = freq if name.startswith("frequency") else hist
-        getattr(figures, f"plot_{name}")(source, out)
+        source = {FREQUENCY: freq, HISTORIES: hist}[ENTRIES[name].table]
+        figures.plotter(ENTRIES[name].plotter)(source, out)
         assert_png(out)
 
 
@@ -515,3 +516,71 @@ def test_figures_without_validation_split(tmp_path):
         out = tmp_path / name / "figure.png"
         plot(path, out)
         assert_png(out)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the figure table (selfdistill.figure_table) and the plotters agree
+# --------------------------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _default_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_every_table_entry_has_its_plotter_with_its_options():
+    """Each figure's plotter exists in selfdistill.figures, reads the table the entry names and takes its options."""
+    import inspect
+
+    config = _default_config()
+    first_argument = {HISTORIES: "histories_csv", FREQUENCY: "frequency_csv"}
+    for entry in FIGURE_TABLE:
+        params = inspect.signature(figures.plotter(entry.plotter)).parameters
+        assert list(params)[:2] == [first_argument[entry.table], "out_png"], entry.name
+        assert set(entry.plot_options(config)) <= set(params), entry.name
+
+
+def test_every_plotter_draws_a_figure_of_the_table():
+    assert set(figures.PLOTTERS) == {entry.plotter for entry in FIGURE_TABLE}
+    assert len(ALL_FIGURES) == len(set(ALL_FIGURES))
+    with pytest.raises(ValueError, match="unknown plotter 'plot_nothing'"):
+        figures.plotter("plot_nothing")
+
+
+def test_figures_render_with_the_options_of_the_default_study(csvs, tmp_path):
+    hist, freq = csvs()
+    config = _default_config()
+    for entry in FIGURE_TABLE:
+        out = tmp_path / entry.name / f"{entry.name}.png"
+        figures.plot(entry.plotter, {HISTORIES: hist, FREQUENCY: freq}[entry.table], out, **entry.plot_options(config))
+        assert_png(out)
+
+
+def test_plot_options_keep_the_mode_order_first():
+    """Their order is part of the figure rule's recorded parameters: reordering them would rerun every figure."""
+    config = _default_config()
+    options = {entry.name: entry.plot_options(config) for entry in FIGURE_TABLE}
+    assert options["accuracy"] == {"mode_order": config["modes"]}
+    assert list(options["frequency_ratio"]) == ["mode_order", "deltas", "source"]
+    assert options["frequency_ratio"]["deltas"] == config["frequency"]["plot_deltas"]
+    assert options["frequency_error"] == {"mode_order": config["modes"], "delta": 0.2, "source": "probs"}
+    config["frequency"].update(sources=["logits"], plot_deltas=[])
+    assert ENTRIES["frequency_ratio"].plot_options(config)["deltas"] is None
+    assert ENTRIES["frequency_clean_vs_noisy"].plot_options(config)["source"] == "logits"
+
+
+def test_captions_follow_the_config():
+    config = _default_config()
+    captions = {entry.name: entry.report_caption(config) for entry in FIGURE_TABLE}
+    # not a string: Snakemake does not record it among the parameters, so a reworded caption reruns nothing
+    assert all(isinstance(c, ReportCaption) and not isinstance(c, str) for c in captions.values())
+    assert all(c.text and "{" not in c.text and not c.text.startswith(" ") for c in captions.values())
+    assert "network's softmax outputs against" in captions["frequency_error"].text
+    assert "no validation split" not in captions["accuracy_bars"].text
+    config["frequency"]["sources"] = ["logits"]
+    config["val_fraction"] = 0
+    assert "network's logits against" in ENTRIES["frequency_error"].report_caption(config).text
+    assert ENTRIES["accuracy_bars"].report_caption(config).text.endswith("no early-stopped reference line.")

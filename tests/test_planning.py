@@ -20,7 +20,7 @@ from selfdistill.training import TrainSettings
 REPO = Path(__file__).resolve().parents[1]
 # benchmark.py runs code in benchmarks/, whose rule inputs tests/test_benchmarks.py checks
 SCRIPTS = sorted(p for p in (REPO / "workflow" / "scripts").glob("*.py") if p.name != "benchmark.py")
-JOB_FREE = {"planning", "studies", "config_checks", "config_errors", "resources"}
+JOB_FREE = {"planning", "studies", "config_checks", "config_errors", "resources", "figure_table"}
 
 
 def _modules_loaded_by(script: Path) -> set[str]:
@@ -135,11 +135,25 @@ def test_train_time_sizes_runtime_and_retries(train, expected):
     assert planned.runtime_min * planned.retries >= planned.estimate_min
 
 
-def test_figures_have_plotters():
+def test_the_planner_plans_the_figures_of_the_figure_table():
+    from selfdistill.figure_table import FIGURE_TABLE
     from selfdistill.figures import PLOTTERS
 
-    assert tuple(PLOTTERS) == cfg.FIGURES
-    assert all(fn.__name__ == f"plot_{name}" for name, fn in PLOTTERS.items())
+    assert cfg.FIGURES == tuple(entry.name for entry in FIGURE_TABLE)
+    assert all(entry.plotter in PLOTTERS for entry in FIGURE_TABLE)
+
+
+def test_the_figure_table_is_light():
+    """The Snakefile imports the figure table to plan: no plotting or numeric library comes with it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, selfdistill.figure_table; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'seaborn', 'torch', 'numpy', 'pandas'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_with_defaults_fills_in_what_snakemake_validate_fills_in():

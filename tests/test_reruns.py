@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from test_workflow import planned_jobs
 
+from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY
 from selfdistill.planning import FIGURES
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
 
 ANALYSIS = {"frequency", "aggregate", "aggregate_frequency", "frequency_summary", "study_summary"}
-# the figures drawn from frequency.csv (their names say so)
-FREQUENCY_FIGURES = [name for name in FIGURES if name.startswith("frequency")]
+# the figures drawn from frequency.csv
+FREQUENCY_FIGURES = [entry.name for entry in FIGURE_TABLE if entry.table == FREQUENCY]
 
 
 def _figure_rules(jobs) -> set[str]:
@@ -46,11 +47,12 @@ def _snakemake(copy: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def _rerun_after_editing(copy: Path, module: str) -> dict[str, int]:
-    """The jobs a dry run plans after a comment is appended to ``module``; the module is restored afterwards."""
+def _rerun_after_editing(copy: Path, module: str, edit=lambda text: text + "\n# an edit\n") -> dict[str, int]:
+    """The jobs a dry run plans after ``edit`` (default: a comment appended) is applied to ``module``; the module is
+    restored afterwards."""
     path = copy / "src" / "selfdistill" / module
     original = path.read_text()
-    path.write_text(original + "\n# an edit\n")
+    path.write_text(edit(original))
     try:
         jobs = planned_jobs(_snakemake(copy, "-n").stdout)
     finally:
@@ -63,9 +65,17 @@ def test_a_finished_study_has_nothing_to_do(finished_copy):
     assert "Nothing to be done" in _snakemake(finished_copy, "-n").stdout
 
 
-@pytest.mark.parametrize("module", ["planning.py", "studies.py"])
+@pytest.mark.parametrize("module", ["planning.py", "studies.py", "figure_table.py"])
 def test_editing_the_planning_modules_reruns_nothing(finished_copy, module):
     assert _rerun_after_editing(finished_copy, module) == {}
+
+
+def test_rewording_a_caption_reruns_nothing(finished_copy):
+    """The caption reaches the report as a rule parameter that Snakemake does not record (a ReportCaption)."""
+    jobs = _rerun_after_editing(
+        finished_copy, "figure_table.py", lambda text: text.replace("Training loss (left)", "Loss")
+    )
+    assert jobs == {}
 
 
 def test_editing_the_figures_reruns_only_the_figures(finished_copy):

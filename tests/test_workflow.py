@@ -14,19 +14,13 @@ import pytest
 import torch
 import yaml
 
+from selfdistill.figure_table import FIGURE_TABLE
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "config" / "smoke.yaml"
 SETTING = Path("results/smoke/pair40")
-FIGURES = [
-    "accuracy",
-    "loss",
-    "memorization",
-    "frequency_ratio",
-    "frequency_error",
-    "frequency_by_delta",
-    "frequency_clean_vs_noisy",
-    "accuracy_bars",
-]
+# every figure of a setting, from the figure table
+FIGURES = [entry.name for entry in FIGURE_TABLE]
 
 pytestmark = pytest.mark.workflow
 

@@ -17,11 +17,10 @@ import pytest
 import torch
 import yaml
 from fake_cifar import write_fake_cifar10, write_fake_cifar10n
-from test_workflow import planned_jobs
+from test_workflow import FIGURES, planned_jobs
 from test_workflow import snakemake as run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = ["accuracy", "loss", "memorization", "frequency_ratio", "frequency_error"]
 
 pytestmark = pytest.mark.workflow
 # the CIFAR networks train slower than the digits MLP: a longer limit than the smoke runs

@@ -456,6 +456,37 @@ def _delta_text(key: str, value: float, rows: pd.DataFrame) -> str:
     return f"δ = {value:.3g}"
 
 
+def _label_handles(present) -> list[Line2D]:
+    """Legend handles of the dashed label-matrix references, for the label sources in ``present``."""
+    return [
+        Line2D([], [], color=LABEL_COLOURS[s], ls="--", lw=1.2, label=f"ratio of {n}")
+        for s, n in LABEL_SOURCES.items()
+        if s in present
+    ]
+
+
+def _ratio_panel(ax, rows: pd.DataFrame, key: str, value: float, refs: pd.DataFrame, modes, palette) -> None:
+    """One δ of the ratio figure's top row: the modes' ratio vs epoch and the label matrices' ratios (dashed)."""
+    _lines(ax, rows, "ratio", modes, palette)
+    for src in LABEL_SOURCES:
+        ref = refs[(refs["source"] == src) & np.isclose(refs[key].astype(float), value)]
+        if not ref.empty:
+            ax.axhline(
+                float(ref["ratio"].iloc[0]),
+                color=LABEL_COLOURS[src],
+                ls="--",
+                lw=1.2,
+            )
+
+
+def _ratio_difference_panel(ax, diffs: pd.DataFrame, key: str, value: float, modes, palette, first: bool) -> None:
+    """One δ of the ratio figure's bottom row: ratio(mode) − ratio(ce) vs epoch, ce's zero line."""
+    d = diffs[np.isclose(diffs[key], value)]
+    _lines(ax, d, "diff", modes, palette)
+    ax.axhline(0.0, color=palette["ce"], lw=1.2)
+    ax.set_ylabel("ratio(mode) − ratio(ce)" if first else "")
+
+
 def plot_frequency_ratio(
     frequency_csv: PathLike,
     out_png: PathLike,
@@ -489,30 +520,13 @@ def plot_frequency_ratio(
         for j, value in enumerate(chosen):
             ax = axes[0, j]
             rows = train[np.isclose(train[key], value)]
-            _lines(ax, rows, "ratio", modes, palette)
-            for src in LABEL_SOURCES:
-                ref = refs[(refs["source"] == src) & np.isclose(refs[key].astype(float), value)]
-                if not ref.empty:
-                    ax.axhline(
-                        float(ref["ratio"].iloc[0]),
-                        color=LABEL_COLOURS[src],
-                        ls="--",
-                        lw=1.2,
-                    )
+            _ratio_panel(ax, rows, key, value, refs, modes, palette)
             ax.set_title(_delta_text(key, value, rows))
             ax.set_ylabel("low-frequency energy fraction" if j == 0 else "")
             if n_rows == 2:
                 ax.set_xlabel("")
-                axd = axes[1, j]
-                d = diffs[np.isclose(diffs[key], value)]
-                _lines(axd, d, "diff", diff_modes, palette)
-                axd.axhline(0.0, color=palette["ce"], lw=1.2)
-                axd.set_ylabel("ratio(mode) − ratio(ce)" if j == 0 else "")
-        handles = _mode_handles(modes, palette) + [
-            Line2D([], [], color=LABEL_COLOURS[s], ls="--", lw=1.2, label=f"ratio of {n}")
-            for s, n in LABEL_SOURCES.items()
-            if not refs.empty and s in set(refs["source"])
-        ]
+                _ratio_difference_panel(axes[1, j], diffs, key, value, diff_modes, palette, first=j == 0)
+        handles = _mode_handles(modes, palette) + _label_handles(set(refs["source"]) if not refs.empty else set())
         _fig_legend(fig, handles, ncol=min(len(handles), 4))
         note = "" if n_rows == 2 else " (no ce runs: difference row skipped)"
         fig.suptitle(
@@ -521,6 +535,66 @@ def plot_frequency_ratio(
         )
         fig.tight_layout()
         _save(fig, out_png)
+
+
+def _error_layout(n: int):
+    """The frequency-error figure: its height, the figure and its grid (two curve panels, a spacer row, one heat-map
+    row per mode)."""
+    height = 3.6 + 0.5 + 0.85 * n + 0.9
+    fig = plt.figure(figsize=(FIG_WIDTH, height))
+    grid = fig.add_gridspec(
+        2 + n,
+        2,
+        height_ratios=[3.6, 0.5] + [0.85] * n,
+        hspace=0.3,
+        wspace=0.22,
+        top=1 - 0.9 / height,
+    )
+    return height, fig, grid
+
+
+def _error_heatmap(ax, cax, sub: pd.DataFrame, cols: dict, epochs, vmin, vmax, target: str, first: bool) -> None:
+    """One mode's heat map of the frequency-error figure: rows low/high, columns epochs; the first one draws the
+    shared colour bar into ``cax``."""
+    matrix = pd.DataFrame(
+        [
+            sub[cols["low"]].reindex(epochs),
+            sub[cols["high"]].reindex(epochs),
+        ],
+        index=["low", "high"],
+    ).astype(float)
+    sns.heatmap(
+        matrix,
+        ax=ax,
+        cmap="viridis",
+        vmin=vmin,
+        vmax=vmax,
+        cbar=first,
+        cbar_ax=cax if first else None,
+        cbar_kws={"label": f"e (vs {target} labels)"},
+        xticklabels=False,
+        yticklabels=True,
+    )
+    ax.set_yticklabels(["low", "high"], rotation=0)
+
+
+def _error_heatmaps(fig, grid, per_mode: pd.DataFrame, cols: dict, epochs, modes, palette, target: str) -> None:
+    """One heat map per mode under the curves, all on one colour scale with a single colour bar on the right."""
+    n = len(modes)
+    vmin = float(np.nanmin(per_mode.to_numpy())) if per_mode.size else 0.0
+    vmax = float(np.nanmax(per_mode.to_numpy())) if per_mode.size else 1.0
+    heat_grid = grid[2:, :].subgridspec(n, 2, width_ratios=[60, 1], hspace=0.25, wspace=0.02)
+    cax = fig.add_subplot(heat_grid[:, 1])
+    tick_idx = _epoch_tick_columns(epochs)
+    for i, m in enumerate(modes):
+        ax = fig.add_subplot(heat_grid[i, 0])
+        sub = per_mode.loc[m] if m in per_mode.index.get_level_values(0) else pd.DataFrame(columns=cols.values())
+        _error_heatmap(ax, cax, sub, cols, epochs, vmin, vmax, target, first=i == 0)
+        ax.set_ylabel(m, rotation=0, ha="right", va="center", color=palette[m], fontweight="bold")
+        ax.set_xticks(tick_idx + 0.5)
+        last = i == n - 1
+        ax.set_xticklabels([str(epochs[k]) for k in tick_idx] if last else [], rotation=0)
+        ax.set_xlabel("epoch" if last else "")
 
 
 def plot_frequency_error(
@@ -546,66 +620,16 @@ def plot_frequency_error(
     cols = {"low": f"e_low_{target}", "high": f"e_high_{target}"}
     per_mode = rows.groupby(["mode", "epoch"])[list(cols.values())].mean()
     all_epochs = sorted(rows["epoch"].unique())
-    vmin = float(np.nanmin(per_mode.to_numpy())) if per_mode.size else 0.0
-    vmax = float(np.nanmax(per_mode.to_numpy())) if per_mode.size else 1.0
-    n = len(modes)
     axes_style, context = _style()
     with axes_style, context:
-        height = 3.6 + 0.5 + 0.85 * n + 0.9
-        fig = plt.figure(figsize=(FIG_WIDTH, height))
-        grid = fig.add_gridspec(
-            2 + n,
-            2,
-            height_ratios=[3.6, 0.5] + [0.85] * n,
-            hspace=0.3,
-            wspace=0.22,
-            top=1 - 0.9 / height,
-        )
+        height, fig, grid = _error_layout(len(modes))
         ax_low = fig.add_subplot(grid[0, 0])
         ax_high = fig.add_subplot(grid[0, 1], sharex=ax_low)
         for ax, (band, col) in zip((ax_low, ax_high), cols.items(), strict=True):
             _lines(ax, rows, col, modes, palette)
             ax.set_title(f"{band}-frequency error e_{band}")
             ax.set_ylabel(f"‖h_{band} − y_{band}‖ / ‖y_{band}‖")
-        # one heat map per mode, all on one colour scale with a single colour bar on the right
-        heat_grid = grid[2:, :].subgridspec(n, 2, width_ratios=[60, 1], hspace=0.25, wspace=0.02)
-        cax = fig.add_subplot(heat_grid[:, 1])
-        tick_idx = _epoch_tick_columns(all_epochs)
-        for i, m in enumerate(modes):
-            ax = fig.add_subplot(heat_grid[i, 0])
-            sub = per_mode.loc[m] if m in per_mode.index.get_level_values(0) else pd.DataFrame(columns=cols.values())
-            matrix = pd.DataFrame(
-                [
-                    sub[cols["low"]].reindex(all_epochs),
-                    sub[cols["high"]].reindex(all_epochs),
-                ],
-                index=["low", "high"],
-            ).astype(float)
-            sns.heatmap(
-                matrix,
-                ax=ax,
-                cmap="viridis",
-                vmin=vmin,
-                vmax=vmax,
-                cbar=i == 0,
-                cbar_ax=cax if i == 0 else None,
-                cbar_kws={"label": f"e (vs {target} labels)"},
-                xticklabels=False,
-                yticklabels=True,
-            )
-            ax.set_yticklabels(["low", "high"], rotation=0)
-            ax.set_ylabel(
-                m,
-                rotation=0,
-                ha="right",
-                va="center",
-                color=palette[m],
-                fontweight="bold",
-            )
-            ax.set_xticks(tick_idx + 0.5)
-            last = i == n - 1
-            ax.set_xticklabels([str(all_epochs[k]) for k in tick_idx] if last else [], rotation=0)
-            ax.set_xlabel("epoch" if last else "")
+        _error_heatmaps(fig, grid, per_mode, cols, all_epochs, modes, palette, target)
         _fig_legend(fig, _mode_handles(modes, palette))
         fig.suptitle(
             f"{title} — frequency-resolved error of {SOURCE_NAMES.get(source, source)} vs {target} labels\n"
@@ -643,6 +667,43 @@ def _seed_range(df: pd.DataFrame) -> str:
     return f"{n} seed{'s' if hi > 1 else ''}"
 
 
+def _last_epoch_outputs(frequency_csv: PathLike, mode_order):
+    """The opening of the δ figure: the whole table, the rows of network outputs at each run's last epoch (modes
+    drawn only), the δ key column, the modes (ordered), their palette and the setting's title."""
+    check_producer(frequency_csv)
+    freq = pd.read_csv(frequency_csv)
+    title = _setting_title(freq)
+    last = last_epoch_rows(freq)
+    if last.empty:
+        raise ValueError(f"{frequency_csv}: no rows of network outputs")
+    key = delta_column(last)
+    modes = ordered_modes(last["mode"].unique(), mode_order)
+    last = last[last["mode"].isin(modes)]
+    return freq, last, key, modes, mode_palette(modes), title
+
+
+def _panel_order(last: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The δ figure's rows (sources: probabilities, logits, then any other) and columns (splits: training subset,
+    test, then any other)."""
+    present = set(last["source"])
+    sources = [s for s in SOURCE_NAMES if s in present] + sorted(present - set(SOURCE_NAMES))
+    splits = [s for s in (TRAIN_SPLIT, "test") if s in set(last["split"])]
+    splits += sorted(set(last["split"]) - set(splits))
+    return sources, splits
+
+
+def _by_delta_panel(ax, rows: pd.DataFrame, labels: pd.DataFrame, key: str, split: str, modes, palette) -> None:
+    """One (source, split) panel of the δ figure: the modes' last-epoch ratio against δ and the label matrices'
+    ratios (dashed), on a log δ axis."""
+    _mode_curves(ax, rows, key, "ratio", modes, palette, marker="o", ms=4)
+    refs = label_reference(labels, key, split) if key in labels.columns else pd.DataFrame()
+    for src in LABEL_SOURCES:
+        ref = refs[refs["source"] == src].sort_values(key) if not refs.empty else refs
+        if not ref.empty:
+            ax.plot(ref[key], ref["ratio"], color=LABEL_COLOURS[src], ls="--", lw=1.2, label=src)
+    ax.set_xscale("log")
+
+
 def plot_frequency_by_delta(
     frequency_csv: PathLike,
     out_png: PathLike,
@@ -653,21 +714,9 @@ def plot_frequency_by_delta(
     One line per mode (mean ± sd over seeds), with the ratio of the clean and noisy one-hot label matrices as dashed
     references (the test split has no noisy labels); one panel per source (rows) and split (columns) present.
     """
-    check_producer(frequency_csv)
-    freq = pd.read_csv(frequency_csv)
-    title = _setting_title(freq)
-    last = last_epoch_rows(freq)
-    if last.empty:
-        raise ValueError(f"{frequency_csv}: no rows of network outputs")
-    key = delta_column(last)
-    modes = ordered_modes(last["mode"].unique(), mode_order)
-    last = last[last["mode"].isin(modes)]
-    palette = mode_palette(modes)
+    freq, last, key, modes, palette, title = _last_epoch_outputs(frequency_csv, mode_order)
     labels = freq[freq["source"].isin(list(LABEL_SOURCES))]
-    present = set(last["source"])
-    sources = [s for s in SOURCE_NAMES if s in present] + sorted(present - set(SOURCE_NAMES))
-    splits = [s for s in (TRAIN_SPLIT, "test") if s in set(last["split"])]
-    splits += sorted(set(last["split"]) - set(splits))
+    sources, splits = _panel_order(last)
     epochs = sorted(last["epoch"].unique())
     epoch_text = f"epoch {epochs[0]}" if len(epochs) == 1 else "each run's last epoch"
     split_names = {TRAIN_SPLIT: "training subset", "test": "test split"}
@@ -685,23 +734,13 @@ def plot_frequency_by_delta(
             for j, split in enumerate(splits):
                 ax = axes[i, j]
                 rows = last[(last["source"] == source) & (last["split"] == split)]
-                _mode_curves(ax, rows, key, "ratio", modes, palette, marker="o", ms=4)
-                refs = label_reference(labels, key, split) if key in labels.columns else pd.DataFrame()
-                for src in LABEL_SOURCES:
-                    ref = refs[refs["source"] == src].sort_values(key) if not refs.empty else refs
-                    if not ref.empty:
-                        ax.plot(ref[key], ref["ratio"], color=LABEL_COLOURS[src], ls="--", lw=1.2, label=src)
-                ax.set_xscale("log")
+                _by_delta_panel(ax, rows, labels, key, split, modes, palette)
                 ax.set_title(f"{split_names.get(split, split)} · {SOURCE_NAMES.get(source, source)}")
                 ax.set_ylabel("low-frequency energy fraction" if j == 0 else "")
                 ax.tick_params(labelleft=True)
                 last_row = i == len(sources) - 1
                 ax.set_xlabel(("δ / median squared distance" if key == "delta_rel" else "δ") if last_row else "")
-        handles = _mode_handles(modes, palette) + [
-            Line2D([], [], color=LABEL_COLOURS[s], ls="--", lw=1.2, label=f"ratio of {n}")
-            for s, n in LABEL_SOURCES.items()
-            if s in set(labels["source"])
-        ]
+        handles = _mode_handles(modes, palette) + _label_handles(set(labels["source"]))
         _fig_legend(fig, handles, ncol=min(len(handles), 5))
         fig.suptitle(
             f"{title} — low-frequency energy fraction at {epoch_text} against the filter width δ\n"
@@ -761,6 +800,71 @@ PROTOCOL_STYLE = {
     "early-stopped (best noisy val)": (0.55, "//"),
     "oracle (best test epoch)": (0.25, ".."),
 }
+EARLY_STOPPED = "early-stopped (best noisy val)"
+
+
+def _bar_mean_label(ax, x: float, top: float, mean: float) -> None:
+    """The mean's value just above a bar's top (its error bar or highest seed)."""
+    ax.annotate(
+        f"{mean:.1f}",
+        (x, top),
+        xytext=(0, 3),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize="small",
+        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+        zorder=6,
+    )
+
+
+def _protocol_bars(ax, sub: pd.DataFrame, name: str, xs: np.ndarray, width: float, modes, palette) -> list[float]:
+    """One stopping rule's bars (one per mode): mean over seeds, ±1 sd error bar, one dot per seed, the mean's
+    value on top. Returns each bar's top."""
+    alpha, hatch = PROTOCOL_STYLE[name]
+    stats = sub.groupby("mode")["test_acc"].agg(mean="mean", sd="std").reindex(modes)
+    ax.bar(
+        xs,
+        stats["mean"],
+        width * 0.92,
+        color=[(*palette[m][:3], alpha) for m in modes],
+        edgecolor="black",
+        linewidth=0.7,
+        hatch=hatch,
+        label=name,
+        zorder=2,
+    )
+    # no error bar where one seed leaves the sd undefined (a zero-length bar would suggest certainty)
+    has_sd = stats["sd"].notna().to_numpy()
+    if has_sd.any():
+        ax.errorbar(xs[has_sd], stats["mean"][has_sd], yerr=stats["sd"][has_sd], fmt="none", ecolor="black",
+                    capsize=3, lw=1, zorder=3)  # fmt: skip
+    sd = stats["sd"].fillna(0.0)
+    tops = []
+    for xi, m in zip(xs, modes, strict=True):
+        seeds = sub[sub["mode"] == m]["test_acc"].to_numpy()
+        jitter = np.linspace(-0.25, 0.25, seeds.size) * width if seeds.size > 1 else np.zeros(1)
+        ax.scatter(xi + jitter[: seeds.size], seeds, s=12, color="black", zorder=4, lw=0)
+        top = np.nanmax([stats.loc[m, "mean"] + sd[m], *seeds]) if seeds.size else np.nan
+        tops.append(top)
+        if np.isfinite(stats.loc[m, "mean"]):
+            _bar_mean_label(ax, xi, top, stats.loc[m, "mean"])
+    return tops
+
+
+def _bars_legend_handles(ax, acc: pd.DataFrame, protocols, palette) -> list:
+    """Legend handles of the bar figure: one grey patch per stopping rule, the seed dot and, when there is a
+    validation split, early-stopped ce's mean, which is drawn here as a dashed line across the panel."""
+    handles = [
+        Patch(facecolor=(0.5, 0.5, 0.5, PROTOCOL_STYLE[n][0]), edgecolor="black", hatch=PROTOCOL_STYLE[n][1], label=n)
+        for n in protocols
+    ]
+    handles.append(Line2D([], [], ls="", marker="o", ms=4, color="black", label="one seed"))
+    ce_early = acc[(acc["mode"] == "ce") & (acc["protocol"] == EARLY_STOPPED)]["test_acc"].mean()
+    if np.isfinite(ce_early):
+        ax.axhline(ce_early, color=palette["ce"], ls="--", lw=1.2, zorder=1)
+        handles.append(Line2D([], [], color=palette["ce"], ls="--", lw=1.2, label="early-stopped ce (mean)"))
+    return handles
 
 
 def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None) -> None:
@@ -779,57 +883,9 @@ def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: S
         fig, ax = plt.subplots(figsize=(min(FIG_WIDTH, 2.2 * len(modes) + 3.0), 4.8))
         tops = []
         for k, name in enumerate(protocols):
-            alpha, hatch = PROTOCOL_STYLE[name]
-            sub = acc[acc["protocol"] == name]
-            stats = sub.groupby("mode")["test_acc"].agg(mean="mean", sd="std").reindex(modes)
             xs = x + (k - (len(protocols) - 1) / 2) * width
-            ax.bar(
-                xs,
-                stats["mean"],
-                width * 0.92,
-                color=[(*palette[m][:3], alpha) for m in modes],
-                edgecolor="black",
-                linewidth=0.7,
-                hatch=hatch,
-                label=name,
-                zorder=2,
-            )
-            # no error bar where one seed leaves the sd undefined (a zero-length bar would suggest certainty)
-            has_sd = stats["sd"].notna().to_numpy()
-            if has_sd.any():
-                ax.errorbar(xs[has_sd], stats["mean"][has_sd], yerr=stats["sd"][has_sd], fmt="none", ecolor="black",
-                            capsize=3, lw=1, zorder=3)  # fmt: skip
-            sd = stats["sd"].fillna(0.0)
-            for xi, m in zip(xs, modes, strict=True):
-                seeds = sub[sub["mode"] == m]["test_acc"].to_numpy()
-                jitter = np.linspace(-0.25, 0.25, seeds.size) * width if seeds.size > 1 else np.zeros(1)
-                ax.scatter(xi + jitter[: seeds.size], seeds, s=12, color="black", zorder=4, lw=0)
-                top = np.nanmax([stats.loc[m, "mean"] + sd[m], *seeds]) if seeds.size else np.nan
-                tops.append(top)
-                if np.isfinite(stats.loc[m, "mean"]):
-                    ax.annotate(
-                        f"{stats.loc[m, 'mean']:.1f}",
-                        (xi, top),
-                        xytext=(0, 3),
-                        textcoords="offset points",
-                        ha="center",
-                        va="bottom",
-                        fontsize="small",
-                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
-                        zorder=6,
-                    )
-        handles = [
-            Patch(
-                facecolor=(0.5, 0.5, 0.5, PROTOCOL_STYLE[n][0]), edgecolor="black", hatch=PROTOCOL_STYLE[n][1], label=n
-            )
-            for n in protocols
-        ]
-        handles.append(Line2D([], [], ls="", marker="o", ms=4, color="black", label="one seed"))
-        early = "early-stopped (best noisy val)"
-        ce_early = acc[(acc["mode"] == "ce") & (acc["protocol"] == early)]["test_acc"].mean()
-        if np.isfinite(ce_early):
-            ax.axhline(ce_early, color=palette["ce"], ls="--", lw=1.2, zorder=1)
-            handles.append(Line2D([], [], color=palette["ce"], ls="--", lw=1.2, label="early-stopped ce (mean)"))
+            tops += _protocol_bars(ax, acc[acc["protocol"] == name], name, xs, width, modes, palette)
+        handles = _bars_legend_handles(ax, acc, protocols, palette)
         ax.set_xticks(x, modes)
         for tick, m in zip(ax.get_xticklabels(), modes, strict=True):
             tick.set_color(palette[m])
@@ -837,38 +893,40 @@ def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: S
         ax.set_ylim(0, min(110.0, float(np.nanmax(tops)) + 9))
         ax.set_ylabel("test accuracy (%, clean labels)")
         _fig_legend(fig, handles, ncol=min(len(handles), 3))
-        note = "" if early in protocols else "\nno validation split: no early-stopping signal, so no early-stopped bar"
+        note = (
+            ""
+            if EARLY_STOPPED in protocols
+            else "\nno validation split: no early-stopping signal, so no early-stopped bar"
+        )
         fig.suptitle(f"{title} — test accuracy by stopping rule, mean ± sd over {_seed_range(acc)}{note}")
         fig.tight_layout()
         _save(fig, out_png)
 
 
-#: The drawing function of every figure, by name (= file stem); the planner's ``FIGURES`` lists the same names in
-#: the same order (tests/test_planning.py checks), without importing this module.
-PLOTTERS = {
-    "accuracy": plot_accuracy,
-    "loss": plot_loss,
-    "memorization": plot_memorization,
-    "frequency_ratio": plot_frequency_ratio,
-    "frequency_error": plot_frequency_error,
-    "frequency_by_delta": plot_frequency_by_delta,
-    "frequency_clean_vs_noisy": plot_frequency_clean_vs_noisy,
-    "accuracy_bars": plot_accuracy_bars,
-}
+#: Every figure's drawing function, by its name: the ``plot_*`` functions of this module. The figure table
+#: (:mod:`selfdistill.figure_table`) names the one each figure calls; this module does not read the table, so editing a
+#: caption reruns no figure.
+PLOTTERS = {name: fn for name, fn in sorted(globals().items()) if name.startswith("plot_") and callable(fn)}
+
+
+def plotter(name: str):
+    """The drawing function ``name`` (a key of :data:`PLOTTERS`), as the figure table names it."""
+    if name not in PLOTTERS:
+        raise ValueError(f"unknown plotter {name!r}; selfdistill.figures has: {', '.join(PLOTTERS)}")
+    return PLOTTERS[name]
 
 
 @logged_step
 def plot(
-    kind: str,
+    plotter_name: str,
     in_csv: PathLike,
     out_png: PathLike,
     log_path: PathLike | None = None,
     **options,
 ) -> None:
-    """Pipeline step: draw figure ``kind`` (a key of :data:`PLOTTERS`) from its CSV into ``out_png``."""
+    """Pipeline step: draw a figure with the plotter ``plotter_name`` (a key of :data:`PLOTTERS`) from its CSV into
+    ``out_png``; ``options`` are the plotter's keyword arguments."""
     if log_path is not None:
         setup_logging(log_path)
-    if kind not in PLOTTERS:
-        raise ValueError(f"unknown figure {kind!r}; allowed: {', '.join(PLOTTERS)}")
-    PLOTTERS[kind](in_csv, out_png, **options)
+    plotter(plotter_name)(in_csv, out_png, **options)
     log.info("wrote %s", out_png)

@@ -36,6 +36,7 @@ from .config_errors import config_file_problem, explain_config_error, load_schem
 from .dataset_files import DATASET_CHANNELS, DATASET_SHAPES, FIXED_SPLITS, dataset_problem
 from .device import PLANNED_DEVICE_ENV, gpu_visible, planned_device
 from .execution import without_execution
+from .figure_table import FIGURE_TABLE
 from .imports import module_files
 from .resources import (
     CPU_AUTO_LIMIT_MIN,
@@ -89,17 +90,8 @@ __all__ = [
     "with_defaults",
 ]
 
-#: Every figure the pipeline builds per dataset/noise setting (file stem = name).
-FIGURES = (
-    "accuracy",
-    "loss",
-    "memorization",
-    "frequency_ratio",
-    "frequency_error",
-    "frequency_by_delta",
-    "frequency_clean_vs_noisy",
-    "accuracy_bars",
-)
+#: Every figure the pipeline builds per dataset/noise setting (file stem = name), in the figure table's order.
+FIGURES = tuple(entry.name for entry in FIGURE_TABLE)
 
 
 def train_params(config: Mapping) -> dict:

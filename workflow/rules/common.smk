@@ -7,6 +7,7 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
+from selfdistill.figure_table import figure as figure_entry
 from selfdistill.planning import FIGURES, PlanError, library_files, plan_study
 from selfdistill.noise_spec import NoiseSpec
 
@@ -92,32 +93,25 @@ def all_targets():
     return study + [f"{RESULTS}/{setting}/{name}" for setting in PLAN.settings for name in files]
 
 
-# Rule figure: every figure of FIGURES is one job (selfdistill.figures.PLOTTERS draws it). Per figure: the table
-# it is drawn from and its options beyond the mode order.
-FIGURE_TABLES = {
-    "accuracy": "histories.csv",
-    "loss": "histories.csv",
-    "memorization": "histories.csv",
-    "frequency_ratio": "frequency.csv",
-    "frequency_error": "frequency.csv",
-    "frequency_by_delta": "frequency.csv",
-    "frequency_clean_vs_noisy": "frequency.csv",
-    "accuracy_bars": "histories.csv",
-}
-# the frequency figures draw the softmax outputs when they are analysed, else the first configured source (logits)
-FIGURE_SOURCE = "probs" if "probs" in config["frequency"]["sources"] else config["frequency"]["sources"][0]
-FIGURE_OPTIONS = {
-    "frequency_ratio": {"deltas": config["frequency"]["plot_deltas"] or None, "source": FIGURE_SOURCE},
-    "frequency_error": {"delta": config["frequency"]["plot_delta"], "source": FIGURE_SOURCE},
-    "frequency_clean_vs_noisy": {"delta": config["frequency"]["plot_delta"], "source": FIGURE_SOURCE},
-}
+# Rule figure: every figure of the figure table (selfdistill.figure_table) is one job. Per figure the table gives the
+# tidy table it is drawn from, its plotter (a function of selfdistill.figures), its options and its report caption.
 
 
 def figure_table(wildcards):
     """Input function: the tidy table the figure is drawn from."""
-    return f"{RESULTS}/{wildcards.setting}/{FIGURE_TABLES[wildcards.figure]}"
+    return f"{RESULTS}/{wildcards.setting}/{figure_entry(wildcards.figure).table}"
+
+
+def figure_plotter(wildcards):
+    """Params function: the name of the selfdistill.figures function that draws the figure."""
+    return figure_entry(wildcards.figure).plotter
 
 
 def figure_options(wildcards):
     """Params function: the keyword arguments of the figure's plotter."""
-    return {"mode_order": MODES, **FIGURE_OPTIONS.get(wildcards.figure, {})}
+    return figure_entry(wildcards.figure).plot_options(config)
+
+
+def figure_caption(wildcards):
+    """Params function: the figure's caption, which workflow/report/figure.rst prints in the report."""
+    return figure_entry(wildcards.figure).report_caption(config)

@@ -1,5 +1,6 @@
 rule figure:
-    """One figure of one setting; workflow/report/figure.rst holds every figure's caption."""
+    """One figure of one setting, as the figure table (selfdistill.figure_table) describes it; workflow/report/figure.rst
+    prints the caption the table gives it."""
     input:
         table=figure_table,
         code=code_of("figure.py"),
@@ -17,8 +18,9 @@ rule figure:
     conda:
         "../../envs/selfdistill.yaml"
     params:
-        kind=lambda wildcards: wildcards.figure,
+        plotter=figure_plotter,
         options=figure_options,
+        caption=figure_caption,
     message:
         "figure {wildcards.figure} of {wildcards.setting}"
     script:

@@ -4,7 +4,7 @@ from selfdistill.figures import plot
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 plot(
-    sm.params.kind,
+    sm.params.plotter,
     sm.input.table,
     sm.output[0],
     log_path=sm.log[0],
