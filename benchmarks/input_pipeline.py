@@ -1,7 +1,7 @@
 """Input pipeline: augmented batches from the device-resident dataset vs the original's PIL ``DataLoader``.
 
 The project's path makes augmented, normalised batches from the device-resident uint8 dataset exactly as the
-training loop does (``randperm`` per epoch, :func:`selfdistill.training.make_batch`: gather, crop and flip,
+training loop does (``randperm`` per epoch, :func:`selfdistill.batches.make_batch`: gather, crop and flip,
 normalise); the baseline is the original's torchvision ``DataLoader`` (2 workers) over PIL images with
 ``RandomCrop(32, padding)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``. Batch size and crop padding are
 the original study's (``train.batch_size`` and ``train.crop_padding`` of ``config/cifar10_seed.yaml``). Images:
@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 
 from selfdistill import device as devices
+from selfdistill.batches import DeviceImages, channel_stats, make_batch
 from selfdistill.dataset_files import DEFAULT_DATA_ROOT
-from selfdistill.training import DeviceImages, channel_stats, make_batch
 
 from .common import (
     IMAGE_SHAPE,
