@@ -106,50 +106,20 @@ def frequency_benchmark(
     # scikit-learn's dependency
     from threadpoolctl import threadpool_limits
 
-    frequency = study_config(config)["frequency"]
-    n = int(frequency["test_subset"]) if n is None else n
-    delta_rel = (min(frequency["deltas"]), max(frequency["deltas"])) if delta_rel is None else delta_rel
-
-    images, labels, data = load_images(data_root, n, train=False, seed=seed + 1)
-    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
-    outputs = synthetic_logits(labels, epochs, num_classes, seed)
-    # the study's deltas are multiples of the median squared distance unless its delta_scale is absolute
-    scale = 1.0 if frequency.get("delta_scale") == "absolute" else median_sq_dist(pairwise_sq_dists(x))
-    deltas = np.geomspace(*delta_rel, n_deltas) * scale
-    times: list[float] = []
-
-    def project_run() -> np.ndarray:
-        t0 = time.perf_counter()
-        table = frequency_table(x, outputs, deltas, precision=precision)
-        times.append(time.perf_counter() - t0)
-        return table["ratio"].to_numpy().reshape(epochs, n_deltas)
-
-    # the project's runs are spread over the baseline's (one before it, one after each chunk of its epochs), so
-    # that both see the same machine load; the baseline still runs every epoch, in order
+    x, outputs, deltas, data = _inputs(config, n, delta_rel, n_deltas, epochs, num_classes, data_root, seed)
     with threadpool_limits(limits=max(1, int(threads))):
-        project = project_run()
-        parts, t_baseline = [], 0.0
-        for chunk in np.array_split(np.arange(epochs), max(1, repeats - 1)):
-            t0 = time.perf_counter()
-            parts.append(original_frequency_ratio(x, outputs[chunk], deltas))
-            t_baseline += time.perf_counter() - t0
-            if repeats > 1:
-                project_run()
-    baseline = np.concatenate(parts)
+        project, baseline, times, t_baseline = _timed_runs(x, outputs, deltas, precision, repeats)
     t_project = float(np.median(times))
     log.info("frequency project: %s s", ", ".join(f"{t:.3f}" for t in times))
     log.info("frequency original approach: %.3f s", t_baseline)
     diff = float(np.max(np.abs(project - baseline)))
     cpu = torch.device("cpu")
+    common = {"device": "cpu", "device_name": device_name(cpu), "threads": threads, "data": data, "n_images": len(x)}
     rows = [
         row(
             "frequency",
             variant=name,
-            device="cpu",
-            device_name=device_name(cpu),
-            threads=threads,
-            data=data,
-            n_images=len(x),
+            **common,
             seconds=sec,
             throughput=epochs / sec,
             throughput_unit="epochs/s",
@@ -169,6 +139,49 @@ def frequency_benchmark(
         f"= {t_baseline / t_project:.1f}x, max |ratio difference| {diff:.1e}"
     )
     return finish(rows, out, summary)
+
+
+def _inputs(
+    config, n: int | None, delta_rel, n_deltas: int, epochs: int, num_classes: int, data_root, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(inputs x, synthetic outputs, absolute deltas, the data's name) of :func:`frequency_benchmark`."""
+    frequency = study_config(config)["frequency"]
+    n = int(frequency["test_subset"]) if n is None else n
+    delta_rel = (min(frequency["deltas"]), max(frequency["deltas"])) if delta_rel is None else delta_rel
+
+    images, labels, data = load_images(data_root, n, train=False, seed=seed + 1)
+    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    outputs = synthetic_logits(labels, epochs, num_classes, seed)
+    # the study's deltas are multiples of the median squared distance unless its delta_scale is absolute
+    scale = 1.0 if frequency.get("delta_scale") == "absolute" else median_sq_dist(pairwise_sq_dists(x))
+    deltas = np.geomspace(*delta_rel, n_deltas) * scale
+    return x, outputs, deltas, data
+
+
+def _timed_runs(
+    x: np.ndarray, outputs: np.ndarray, deltas: np.ndarray, precision: str, repeats: int
+) -> tuple[np.ndarray, np.ndarray, list[float], float]:
+    """(project's ratios, baseline's ratios, the project's times, the baseline's time). The project's runs are
+    spread over the baseline's (one before it, one after each chunk of its epochs), so that both see the same
+    machine load; the baseline still runs every epoch, in order."""
+    epochs, n_deltas = outputs.shape[0], len(deltas)
+    times: list[float] = []
+
+    def project_run() -> np.ndarray:
+        t0 = time.perf_counter()
+        table = frequency_table(x, outputs, deltas, precision=precision)
+        times.append(time.perf_counter() - t0)
+        return table["ratio"].to_numpy().reshape(epochs, n_deltas)
+
+    project = project_run()
+    parts, t_baseline = [], 0.0
+    for chunk in np.array_split(np.arange(epochs), max(1, repeats - 1)):
+        t0 = time.perf_counter()
+        parts.append(original_frequency_ratio(x, outputs[chunk], deltas))
+        t_baseline += time.perf_counter() - t0
+        if repeats > 1:
+            project_run()
+    return project, np.concatenate(parts), times, t_baseline
 
 
 def run(out=None, *, device: str = "auto", threads: int = 2, data_root=DEFAULT_DATA_ROOT, **options) -> pd.DataFrame:

@@ -25,17 +25,25 @@ fast and its matrix takes half the memory (n = 10,000: 400 MB next to the 800 MB
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from selfdistill.io import FREQUENCY_CSV_COLUMNS, atomic_output, logged_step
-from selfdistill.outputs import OUTPUT_SOURCES, check_inputs, read_inputs, read_outputs, stored_normalisation
+from selfdistill.outputs import (
+    OUTPUT_SOURCES,
+    StoredRun,
+    check_inputs,
+    read_inputs,
+    read_outputs,
+    stored_normalisation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -350,11 +358,30 @@ def analyse_run(
     (empty for label rows); the test split has no noisy labels (e_*_noisy NaN, no labels_noisy row).
     ``precision``: dtype of the filter products (see the module docstring).
 
-    Both files are checked before any analysis (:func:`selfdistill.outputs.read_outputs`, :func:`~selfdistill.outputs.check_inputs`): outputs.h5 must carry
-    the identity of the run that wrote it and match it (its arrays' checksum, the checksum of this data.h5), hold
-    complete, finite outputs and softmax probabilities, and agree with data.h5 on classes, rows and labels. A file
-    that fails raises :class:`~selfdistill.io.InputFileError`, one line naming it and what to do; nothing is written then.
+    Both files are checked before any analysis (:func:`selfdistill.outputs.read_outputs`,
+    :func:`~selfdistill.outputs.check_inputs`): outputs.h5 must carry the identity of the run that wrote it and match
+    it (its arrays' checksum, the checksum of this data.h5), hold complete, finite outputs and softmax probabilities,
+    and agree with data.h5 on classes, rows and labels. A file that fails raises
+    :class:`~selfdistill.io.InputFileError`, one line naming it and what to do; nothing is written then.
     """
+    sources = _check_step_options(sources, delta_scale, inputs)
+    configured = _check_deltas(deltas)
+    run = read_outputs(outputs_path, sources)
+    pixel_max = check_inputs(data_path, run)
+    norm = stored_normalisation(run) if inputs == "normalised" else None
+    split_inputs = functools.partial(read_inputs, data_path, run, pixel_max=pixel_max, norm=norm)
+    frames = [
+        _analyse_split(split_inputs, run, split, sources, configured, delta_scale, precision)
+        for split in ("train_subset", "test")
+    ]
+    df = pd.concat(frames, ignore_index=True)
+    with atomic_output(out_csv, "rule frequency") as tmp:
+        df.to_csv(tmp, index=False)
+    return df
+
+
+def _check_step_options(sources: Sequence[str], delta_scale: str, inputs: str) -> tuple[str, ...]:
+    """:func:`analyse_run`'s choices, checked; ``sources`` as a tuple."""
     sources = tuple(sources)
     bad = [s for s in sources if s not in OUTPUT_SOURCES]
     if not sources or bad or len(set(sources)) != len(sources):
@@ -363,49 +390,41 @@ def analyse_run(
         raise ValueError(f"delta_scale must be one of {DELTA_SCALES}, got {delta_scale!r}")
     if inputs not in INPUT_KINDS:
         raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {inputs!r}")
-    configured = _check_deltas(deltas)
+    return sources
 
-    run = read_outputs(outputs_path, sources)
-    pixel_max = check_inputs(data_path, run)
-    norm = stored_normalisation(run) if inputs == "normalised" else None
-    epochs = run.epochs
-    frames = []
-    for split in ("train_subset", "test"):
-        t0 = time.perf_counter()
-        stored, x = run.splits[split], read_inputs(data_path, run, split, pixel_max, norm)
-        out_by_source = {s: stored.outputs[s] for s in sources}
-        flt = FrequencyFilter(x)
-        del x
-        abs_deltas = flt.resolve(configured, delta_scale)
-        rel = configured if delta_scale == "median" else np.full(len(configured), np.nan)
-        onehots = {
-            name: _one_hot(y, run.num_classes, flt.n, f"{split} labels_{name}") for name, y in stored.labels.items()
-        }
-        stacked, slices, label_blocks = _stack_blocks(out_by_source, onehots, flt.n, run.num_classes)
-        n_out_blocks = sum(sl.stop - sl.start for sl in slices.values())
-        stats = _filter_stats(
-            flt,
-            abs_deltas,
-            stacked,
-            run.num_classes,
-            n_out_blocks,
-            label_blocks,
-            precision,
-        )
-        frames.append(_split_frame(split, stats, slices, label_blocks, epochs, abs_deltas, rel))
-        log.info(
-            "frequency %s: n=%d, %d deltas, %d output columns in %.1fs",
-            split,
-            flt.n,
-            len(abs_deltas),
-            stacked.shape[1],
-            time.perf_counter() - t0,
-        )
-        del flt, stacked
-    df = pd.concat(frames, ignore_index=True)
-    with atomic_output(out_csv, "rule frequency") as tmp:
-        df.to_csv(tmp, index=False)
-    return df
+
+def _analyse_split(
+    split_inputs: Callable[[str], np.ndarray],
+    run: StoredRun,
+    split: str,
+    sources: tuple[str, ...],
+    configured: np.ndarray,
+    delta_scale: str,
+    precision: str,
+) -> pd.DataFrame:
+    """The tidy rows of one stored split of ``run`` (its inputs from ``split_inputs``): one distance matrix, each delta's kernel once,
+    applied to every epoch of every source and to the one-hot labels (:func:`_split_frame`)."""
+    t0 = time.perf_counter()
+    stored = run.splits[split]
+    out_by_source = {s: stored.outputs[s] for s in sources}
+    # the inputs are needed only for the distances
+    flt = FrequencyFilter(split_inputs(split))
+    abs_deltas = flt.resolve(configured, delta_scale)
+    rel = configured if delta_scale == "median" else np.full(len(configured), np.nan)
+    onehots = {name: _one_hot(y, run.num_classes, flt.n, f"{split} labels_{name}") for name, y in stored.labels.items()}
+    stacked, slices, label_blocks = _stack_blocks(out_by_source, onehots, flt.n, run.num_classes)
+    n_out_blocks = sum(sl.stop - sl.start for sl in slices.values())
+    stats = _filter_stats(flt, abs_deltas, stacked, run.num_classes, n_out_blocks, label_blocks, precision)
+    frame = _split_frame(split, stats, slices, label_blocks, run.epochs, abs_deltas, rel)
+    log.info(
+        "frequency %s: n=%d, %d deltas, %d output columns in %.1fs",
+        split,
+        flt.n,
+        len(abs_deltas),
+        stacked.shape[1],
+        time.perf_counter() - t0,
+    )
+    return frame
 
 
 # ----------------------------------------------------------------------------------------------------------------
