@@ -26,18 +26,14 @@ from .io import InputFileError, arrays_digest, atomic_output, ensure_free_space,
 
 #: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum
 OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
-
+#: the output sources stored per split
 OUTPUT_SOURCES = ("probs", "logits")
-
-
 #: the attributes with which the training step records the run that wrote outputs.h5
 OUTPUT_ATTRS = ("data_sha256", "arrays_sha256", "epochs")
-
-
+#: outputs.h5's splits -> (data.h5's split, the label vectors stored with them)
+STORED_SPLITS = {"train_subset": ("train", ("noisy", "clean")), "test": ("test", ("clean",))}
 #: what to do about a bad outputs.h5 / data.h5 (the rule that rebuilds each)
 _REBUILD_OUTPUTS = "delete it and rerun snakemake (rule train rebuilds it)"
-
-
 _REBUILD_DATA = "delete it and rerun snakemake (rule corrupt rebuilds it; the runs trained on it are redone too)"
 
 
@@ -63,10 +59,6 @@ class StoredRun:
     attrs: dict
     # "train_subset" and "test"
     splits: dict[str, StoredSplit]
-
-
-#: outputs.h5's splits -> (data.h5's split, the label vectors stored with them)
-STORED_SPLITS = {"train_subset": ("train", ("noisy", "clean")), "test": ("test", ("clean",))}
 
 
 def read_outputs(path: str | os.PathLike, sources: Sequence[str] = OUTPUT_SOURCES) -> StoredRun:

@@ -346,12 +346,12 @@ def train_run(
     ``out_run`` (optional): ``run.json``, the run's device and resolved precision (``train["precision"]``, see
     :func:`selfdistill.device.resolve_precision`).
     ``checkpoint_dir`` (default: ``checkpoint/`` beside ``out_history``) holds the run's progress until it is
-    complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives, or when the Snakemake
+    complete. Raises :class:`~selfdistill.signals.Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives, or when the Snakemake
     process that started the trainer dies; :class:`~selfdistill.run_guard.RunLocked` at once, before touching the
     run, when another trainer of the same run is alive (:mod:`selfdistill.run_guard`). ``attempt_number``:
     Snakemake's attempt; a retry after an error that a retry cannot fix stops at once (:func:`checkpoint.attempt`).
     ``console`` (a Snakemake job passes stderr): a few short progress lines for a person watching, see
-    :class:`ConsoleProgress`; the log keeps one line per epoch either way.
+    :class:`~selfdistill.console.ConsoleProgress`; the log keeps one line per epoch either way.
     """
     checkpoint_dir, run_name = run_paths(checkpoint_dir, out_history, run_name, data_path, mode, seed)
     settings = train_settings(train)
@@ -638,7 +638,7 @@ def log_epoch(row: Mapping, epochs: int, checkpoint_seconds: float | None) -> No
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Signals and results
+# Results
 # ------------------------------------------------------------------------------------------------------------------
 
 
