@@ -103,12 +103,8 @@ def frequency_benchmark(
     ``frequency.deltas`` (times the median squared distance unless its ``delta_scale`` is ``absolute``), from
     ``config`` (the original study, ``config/cifar10_seed.yaml``).
     """
-    # scikit-learn's dependency
-    from threadpoolctl import threadpool_limits
-
     x, outputs, deltas, data = _inputs(config, n, delta_rel, n_deltas, epochs, num_classes, data_root, seed)
-    with threadpool_limits(limits=max(1, int(threads))):
-        project, baseline, times, t_baseline = _timed_runs(x, outputs, deltas, precision, repeats)
+    project, baseline, times, t_baseline = _timed_runs(x, outputs, deltas, precision, repeats, threads)
     t_project = float(np.median(times))
     log.info("frequency project: %s s", ", ".join(f"{t:.3f}" for t in times))
     log.info("frequency original approach: %.3f s", t_baseline)
@@ -128,10 +124,7 @@ def frequency_benchmark(
             n_deltas=n_deltas,
             max_abs_diff=diff,
         )
-        for name, sec in (
-            (f"project_{precision}", t_project),
-            ("original_per_epoch", t_baseline),
-        )
+        for name, sec in ((f"project_{precision}", t_project), ("original_per_epoch", t_baseline))
     ]
     summary = (
         f"frequency analysis on cpu ({device_name(cpu)}), {data} data, {len(x)} images x {x.shape[1]} dims, "
@@ -159,11 +152,14 @@ def _inputs(
 
 
 def _timed_runs(
-    x: np.ndarray, outputs: np.ndarray, deltas: np.ndarray, precision: str, repeats: int
+    x: np.ndarray, outputs: np.ndarray, deltas: np.ndarray, precision: str, repeats: int, threads: int
 ) -> tuple[np.ndarray, np.ndarray, list[float], float]:
-    """(project's ratios, baseline's ratios, the project's times, the baseline's time). The project's runs are
-    spread over the baseline's (one before it, one after each chunk of its epochs), so that both see the same
-    machine load; the baseline still runs every epoch, in order."""
+    """(project's ratios, baseline's ratios, the project's times, the baseline's time), BLAS limited to
+    ``threads``. The project's runs are spread over the baseline's (one before it, one after each chunk of its
+    epochs), so that both see the same machine load; the baseline still runs every epoch, in order."""
+    # scikit-learn's dependency
+    from threadpoolctl import threadpool_limits
+
     epochs, n_deltas = outputs.shape[0], len(deltas)
     times: list[float] = []
 
@@ -173,14 +169,15 @@ def _timed_runs(
         times.append(time.perf_counter() - t0)
         return table["ratio"].to_numpy().reshape(epochs, n_deltas)
 
-    project = project_run()
-    parts, t_baseline = [], 0.0
-    for chunk in np.array_split(np.arange(epochs), max(1, repeats - 1)):
-        t0 = time.perf_counter()
-        parts.append(original_frequency_ratio(x, outputs[chunk], deltas))
-        t_baseline += time.perf_counter() - t0
-        if repeats > 1:
-            project_run()
+    with threadpool_limits(limits=max(1, int(threads))):
+        project = project_run()
+        parts, t_baseline = [], 0.0
+        for chunk in np.array_split(np.arange(epochs), max(1, repeats - 1)):
+            t0 = time.perf_counter()
+            parts.append(original_frequency_ratio(x, outputs[chunk], deltas))
+            t_baseline += time.perf_counter() - t0
+            if repeats > 1:
+                project_run()
     return project, np.concatenate(parts), times, t_baseline
 
 
