@@ -19,7 +19,7 @@ import torch
 from selfdistill import aggregate as ag
 from selfdistill import data as sd_data
 from selfdistill import frequency as fq
-from selfdistill import outputs
+from selfdistill import outputs as stored_outputs
 from selfdistill.data import read_corrupted
 from selfdistill.io import InputFileError, arrays_digest
 from selfdistill.noise import load_label_file
@@ -86,7 +86,7 @@ def reseal(outputs: Path) -> None:
     """Rewrite arrays_sha256 for the arrays outputs.h5 holds now (as if the training step had written them), so that
     the checks behind the checksum are what a test meets."""
     with h5py.File(outputs, "a") as h5:
-        h5.attrs["arrays_sha256"] = arrays_digest(h5[key][()] for key in outputs.OUTPUT_ARRAYS)
+        h5.attrs["arrays_sha256"] = arrays_digest(h5[key][()] for key in stored_outputs.OUTPUT_ARRAYS)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def test_truncated_data_in_the_frequency_step(run_copy, tmp_path, fraction):
 def test_outputs_without_producer_attributes(run_copy, tmp_path):
     """A file from before the training step wrote its checksums cannot be verified: rerun training."""
     with h5py.File(run_copy["outputs"], "a") as h5:
-        for key in outputs.OUTPUT_ATTRS:
+        for key in stored_outputs.OUTPUT_ATTRS:
             del h5.attrs[key]
     check_analyse_fails(run_copy, tmp_path, "outputs", "has no attribute data_sha256", "rule train rebuilds it")
 
@@ -340,7 +340,7 @@ def rewrite(outputs: Path, key: str, values) -> None:
 def test_outputs_truncated_to_fewer_epochs(run_copy, tmp_path):
     """A file holding 2 of the run's 3 epochs (consistent in itself, checksum included) is incomplete."""
     with h5py.File(run_copy["outputs"], "a") as h5:
-        arrays = {key: h5[key][:2] for key in outputs.OUTPUT_ARRAYS}
+        arrays = {key: h5[key][:2] for key in stored_outputs.OUTPUT_ARRAYS}
     for key, values in arrays.items():
         rewrite(run_copy["outputs"], key, values)
     rewrite(run_copy["outputs"], "epochs", np.array([1, 2]))
