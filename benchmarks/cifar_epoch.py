@@ -129,13 +129,7 @@ def cifar_epoch_benchmark(
     Raises :class:`selfdistill.datasets.DatasetNotFoundError` with the one-line message of
     :func:`selfdistill.dataset_files.dataset_problem` when the files are missing: there is no synthetic fallback.
     """
-    problem = dataset_problem("cifar10", {"data_root": str(data_root)})
-    if problem:
-        raise DatasetNotFoundError(problem)
-    if epochs < 1:
-        raise ValueError("epochs must be >= 1")
-    if max_train_images is not None and max_train_images < 1:
-        raise ValueError("max_train_images must be >= 1 (or None for all)")
+    _check_options(data_root, epochs, max_train_images)
     reference = cifar_epoch_archs(config_dir)[0]
     archs = cifar_epoch_archs(config_dir) if archs is None else list(archs)
     unknown = [a for a in archs if a not in ARCHITECTURES]
@@ -143,69 +137,99 @@ def cifar_epoch_benchmark(
         raise ValueError(f"unknown architecture {unknown[0]!r}; allowed: {', '.join(ARCHITECTURES)}")
     val_fraction = study_config(Path(config_dir) / STUDY_CONFIGS[0])["val_fraction"]
     dev = configure_device(device, threads)
-    rows = []
+    data = "cifar10" if verify_md5 else "cifar10_unverified"
     with tempfile.TemporaryDirectory(prefix="selfdistill-cifar-epoch-") as tmp:
         tmp = Path(tmp)
         data_path = tmp / "data.h5"
-        t0 = time.perf_counter()
-        build_corrupted_dataset(
-            data_path,
-            "cifar10",
-            {"type": "none"},
-            seed=seed,
-            val_fraction=val_fraction,
-            dataset_options={"data_root": str(data_root), "verify_md5": verify_md5},
-        )
-        if max_train_images is not None:
-            kept = _keep_first_train_rows(data_path, int(max_train_images))
-            log.info("cifar epoch: training split cut to its first %d images", kept)
-        with h5py.File(data_path, "r") as h5:
-            n_train = int(h5["train"]["labels_clean"].shape[0])
-        log.info("cifar epoch: dataset built in %.1fs", time.perf_counter() - t0)
-        for arch in archs:
-            run_dir = tmp / arch
-            run_dir.mkdir()
-            train = cifar_epoch_settings(arch, epochs, config_dir)
-            frequency = study_config(study_of(arch, config_dir))["frequency"]
-            history = train_run(
-                data_path,
-                run_dir / "history.csv",
-                run_dir / "outputs.h5",
-                run_dir / "model.pt",
-                mode="ce",
-                seed=seed,
-                model={"arch": arch, "width": None},
-                train=train,
-                freq_subset=frequency["train_subset"],
-                freq_test_subset=frequency.get("test_subset"),
-                device=str(dev),
-                threads=threads,
-                run_name=f"cifar_epoch:{arch}",
-            )
-            last = history.iloc[-1]
-            sec = float(last["epoch_seconds"])
-            params = count_parameters(build_model(arch, (3, 32, 32), 10))
-            rows.append(
-                row(
-                    "cifar_epoch",
-                    variant=arch,
-                    device=dev.type,
-                    device_name=device_name(dev),
-                    threads=torch.get_num_threads(),
-                    data="cifar10" if verify_md5 else "cifar10_unverified",
-                    batch_size=train["batch_size"],
-                    n_images=n_train,
-                    seconds=sec,
-                    throughput=n_train / sec,
-                    throughput_unit="images/s",
-                    n_epochs=epochs,
-                    test_acc=float(last["test_acc"]),
-                    parameters=params,
-                )
-            )
+        options = {"data_root": str(data_root), "verify_md5": verify_md5}
+        n_train = _build_dataset(data_path, options, seed, val_fraction, max_train_images)
+        rows = [
+            _train_one(arch, data_path, tmp / arch, epochs, seed, dev, threads, config_dir, data, n_train)
+            for arch in archs
+        ]
     thr = {r["variant"]: r["throughput"] for r in rows}
     for r in rows:
         r["ratio"] = r["throughput"] / thr[reference] if reference in thr else math.nan
+    return finish(rows, out, _summary(rows, dev, n_train, epochs))
+
+
+def _check_options(data_root, epochs: int, max_train_images: int | None) -> None:
+    """The CIFAR-10 files are there, and the sizes make sense."""
+    problem = dataset_problem("cifar10", {"data_root": str(data_root)})
+    if problem:
+        raise DatasetNotFoundError(problem)
+    if epochs < 1:
+        raise ValueError("epochs must be >= 1")
+    if max_train_images is not None and max_train_images < 1:
+        raise ValueError("max_train_images must be >= 1 (or None for all)")
+
+
+def _build_dataset(
+    data_path: Path, dataset_options: dict, seed: int, val_fraction: float, max_train_images: int | None
+) -> int:
+    """The clean CIFAR-10 data.h5 (cut to ``max_train_images`` training rows if given); its training images."""
+    t0 = time.perf_counter()
+    build_corrupted_dataset(
+        data_path,
+        "cifar10",
+        {"type": "none"},
+        seed=seed,
+        val_fraction=val_fraction,
+        dataset_options=dataset_options,
+    )
+    if max_train_images is not None:
+        kept = _keep_first_train_rows(data_path, int(max_train_images))
+        log.info("cifar epoch: training split cut to its first %d images", kept)
+    with h5py.File(data_path, "r") as h5:
+        n_train = int(h5["train"]["labels_clean"].shape[0])
+    log.info("cifar epoch: dataset built in %.1fs", time.perf_counter() - t0)
+    return n_train
+
+
+def _train_one(
+    arch: str, data_path: Path, run_dir: Path, epochs: int, seed: int, dev, threads: int, config_dir, data: str, n_train
+) -> dict:
+    """Train ``arch`` for ``epochs`` epochs with the pipeline's :func:`train_run`; its row (without ``ratio``)."""
+    run_dir.mkdir()
+    train = cifar_epoch_settings(arch, epochs, config_dir)
+    frequency = study_config(study_of(arch, config_dir))["frequency"]
+    history = train_run(
+        data_path,
+        run_dir / "history.csv",
+        run_dir / "outputs.h5",
+        run_dir / "model.pt",
+        mode="ce",
+        seed=seed,
+        model={"arch": arch, "width": None},
+        train=train,
+        freq_subset=frequency["train_subset"],
+        freq_test_subset=frequency.get("test_subset"),
+        device=str(dev),
+        threads=threads,
+        run_name=f"cifar_epoch:{arch}",
+    )
+    last = history.iloc[-1]
+    sec = float(last["epoch_seconds"])
+    return row(
+        "cifar_epoch",
+        variant=arch,
+        device=dev.type,
+        device_name=device_name(dev),
+        threads=torch.get_num_threads(),
+        data=data,
+        batch_size=train["batch_size"],
+        n_images=n_train,
+        seconds=sec,
+        throughput=n_train / sec,
+        throughput_unit="images/s",
+        n_epochs=epochs,
+        test_acc=float(last["test_acc"]),
+        parameters=count_parameters(build_model(arch, (3, 32, 32), 10)),
+    )
+
+
+def _summary(rows: list[dict], dev, n_train: int, epochs: int) -> str:
+    """The benchmark's one-line summary."""
     parts = [
         f"{r['variant']} {r['seconds']:.1f}s ({r['throughput']:,.0f} images/s"
         + ("" if math.isnan(r["ratio"]) else f", {r['ratio']:.2f}x ref")
@@ -214,11 +238,10 @@ def cifar_epoch_benchmark(
     ]
     which = "one epoch" if epochs == 1 else f"epoch {epochs} of {epochs}"
     batches = "/".join(str(b) for b in dict.fromkeys(r["batch_size"] for r in rows))
-    summary = (
+    return (
         f"CIFAR-10 on {dev.type} ({device_name(dev)}), {n_train} training images, batch {batches}, "
         f"seconds of {which} incl. evaluation: " + "; ".join(parts)
     )
-    return finish(rows, out, summary)
 
 
 def run(out=None, *, device: str = "auto", threads: int = 2, data_root=DEFAULT_DATA_ROOT, **options) -> pd.DataFrame:

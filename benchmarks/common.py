@@ -201,8 +201,6 @@ def run_benchmark(
     ``verify_md5``, ``archs``, ``max_train_images``, ``epochs``).
     """
     module = benchmark_module(name)
-    if log_path is not None:
-        setup_logging(log_path)
     kwargs = {**(module.QUICK if quick else {}), **options}
     return module.run(out, device=device, threads=threads, data_root=data_root, **kwargs)
 

@@ -103,9 +103,41 @@ def frequency_benchmark(
     ``frequency.deltas`` (times the median squared distance unless its ``delta_scale`` is ``absolute``), from
     ``config`` (the original study, ``config/cifar10_seed.yaml``).
     """
-    # scikit-learn's dependency
-    from threadpoolctl import threadpool_limits
+    x, outputs, deltas, data = _inputs(config, n, delta_rel, n_deltas, epochs, num_classes, data_root, seed)
+    project, baseline, times, t_baseline = _timed_runs(x, outputs, deltas, precision, repeats, threads)
+    t_project = float(np.median(times))
+    log.info("frequency project: %s s", ", ".join(f"{t:.3f}" for t in times))
+    log.info("frequency original approach: %.3f s", t_baseline)
+    diff = float(np.max(np.abs(project - baseline)))
+    cpu = torch.device("cpu")
+    common = {"device": "cpu", "device_name": device_name(cpu), "threads": threads, "data": data, "n_images": len(x)}
+    rows = [
+        row(
+            "frequency",
+            variant=name,
+            **common,
+            seconds=sec,
+            throughput=epochs / sec,
+            throughput_unit="epochs/s",
+            ratio=t_baseline / sec,
+            n_epochs=epochs,
+            n_deltas=n_deltas,
+            max_abs_diff=diff,
+        )
+        for name, sec in ((f"project_{precision}", t_project), ("original_per_epoch", t_baseline))
+    ]
+    summary = (
+        f"frequency analysis on cpu ({device_name(cpu)}), {data} data, {len(x)} images x {x.shape[1]} dims, "
+        f"{n_deltas} deltas, {epochs} epochs: project {t_project:.2f}s vs original approach {t_baseline:.2f}s "
+        f"= {t_baseline / t_project:.1f}x, max |ratio difference| {diff:.1e}"
+    )
+    return finish(rows, out, summary)
 
+
+def _inputs(
+    config, n: int | None, delta_rel, n_deltas: int, epochs: int, num_classes: int, data_root, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(inputs x, synthetic outputs, absolute deltas, the data's name) of :func:`frequency_benchmark`."""
     frequency = study_config(config)["frequency"]
     n = int(frequency["test_subset"]) if n is None else n
     delta_rel = (min(frequency["deltas"]), max(frequency["deltas"])) if delta_rel is None else delta_rel
@@ -116,6 +148,19 @@ def frequency_benchmark(
     # the study's deltas are multiples of the median squared distance unless its delta_scale is absolute
     scale = 1.0 if frequency.get("delta_scale") == "absolute" else median_sq_dist(pairwise_sq_dists(x))
     deltas = np.geomspace(*delta_rel, n_deltas) * scale
+    return x, outputs, deltas, data
+
+
+def _timed_runs(
+    x: np.ndarray, outputs: np.ndarray, deltas: np.ndarray, precision: str, repeats: int, threads: int
+) -> tuple[np.ndarray, np.ndarray, list[float], float]:
+    """(project's ratios, baseline's ratios, the project's times, the baseline's time), BLAS limited to
+    ``threads``. The project's runs are spread over the baseline's (one before it, one after each chunk of its
+    epochs), so that both see the same machine load; the baseline still runs every epoch, in order."""
+    # scikit-learn's dependency
+    from threadpoolctl import threadpool_limits
+
+    epochs, n_deltas = outputs.shape[0], len(deltas)
     times: list[float] = []
 
     def project_run() -> np.ndarray:
@@ -124,8 +169,6 @@ def frequency_benchmark(
         times.append(time.perf_counter() - t0)
         return table["ratio"].to_numpy().reshape(epochs, n_deltas)
 
-    # the project's runs are spread over the baseline's (one before it, one after each chunk of its epochs), so
-    # that both see the same machine load; the baseline still runs every epoch, in order
     with threadpool_limits(limits=max(1, int(threads))):
         project = project_run()
         parts, t_baseline = [], 0.0
@@ -135,40 +178,7 @@ def frequency_benchmark(
             t_baseline += time.perf_counter() - t0
             if repeats > 1:
                 project_run()
-    baseline = np.concatenate(parts)
-    t_project = float(np.median(times))
-    log.info("frequency project: %s s", ", ".join(f"{t:.3f}" for t in times))
-    log.info("frequency original approach: %.3f s", t_baseline)
-    diff = float(np.max(np.abs(project - baseline)))
-    cpu = torch.device("cpu")
-    rows = [
-        row(
-            "frequency",
-            variant=name,
-            device="cpu",
-            device_name=device_name(cpu),
-            threads=threads,
-            data=data,
-            n_images=len(x),
-            seconds=sec,
-            throughput=epochs / sec,
-            throughput_unit="epochs/s",
-            ratio=t_baseline / sec,
-            n_epochs=epochs,
-            n_deltas=n_deltas,
-            max_abs_diff=diff,
-        )
-        for name, sec in (
-            (f"project_{precision}", t_project),
-            ("original_per_epoch", t_baseline),
-        )
-    ]
-    summary = (
-        f"frequency analysis on cpu ({device_name(cpu)}), {data} data, {len(x)} images x {x.shape[1]} dims, "
-        f"{n_deltas} deltas, {epochs} epochs: project {t_project:.2f}s vs original approach {t_baseline:.2f}s "
-        f"= {t_baseline / t_project:.1f}x, max |ratio difference| {diff:.1e}"
-    )
-    return finish(rows, out, summary)
+    return project, np.concatenate(parts), times, t_baseline
 
 
 def run(out=None, *, device: str = "auto", threads: int = 2, data_root=DEFAULT_DATA_ROOT, **options) -> pd.DataFrame:

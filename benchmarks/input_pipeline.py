@@ -1,7 +1,7 @@
 """Input pipeline: augmented batches from the device-resident dataset vs the original's PIL ``DataLoader``.
 
 The project's path makes augmented, normalised batches from the device-resident uint8 dataset exactly as the
-training loop does (``randperm`` per epoch, :func:`selfdistill.training.make_batch`: gather, crop and flip,
+training loop does (``randperm`` per epoch, :func:`selfdistill.batches.make_batch`: gather, crop and flip,
 normalise); the baseline is the original's torchvision ``DataLoader`` (2 workers) over PIL images with
 ``RandomCrop(32, padding)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``. Batch size and crop padding are
 the original study's (``train.batch_size`` and ``train.crop_padding`` of ``config/cifar10_seed.yaml``). Images:
@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 
 from selfdistill import device as devices
+from selfdistill.batches import DeviceImages, channel_stats, make_batch
 from selfdistill.dataset_files import DEFAULT_DATA_ROOT
-from selfdistill.training import DeviceImages, channel_stats, make_batch
 
 from .common import (
     IMAGE_SHAPE,
@@ -197,11 +197,24 @@ def input_pipeline_benchmark(
         torch.set_num_threads(key[1])
         return _device_batches(device_images, count, batch_size, padding, seed)()
 
+    times = _time_variants(runs, run_variant, n_images, warm, repeats)
+    seconds = {key: float(np.median(t)) for key, t in times.items()}
+    base = n_images / seconds[("torchvision_dataloader", workers)]
+    rows = _rows(seconds, base, dev, data, batch_size, n_images)
+    summary = _summary(rows, base, dev, data, n_images, batch_size, workers)
+    return finish(rows, out, summary)
+
+
+def _time_variants(
+    runs: list[tuple[str, int]], run_variant: Callable, n_images: int, warm: int, repeats: int
+) -> dict[tuple[str, int], list[float]]:
+    """Seconds of each run of each variant: a short untimed warm-up each, then the device variants ``repeats``
+    times around the baseline's one run, so that all see the same machine load."""
     for key in runs:
         run_variant(key, warm)
     times: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
     device_keys = [key for key in runs if key[0] != "torchvision_dataloader"]
-    order = device_keys * (repeats // 2) + [("torchvision_dataloader", workers)]
+    order = device_keys * (repeats // 2) + [key for key in runs if key[0] == "torchvision_dataloader"]
     order += device_keys * (repeats - repeats // 2)
     for key in order:
         t0 = time.perf_counter()
@@ -213,9 +226,12 @@ def input_pipeline_benchmark(
             n_images,
             times[key][-1],
         )
-    seconds = {key: float(np.median(t)) for key, t in times.items()}
-    base = n_images / seconds[("torchvision_dataloader", workers)]
-    rows = [
+    return times
+
+
+def _rows(seconds: dict, base: float, dev, data: str, batch_size: int, n_images: int) -> list[dict]:
+    """One row per (variant, threads): its median seconds and images/s, also relative to the DataLoader's."""
+    return [
         row(
             "input_pipeline",
             variant=name,
@@ -232,6 +248,10 @@ def input_pipeline_benchmark(
         )
         for (name, threads), sec in seconds.items()
     ]
+
+
+def _summary(rows: list[dict], base: float, dev, data: str, n_images: int, batch_size: int, workers: int) -> str:
+    """The one-line summary: the DataLoader and the device path at its best thread count."""
     best = {}
     for r in rows:
         if r["throughput"] > best.get(r["variant"], (0, 0))[0]:
@@ -241,12 +261,11 @@ def input_pipeline_benchmark(
         thr, threads = best[name]
         return f"{thr:,.0f} images/s ({threads} threads) = {thr / base:.1f}x"
 
-    summary = (
+    return (
         f"input pipeline on {dev.type} ({device_name(dev)}), {data} data, {n_images} images, batch {batch_size}: "
         f"torchvision DataLoader ({workers} workers, PIL) {base:,.0f} images/s; device-resident "
         f"{quote('device')}"
     )
-    return finish(rows, out, summary)
 
 
 def run(out=None, *, device: str = "auto", threads: int = 2, data_root=DEFAULT_DATA_ROOT, **options) -> pd.DataFrame:

@@ -99,52 +99,68 @@ def train_step_benchmark(
     if cuda:
         torch.backends.cudnn.benchmark = True
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
-    shape = (3, *IMAGE_SHAPE[:2])
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for arch in archs:
         torch.manual_seed(seed)
-        net = build_model(arch, shape, 10).to(dev)
-        if cuda:
-            net = net.to(memory_format=torch.channels_last)
-        net.train()
-        optimiser = torch.optim.SGD(
-            net.parameters(),
-            lr=settings.lr,
-            momentum=settings.momentum,
-            weight_decay=settings.weight_decay,
-            nesterov=settings.nesterov,
-        )
-        for batch_size in batch_sizes:
-            xb = torch.randn((batch_size, *shape), generator=gen).to(dev)
-            if cuda:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = torch.randint(0, 10, (batch_size,), generator=gen).to(dev)
+        rows += _arch_rows(arch, settings, batch_sizes, dev, gen, autocast, warmup, steps)
+    summary = _ratios_and_summary(rows, archs, batch_sizes, reference, dev)
+    return finish(rows, out, summary)
 
-            sec = _time_steps(net, optimiser, xb, yb, autocast, warmup, steps)
-            log.info(
-                "train step %s batch %d: %d steps in %.3fs (%d parameters)",
-                arch,
-                batch_size,
-                steps,
-                sec,
-                count_parameters(net),
+
+def _arch_rows(
+    arch: str, settings, batch_sizes, dev, gen: torch.Generator, autocast, warmup: int, steps: int
+) -> list[dict]:
+    """The rows of one network (seeded by the caller), one per batch size: random batches drawn from ``gen``."""
+    cuda = dev.type == "cuda"
+    shape = (3, *IMAGE_SHAPE[:2])
+    net = build_model(arch, shape, 10).to(dev)
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)
+    net.train()
+    optimiser = torch.optim.SGD(
+        net.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        nesterov=settings.nesterov,
+    )
+    rows = []
+    for batch_size in batch_sizes:
+        xb = torch.randn((batch_size, *shape), generator=gen).to(dev)
+        if cuda:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = torch.randint(0, 10, (batch_size,), generator=gen).to(dev)
+
+        sec = _time_steps(net, optimiser, xb, yb, autocast, warmup, steps)
+        log.info(
+            "train step %s batch %d: %d steps in %.3fs (%d parameters)",
+            arch,
+            batch_size,
+            steps,
+            sec,
+            count_parameters(net),
+        )
+        rows.append(
+            row(
+                "train_step",
+                variant=arch,
+                device=dev.type,
+                device_name=device_name(dev),
+                threads=torch.get_num_threads(),
+                data="random",
+                batch_size=batch_size,
+                n_images=batch_size * steps,
+                seconds=sec,
+                throughput=batch_size * steps / sec,
+                throughput_unit="images/s",
             )
-            rows.append(
-                row(
-                    "train_step",
-                    variant=arch,
-                    device=dev.type,
-                    device_name=device_name(dev),
-                    threads=torch.get_num_threads(),
-                    data="random",
-                    batch_size=batch_size,
-                    n_images=batch_size * steps,
-                    seconds=sec,
-                    throughput=batch_size * steps / sec,
-                    throughput_unit="images/s",
-                )
-            )
+        )
+    return rows
+
+
+def _ratios_and_summary(rows: list[dict], archs, batch_sizes, reference: str, dev) -> str:
+    """Set each row's ``ratio`` and ``ratio_batch``; the one-line summary."""
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     thr = df.set_index(["variant", "batch_size"])["throughput"]
     for r in rows:
@@ -156,11 +172,10 @@ def train_step_benchmark(
         per_batch = "/".join(f"{thr[(arch, b)]:,.0f}" for b in batch_sizes)
         ratios = "/".join(f"{r['ratio']:.2f}" for r in rows if r["variant"] == arch and not math.isnan(r["ratio"]))
         parts.append(f"{arch} {per_batch}" + (f" ({ratios}x ref)" if ratios else ""))
-    summary = (
+    return (
         f"train step on {dev.type} ({device_name(dev)}), images/s at batch "
         f"{'/'.join(map(str, batch_sizes))}, ref = {reference}: " + "; ".join(parts)
     )
-    return finish(rows, out, summary)
 
 
 def run(out=None, *, device: str = "auto", threads: int = 2, data_root=DEFAULT_DATA_ROOT, **options) -> pd.DataFrame:

@@ -19,8 +19,9 @@ import torch
 from selfdistill import aggregate as ag
 from selfdistill import data as sd_data
 from selfdistill import frequency as fq
+from selfdistill import outputs as stored_outputs
 from selfdistill.data import read_corrupted
-from selfdistill.io import arrays_digest
+from selfdistill.io import InputFileError, arrays_digest
 from selfdistill.noise import load_label_file
 from selfdistill.training import train_run
 
@@ -85,7 +86,7 @@ def reseal(outputs: Path) -> None:
     """Rewrite arrays_sha256 for the arrays outputs.h5 holds now (as if the training step had written them), so that
     the checks behind the checksum are what a test meets."""
     with h5py.File(outputs, "a") as h5:
-        h5.attrs["arrays_sha256"] = arrays_digest(h5[key][()] for key in fq.OUTPUT_ARRAYS)
+        h5.attrs["arrays_sha256"] = arrays_digest(h5[key][()] for key in stored_outputs.OUTPUT_ARRAYS)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def analyse(files: dict[str, Path], tmp_path: Path):
 
 
 def check_analyse_fails(files, tmp_path, blamed: str, *phrases: str) -> str:
-    with pytest.raises(fq.InputFileError) as excinfo:
+    with pytest.raises(InputFileError) as excinfo:
         analyse(files, tmp_path)
     assert not (tmp_path / "f.csv").exists()
     return one_line(excinfo, files[blamed], *phrases)
@@ -278,7 +279,7 @@ def test_truncated_data_in_the_frequency_step(run_copy, tmp_path, fraction):
 def test_outputs_without_producer_attributes(run_copy, tmp_path):
     """A file from before the training step wrote its checksums cannot be verified: rerun training."""
     with h5py.File(run_copy["outputs"], "a") as h5:
-        for key in fq.OUTPUT_ATTRS:
+        for key in stored_outputs.OUTPUT_ATTRS:
             del h5.attrs[key]
     check_analyse_fails(run_copy, tmp_path, "outputs", "has no attribute data_sha256", "rule train rebuilds it")
 
@@ -339,7 +340,7 @@ def rewrite(outputs: Path, key: str, values) -> None:
 def test_outputs_truncated_to_fewer_epochs(run_copy, tmp_path):
     """A file holding 2 of the run's 3 epochs (consistent in itself, checksum included) is incomplete."""
     with h5py.File(run_copy["outputs"], "a") as h5:
-        arrays = {key: h5[key][:2] for key in fq.OUTPUT_ARRAYS}
+        arrays = {key: h5[key][:2] for key in stored_outputs.OUTPUT_ARRAYS}
     for key, values in arrays.items():
         rewrite(run_copy["outputs"], key, values)
     rewrite(run_copy["outputs"], "epochs", np.array([1, 2]))
@@ -485,5 +486,5 @@ def test_a_pickled_payload_in_a_label_file_never_runs(tmp_path):
 
 def test_every_step_raises_the_same_kind_of_error():
     """One meaning, declared once per rule's code closure (data for corrupt/train, frequency, aggregate)."""
-    for cls in (sd_data.InputFileError, fq.InputFileError, ag.InputFileError):
+    for cls in (sd_data.InputFileError, InputFileError, ag.InputFileError):
         assert cls.__name__ == "InputFileError" and issubclass(cls, ValueError)

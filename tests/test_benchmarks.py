@@ -20,12 +20,12 @@ from fake_cifar import write_fake_cifar10
 
 from benchmarks import cifar_epoch, common, input_pipeline, train_step
 from benchmarks import frequency as freq_bm
+from selfdistill.batches import DeviceImages, channel_stats
 from selfdistill.dataset_files import dataset_problem
 from selfdistill.datasets import DatasetNotFoundError
 from selfdistill.frequency import frequency_table, median_sq_dist, pairwise_sq_dists
 from selfdistill.models import build_model, count_parameters
 from selfdistill.planning import library_files
-from selfdistill.training import DeviceImages, channel_stats
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGINAL = yaml.safe_load((REPO / "config" / "cifar10_seed.yaml").read_text())
@@ -60,7 +60,7 @@ def _check_csv(path: Path, benchmark: str, variants: set[str]) -> pd.DataFrame:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_device_path_gives_the_training_loops_batches(device, monkeypatch):
-    """The benchmark makes its batches with training.make_batch, in the training loop's order and draws."""
+    """The benchmark makes its batches with batches.make_batch, in the training loop's order and draws."""
     images, _ = common.synthetic_images(300, seed=2)
     mean, std = channel_stats(images, 255.0)
     dev_images = DeviceImages(images, torch.device(device), 255.0, mean, std)

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from selfdistill import frequency as fq
-from selfdistill.io import arrays_digest, file_digest
+from selfdistill import outputs
+from selfdistill.io import InputFileError, arrays_digest, file_digest
 
 RTOL = 1e-6
 ATOL = 1e-12
@@ -471,7 +472,7 @@ def seal(out_path, data_path):
     with h5py.File(out_path, "a") as f:
         f.attrs["epochs"] = int(f["epochs"][-1])
         f.attrs["data_sha256"] = file_digest(data_path)
-        f.attrs["arrays_sha256"] = arrays_digest(f[key][()] for key in fq.OUTPUT_ARRAYS)
+        f.attrs["arrays_sha256"] = arrays_digest(f[key][()] for key in outputs.OUTPUT_ARRAYS)
 
 
 @pytest.mark.parametrize("scale", ["absolute", "median"])
@@ -612,13 +613,6 @@ def test_analyse_run_on_a_test_subset(tmp_path, rng):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_output_arrays_restate_the_training_steps():
-    """frequency restates training.OUTPUT_ARRAYS (the order of arrays_sha256); the two must not drift."""
-    from selfdistill.training import OUTPUT_ARRAYS
-
-    assert fq.OUTPUT_ARRAYS == tuple(OUTPUT_ARRAYS)
-
-
 def test_frequency_step_does_not_import_torch():
     import subprocess
     import sys
@@ -633,17 +627,17 @@ def test_float32_softmax_rows_pass_the_sum_check(rng, c):
     logits = (rng.normal(size=(3, 500, c)) * 30).astype(np.float32)
     z = logits - logits.max(axis=2, keepdims=True)
     probs = (np.exp(z) / np.exp(z).sum(axis=2, keepdims=True)).astype(np.float32)
-    fq._check_output_array("o.h5", "test/probs", probs, (3, 500))
+    outputs.check_output_array("o.h5", "test/probs", probs, (3, 500))
     probs[1, 7] *= np.float32(1.001)
-    with pytest.raises(fq.InputFileError, match=r"o.h5: /test/probs has 1 of 1500 rows that do not sum to 1"):
-        fq._check_output_array("o.h5", "test/probs", probs, (3, 500))
+    with pytest.raises(InputFileError, match=r"o.h5: /test/probs has 1 of 1500 rows that do not sum to 1"):
+        outputs.check_output_array("o.h5", "test/probs", probs, (3, 500))
 
 
 def test_analyse_run_refuses_outputs_without_producer_attributes(tmp_path, rng):
     data_path, out_path, _ = _write_run(tmp_path, rng, epochs=(1, 2))
     with h5py.File(out_path, "a") as f:
         del f.attrs["arrays_sha256"]
-    with pytest.raises(fq.InputFileError, match=r"outputs.h5: has no attribute arrays_sha256.*rule train rebuilds it"):
+    with pytest.raises(InputFileError, match=r"outputs.h5: has no attribute arrays_sha256.*rule train rebuilds it"):
         fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.5])
     assert not (tmp_path / "f.csv").exists()
 
@@ -652,13 +646,13 @@ def test_analyse_run_verifies_both_checksums(tmp_path, rng):
     data_path, out_path, _ = _write_run(tmp_path, rng, epochs=(1, 2))
     with h5py.File(out_path, "a") as f:
         f["test/logits"][0, 0, 0] += 1
-    with pytest.raises(fq.InputFileError, match="arrays_sha256 differs"):
+    with pytest.raises(InputFileError, match="arrays_sha256 differs"):
         fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.5])
     seal(out_path, data_path)
     fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [0.5])
     with h5py.File(data_path, "a") as f:
         f.attrs["pixel_max"] = 17.0
-    with pytest.raises(fq.InputFileError, match=r"outputs.h5: was not produced from .*data.h5 \(data_sha256 differs"):
+    with pytest.raises(InputFileError, match=r"outputs.h5: was not produced from .*data.h5 \(data_sha256 differs"):
         fq.analyse_run(data_path, out_path, tmp_path / "g.csv", [0.5])
 
 
@@ -728,8 +722,8 @@ def test_analyse_run_on_normalised_inputs_matches_a_float64_loop(tmp_path, rng):
 
 def test_normalised_inputs_need_the_runs_normalisation(tmp_path, rng):
     data_path, out_path, _ = _write_run(tmp_path, rng)
-    with pytest.raises(fq.InputFileError, match="norm_mean / norm_std"):
+    with pytest.raises(InputFileError, match="norm_mean / norm_std"):
         fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [1.0], inputs="normalised")
     _set_norm(out_path, [0.5, 0.5, 0.5], [0.2, 0.2, 0.2])
-    with pytest.raises(fq.InputFileError, match="norm_mean has 3 channels"):
+    with pytest.raises(InputFileError, match="norm_mean has 3 channels"):
         fq.analyse_run(data_path, out_path, tmp_path / "f.csv", [1.0], inputs="normalised")

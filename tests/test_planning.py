@@ -49,7 +49,7 @@ def test_rule_inputs_cover_the_code_each_script_runs(script):
 def test_library_files_follow_imports_inside_functions(tmp_path):
     script = tmp_path / "step.py"
     script.write_text("def main():\n    from selfdistill.frequency import analyse_run\n")
-    assert [Path(p).name for p in cfg.library_files(script)] == ["__init__.py", "frequency.py", "io.py"]
+    assert [Path(p).name for p in cfg.library_files(script)] == ["__init__.py", "frequency.py", "io.py", "outputs.py"]
     script.write_text("import os\n")
     assert cfg.library_files(script) == []
 

@@ -12,22 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
+from selfdistill.batches import DeviceImages, crop_flip
 from selfdistill.checkpoint import CheckpointFolder
+from selfdistill.console import ConsoleProgress, format_duration
 from selfdistill.data import build_corrupted_dataset
 from selfdistill.device import check_device as resolve_device
-from selfdistill.io import setup_logging
+from selfdistill.io import HISTORY_COLUMNS, setup_logging
 from selfdistill.models import build_model, count_parameters
-from selfdistill.training import (
-    HISTORY_COLUMNS,
-    ConsoleProgress,
-    DeviceImages,
-    Progress,
-    TrainSettings,
-    crop_flip,
-    format_duration,
-    lr_schedule,
-    train_run,
-)
+from selfdistill.training import Progress, TrainSettings, lr_schedule, train_run
 
 MODEL = {"arch": "mlp", "width": 32, "depth": 1}
 TRAIN = {"epochs": 3, "batch_size": 64, "lr": 0.05}
@@ -357,11 +349,11 @@ def test_test_subset_stores_the_same_rows_for_every_seed(digits_pair40, tmp_path
 @pytest.mark.parametrize("block", [7, 1 << 20])
 def test_channel_stats_match_a_float64_loop_in_any_block_size(monkeypatch, block):
     """Blockwise two-pass statistics equal a per-channel float64 loop, whether one block or many."""
-    from selfdistill import training
+    from selfdistill import batches
 
-    monkeypatch.setattr(training, "_STATS_BLOCK", block)
+    monkeypatch.setattr(batches, "_STATS_BLOCK", block)
     images = np.random.default_rng(4).integers(0, 256, (6, 5, 4, 3)).astype(np.uint8)
-    mean, std = training.channel_stats(images, 255.0)
+    mean, std = batches.channel_stats(images, 255.0)
     for c in range(3):
         values = [float(v) / 255.0 for v in images[..., c].ravel()]
         m = sum(values) / len(values)
@@ -498,7 +490,7 @@ def test_split_normalisation_is_stored_with_the_outputs(digits_pair40, tmp_path)
 
 
 def test_normalisation_constants_must_match_the_channels():
-    from selfdistill.training import normalisation
+    from selfdistill.batches import normalisation
 
     images = np.zeros((4, 2, 2, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="1 means and 1 stds for images of 3 channels"):

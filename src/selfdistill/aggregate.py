@@ -30,7 +30,6 @@ from .io import (
     check_producer,
     logged_step,
     setting_keys,
-    setup_logging,
 )
 from .mode_names import REFERENCE_MODE
 from .stats import INTERVAL_NAME, t_interval, verdict
@@ -711,8 +710,6 @@ def aggregate_histories(
     Every history is checked first (:func:`read_history`, against the configured ``epochs`` and ``val_fraction``):
     a malformed one stops the step with one line naming the file and the column, and nothing is written.
     """
-    if log_path is not None:
-        setup_logging(log_path)
     read = functools.partial(read_history, epochs=epochs, val_fraction=val_fraction)
     histories = concat_runs(history_paths, runs, read)
     precision = None if run_info_paths is None else read_precisions(run_info_paths, runs)
@@ -758,8 +755,6 @@ def aggregate_frequency(
 ) -> pd.DataFrame:
     """Pipeline step: tidy all runs' frequency tables into one CSV for the frequency figures (each checked first
     with :func:`read_frequency_table`)."""
-    if log_path is not None:
-        setup_logging(log_path)
     table = concat_runs(frequency_paths, runs, read_frequency_table)
     with atomic_output(out_csv, "rule aggregate_frequency") as tmp:
         table.to_csv(tmp, index=False)

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import __version__
 from .datasets import load_dataset
-from .io import InputFileError, atomic_output, logged_step, reading_hdf5, setup_logging
+from .io import InputFileError, atomic_output, logged_step, reading_hdf5
 from .noise import (
     NoiseSpec,
     class_map_for,
@@ -65,8 +65,6 @@ def build_corrupted_dataset(
     log_path: str | os.PathLike | None = None,
 ) -> None:
     """Pipeline step: write ``out`` (HDF5) for one dataset × noise setting × seed."""
-    if log_path is not None:
-        setup_logging(log_path)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
     spec = NoiseSpec.from_config(noise)

@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from . import frequency_stats
 from .aggregate import per_run_summary
-from .io import atomic_output, check_producer, logged_step, setup_logging
+from .io import atomic_output, check_producer, logged_step
 
 log = logging.getLogger(__name__)
 
@@ -926,7 +926,5 @@ def plot(
 ) -> None:
     """Pipeline step: draw a figure with the plotter ``plotter_name`` (a key of :data:`PLOTTERS`) from its CSV into
     ``out_png``; ``options`` are the plotter's keyword arguments."""
-    if log_path is not None:
-        setup_logging(log_path)
     plotter(plotter_name)(in_csv, out_png, **options)
     log.info("wrote %s", out_png)

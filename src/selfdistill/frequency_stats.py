@@ -19,7 +19,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from .io import atomic_output, check_producer, logged_step, setting_keys, setup_logging
+from .io import atomic_output, check_producer, logged_step, setting_keys
 from .mode_names import REFERENCE_MODE
 from .stats import ALPHA, INTERVAL_NAME, holm, t_interval, verdict
 
@@ -293,8 +293,6 @@ def summarise_frequency(
     frequency_summary.csv (:func:`frequency_differences`) and its Markdown section; ``num_classes`` (the
     dataset's) also drops widths whose kernel is about a global average (:func:`degenerate_deltas`); ``out_html``:
     the report's short table (:func:`frequency_html`)."""
-    if log_path is not None:
-        setup_logging(log_path)
     check_producer(frequency_csv)
     frequency = pd.read_csv(frequency_csv)
     degenerate = degenerate_deltas(frequency, num_classes=num_classes)

@@ -38,23 +38,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .batches import DeviceImages, channel_stats, make_batch
 from .checkpoint import FAULT_ENV, CheckpointFolder
 from .data import _write_split
 from .device import PRECISIONS, RunDevice, acquire, configure
 from .frequency import frequency_table
 from .io import atomic_output, setup_logging
 from .models import build_model
-from .training import (
-    DeviceImages,
-    Preempted,
-    RunSpec,
-    TrainingRun,
-    TrainSettings,
-    channel_stats,
-    device_network,
-    make_batch,
-    train_run,
-)
+from .signals import Preempted
+from .training import RunSpec, TrainingRun, TrainSettings, device_network, train_run
 
 log = logging.getLogger("selfdistill.gpu_check")
 

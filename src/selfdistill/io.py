@@ -6,12 +6,13 @@ import contextlib
 import errno
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
 import shutil
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,11 +59,6 @@ def setting_keys(columns) -> list[str]:
     """The :data:`SETTING_KEYS` among ``columns`` (a table's columns, or the table): a study's tables carry
     ``variant``, one setting's may not, and every grouping by setting must work for both."""
     return [key for key in SETTING_KEYS if key in columns]
-
-
-#: the per-epoch arrays of outputs.h5, in the order of its ``arrays_sha256`` checksum (written by the train step,
-#: verified by the frequency step)
-OUTPUT_ARRAYS = ("train_subset/probs", "train_subset/logits", "test/probs", "test/logits")
 
 
 class InputFileError(ValueError):
@@ -253,15 +249,41 @@ def setup_logging(
     return logger
 
 
-def logged_step(fn: F) -> F:
-    """Decorate a pipeline step so that any exception it raises reaches the step's log (the rule's ``log:``, where
-    Snakemake's ``show-failed-logs`` and a cluster user look): one summary line naming the step, then the traceback.
-    The exception still propagates, so the job fails as before."""
+#: ``prologue`` of :func:`logged_step`: called with the step's arguments (by name, defaults applied) and a function
+#: that sets up the step's log (its keywords go to :func:`setup_logging`); returns a context manager held for the step
+StepPrologue = Callable[[Mapping[str, Any], Callable[..., None]], contextlib.AbstractContextManager]
+
+
+def logged_step(fn: F | None = None, *, prologue: StepPrologue | None = None) -> F | Callable[[F], F]:
+    """Decorate a pipeline step: when its ``log_path`` argument (the rule's ``log:``) is not None, the package's log
+    records go to that file (:func:`setup_logging`) before the step runs, and any exception it raises reaches that
+    log (where Snakemake's ``show-failed-logs`` and a cluster user look): one summary line naming the step, then the
+    traceback. The exception still propagates, so the job fails as before.
+
+    ``prologue`` (:data:`StepPrologue`) replaces the plain setup for a step that must do something before its log
+    exists and hold it for the whole step, e.g. the training step's run lock, which is taken before the log is
+    opened and whose log continues the earlier attempts' lines (``earlier``).
+    """
+    if fn is None:
+        return functools.partial(logged_step, prologue=prologue)
+    signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def step(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        log_path = bound.arguments.get("log_path")
+
+        def start_log(**options) -> None:
+            if log_path is not None:
+                setup_logging(log_path, **options)
+
         try:
-            return fn(*args, **kwargs)
+            if prologue is None:
+                start_log()
+                return fn(*args, **kwargs)
+            with prologue(bound.arguments, start_log):
+                return fn(*args, **kwargs)
         except Exception as err:
             logger = logging.getLogger("selfdistill")
             summary = str(err).strip().splitlines()[0] if str(err).strip() else ""

@@ -21,7 +21,7 @@ import pandas as pd
 import seaborn as sns
 
 from .aggregate import COMPARISON_LEGEND, difference_text, percent_pm
-from .io import atomic_output, check_producer, logged_step, setup_logging
+from .io import atomic_output, check_producer, logged_step
 from .mode_names import REFERENCE_MODE
 from .published import published_cell
 
@@ -205,8 +205,6 @@ def write_study_summary(
 ) -> pd.DataFrame:
     """Pipeline step: read each setting's summary.csv, tag it with its ``settings`` entry (``variant``, ``noise``),
     and write the study's summary.csv, summary.md and, given ``out_png``, the overview figure."""
-    if log_path is not None:
-        setup_logging(log_path)
     if len(summary_paths) != len(settings):
         raise ValueError(f"got {len(summary_paths)} summary files for {len(settings)} settings")
     for path in summary_paths:

@@ -2,75 +2,69 @@
 
 The loop, as a table of contents (:func:`train_run`):
 
-1. ``TrainingRun(...)``: data on the device, network, optimiser, schedule, random generators, the mode object.
-2. :func:`resume`: restore the last checkpoint of this very run, if there is one (see :mod:`selfdistill.checkpoint`).
-3. Per epoch: :func:`train_one_epoch` → :func:`evaluate` → ``mode.end_epoch`` → :func:`history_row` →
-   :func:`store_outputs` → :func:`track_best` → :func:`checkpoint`.
-4. :func:`write_results`: ``history.csv``, ``outputs.h5``, ``model.pt``, ``model_early_stopped.pt`` and
-   ``run.json`` (the device and the precision the run computed in), each atomically; then the checkpoint folder is
-   deleted.
+1. :func:`hold_run_then_log`: the run's lock (:mod:`selfdistill.run_guard`), then its log.
+2. :func:`start_run`: ``TrainingRun(...)`` (data on the device, network, optimiser, schedule, random generators, the
+   mode object), then :func:`resume`: restore the last checkpoint of this very run, if there is one (see
+   :mod:`selfdistill.checkpoint`).
+3. :func:`train_epochs`, per epoch :func:`run_epoch`: :func:`train_one_epoch` → :func:`evaluate` →
+   ``mode.end_epoch`` → :func:`history_row` → :func:`store_outputs` → :func:`track_best` → :func:`checkpoint`.
+4. :func:`write_results`: ``history.csv``, ``outputs.h5`` (:mod:`selfdistill.outputs`), ``model.pt``,
+   ``model_early_stopped.pt`` and ``run.json`` (the device and the precision the run computed in), each
+   atomically; then the checkpoint folder is deleted.
 
-The training images stay on the device as one uint8 tensor; each batch is (optionally) cropped and flipped for
-the whole batch at once and normalised on the device, so there is no per-image Python in the loop. The seed
-fixes the initialisation, the batch order and the augmentation, and is shared by all modes of a seed, so modes
-are compared on identical starts and batch sequences. Every epoch the network is evaluated on the full
-(un-augmented) training split, the noisy validation split and the clean test split, which gives the history
-row and the outputs that the frequency analysis reads later without retraining.
+The training images stay on the device as one uint8 tensor and every batch is made there
+(:mod:`selfdistill.batches`). The seed fixes the initialisation, the batch order and the augmentation, and is
+shared by all modes of a seed, so modes are compared on identical starts and batch sequences. Every epoch the
+network is evaluated on the full (un-augmented) training split, the noisy validation split and the clean test
+split, which gives the history row and the outputs that the frequency analysis reads later without retraining.
+A person watching sees a few lines on the console (:mod:`selfdistill.console`), the log has one per epoch.
 
 SIGTERM and SIGUSR1 (a SLURM time limit's warning, a preemption) and SIGINT (Ctrl-C) make the run finish its
-current step, write a checkpoint and stop with :class:`Preempted`; rerunning the job resumes exactly where it stopped.
-So does the death of the Snakemake process that started the trainer, and a second trainer of a run that one still
-trains stops at once (:mod:`selfdistill.run_guard`).
+current step, write a checkpoint and stop with :class:`~selfdistill.signals.Preempted` (:mod:`selfdistill.signals`);
+rerunning the job resumes exactly where it stopped. So does the death of the Snakemake process that started the
+trainer, and a second trainer of a run that one still trains stops at once (:mod:`selfdistill.run_guard`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .batches import DeviceImages, epoch_batches, make_batch, normalisation, predict_logits, select_subset
 from .checkpoint import ATTEMPTS_FILE, CheckpointFolder, attempt, fault_point, fingerprint
 from .collapse import collapse_text, is_collapsed
+from .console import ConsoleProgress
 from .data import read_corrupted
 from .device import RunDevice, acquire, channels_last
 from .epochs import output_bytes_per_epoch, recorded_epochs
 from .execution import section_keys
 from .io import (
     HISTORY_COLUMNS,
-    OUTPUT_ARRAYS,
-    arrays_digest,
     atomic_output,
-    ensure_free_space,
     file_digest,
     logged_step,
-    setup_logging,
 )
 from .models import build_model, count_parameters, float32_head
 from .modes import Mode, build_mode
-from .run_guard import SnakemakeWatch, hold_run, watch_snakemake
+from .outputs import write_outputs
+from .run_guard import hold_run, watch_snakemake
+from .signals import Preempted, StopRequest, stop_on_signals
 
 log = logging.getLogger(__name__)
-# pixels per block of channel_stats
-_STATS_BLOCK = 1 << 20
-
-#: the signals that ask a run to checkpoint and stop: SLURM sends TERM before a time limit or a preemption (USR1
-#: is the conventional alternative), and Ctrl-C sends INT to every process of the terminal's foreground group
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 @dataclass(frozen=True)
@@ -109,119 +103,6 @@ def train_settings(train: Mapping) -> TrainSettings:
     return TrainSettings(**{key: value for key, value in train.items() if key not in skip})
 
 
-class Preempted(RuntimeError):
-    """The run was asked to stop (SIGTERM/SIGUSR1) and has checkpointed; rerunning the job resumes it."""
-
-
-class DeviceImages:
-    """A split's images resident on the device as uint8 NCHW, normalised per batch with train statistics."""
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        device: torch.device,
-        pixel_max: float,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-    ):
-        self.data = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
-        self.scale = 1.0 / pixel_max
-        self.mean = mean.to(device).view(1, -1, 1, 1)
-        self.std = std.to(device).view(1, -1, 1, 1)
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    def normalise(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        """(x / pixel_max − mean) / std as float32, in place on one new tensor (no temporaries per operation)."""
-        out = batch_uint8.to(torch.float32, copy=True)
-        return out.mul_(self.scale).sub_(self.mean).div_(self.std)
-
-
-def channel_stats(images: np.ndarray, pixel_max: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of the training images on the [0, 1] scale (std floored to avoid /0).
-
-    Two passes in float64 over blocks of ``_STATS_BLOCK`` pixels, so CIFAR's 46 million pixels never become one
-    float64 copy (1.1 GB); a dataset that fits one block (digits) gets exactly ``mean`` and ``std`` of numpy.
-    """
-    pixels = images.reshape(-1, images.shape[-1])
-    n = pixels.shape[0]
-    blocks = [pixels[i : i + _STATS_BLOCK] for i in range(0, n, _STATS_BLOCK)]
-    mean = sum(b.astype(np.float64).sum(axis=0) / pixel_max for b in blocks) / n
-    var = sum(((b.astype(np.float64) / pixel_max - mean) ** 2).sum(axis=0) for b in blocks) / n
-    return torch.tensor(mean, dtype=torch.float32), torch.tensor(np.maximum(np.sqrt(var), 1e-3), dtype=torch.float32)
-
-
-def normalisation(normalize: Any, images: np.ndarray, pixel_max: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The per-channel (mean, std) a run normalises with: the training split's own (``"split"``,
-    :func:`channel_stats`) or the fixed constants ``{"mean": [...], "std": [...]}`` (one per channel, [0, 1] scale)."""
-    if normalize == "split":
-        return channel_stats(images, pixel_max)
-    if not isinstance(normalize, Mapping) or set(normalize) != {"mean", "std"}:
-        raise ValueError(f"train.normalize must be 'split' or {{mean: [...], std: [...]}}, got {normalize!r}")
-    channels = images.shape[-1]
-    mean, std = (torch.tensor([float(v) for v in normalize[k]], dtype=torch.float32) for k in ("mean", "std"))
-    if mean.numel() != channels or std.numel() != channels:
-        raise ValueError(
-            f"train.normalize gives {mean.numel()} means and {std.numel()} stds for images of {channels} channels"
-        )
-    if not (std > 0).all():
-        raise ValueError(f"train.normalize.std must be positive, got {normalize['std']}")
-    return mean, std
-
-
-def crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (zero padding ``padding``) and horizontal flip for a whole NCHW batch at once, on its device.
-
-    Draws ``dy``, ``dx`` (crop offsets in the padded image) and ``flip`` per sample from ``generator``. A
-    zero-padded copy of the batch and of its mirror image sit in one buffer; every output row (sample, channel,
-    y) is then a run of ``w`` values at a known offset of that buffer (a flipped crop at column offset ``dx`` is
-    the mirror's crop at ``2·padding − dx``), and one ``index_select`` over overlapping row windows gathers them
-    all into a contiguous batch. Copying whole rows instead of single pixels makes this ~6× faster on a CPU than
-    per-pixel advanced indexing, with identical output (tests compare it with a per-pixel reference).
-    """
-    n, c, h, w = batch.shape
-    dev, p = batch.device, padding
-    dy = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
-    dx = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
-    flip = torch.rand(n, generator=generator, device=dev) < 0.5
-    if n == 0:
-        return batch.new_empty((0, c, h, w))
-    big_h, big_w = h + 2 * p, w + 2 * p
-    both = batch.new_zeros((n, 2, c, big_h, big_w))
-    both[:, 0, :, p : p + h, p : p + w] = batch
-    both[:, 1, :, p : p + h, p : p + w] = batch.flip(3)
-    start = (torch.arange(n, device=dev) * 2 + flip) * (c * big_h * big_w)
-    start = start + dy * big_w + torch.where(flip, 2 * p - dx, dx)
-    offsets = (
-        start[:, None, None]
-        + torch.arange(c, device=dev)[None, :, None] * (big_h * big_w)
-        + torch.arange(h, device=dev)[None, None, :] * big_w
-    )
-    flat = both.view(-1)
-    windows = flat.as_strided((flat.numel() - w + 1, w), (1, 1))
-    return windows.index_select(0, offsets.view(-1)).view(n, c, h, w)
-
-
-@torch.inference_mode()
-def predict_logits(
-    model: torch.nn.Module,
-    images: DeviceImages,
-    batch_size: int,
-    autocast,
-    num_classes: int,
-) -> torch.Tensor:
-    """Eval-mode float32 logits for every image of ``images``, in order."""
-    model.eval()
-    # start from an empty (0, C) block so that an empty split (val_fraction 0) gives (0, C) logits
-    out = [torch.empty((0, num_classes), device=images.data.device)]
-    for start in range(0, len(images), batch_size):
-        rows = torch.arange(start, min(start + batch_size, len(images)), device=images.data.device)
-        with autocast():
-            out.append(model(make_batch(images, rows)).float())
-    return torch.cat(out)
-
-
 def device_network(net: torch.nn.Module, dev: RunDevice) -> torch.nn.Module:
     """``net`` on ``dev`` as the engine runs it: channels_last on CUDA and, in bf16, a float32 head
     (:func:`~selfdistill.models.float32_head`) so that the logits - the loss's input and the outputs the frequency
@@ -230,41 +111,8 @@ def device_network(net: torch.nn.Module, dev: RunDevice) -> torch.nn.Module:
     return float32_head(net) if dev.bf16 else net
 
 
-def make_batch(
-    images: DeviceImages,
-    idx: torch.Tensor,
-    padding: int | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """The network's input for rows ``idx`` of ``images``: gathered, cropped and flipped when ``padding`` is given
-    (random crop with that zero padding, drawing from ``generator``), normalised, channels_last on CUDA.
-
-    The one place where training, evaluation and the input-pipeline benchmark make batches.
-    """
-    xb = images.data.index_select(0, idx)
-    if padding is not None:
-        xb = crop_flip(xb, padding, generator)
-    return channels_last(images.normalise(xb))
-
-
 def _acc(pred: torch.Tensor, labels: torch.Tensor) -> float:
     return float((pred == labels).float().mean()) if labels.numel() else math.nan
-
-
-def select_subset(n: int, size: int | None, seed: int) -> np.ndarray:
-    """Fixed, sorted subset of rows for the frequency analysis (all rows if ``size`` is None or ≥ n)."""
-    if size is None or size >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).choice(n, size, replace=False))
-
-
-def epoch_batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """An epoch's mini-batches of row indices in ``perm`` order; a last batch of one sample is dropped (BatchNorm
-    cannot train on a single sample)."""
-    chunks = list(perm.split(batch_size))
-    if len(chunks) > 1 and chunks[-1].numel() < 2:
-        chunks = chunks[:-1]
-    return chunks
 
 
 def cosine_factor(t: int, horizon: int) -> float:
@@ -446,7 +294,27 @@ class TrainingRun:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-@logged_step
+def run_paths(checkpoint_dir, out_history, run_name, data_path, mode: str, seed: int) -> tuple[Path, str]:
+    """The run's checkpoint folder (default: ``checkpoint/`` beside ``out_history``) and its name."""
+    folder = Path(checkpoint_dir) if checkpoint_dir else Path(out_history).parent / "checkpoint"
+    return folder, run_name or f"{data_path}:{mode}:seed{seed}"
+
+
+@contextlib.contextmanager
+def hold_run_then_log(args: Mapping[str, Any], start_log: Callable[..., None]) -> Iterator[None]:
+    """:func:`train_run`'s prologue (:func:`~selfdistill.io.logged_step`): one trainer per run, the lock taken before
+    anything of the run is read or written, its log included (:mod:`selfdistill.run_guard`); then the log, which for
+    an attempt that resumes starts with the earlier attempts' lines (where and why they stopped)."""
+    names = ("checkpoint_dir", "out_history", "run_name", "data_path", "mode", "seed")
+    folder, run_name = run_paths(**{name: args[name] for name in names})
+    with hold_run(folder, run_name, log_path=args["log_path"]) as lock:
+        start_log(earlier=folder / ATTEMPTS_FILE)
+        if lock.warning:
+            log.warning(lock.warning)
+        yield
+
+
+@logged_step(prologue=hold_run_then_log)
 def train_run(
     data_path: str | os.PathLike,
     out_history: str | os.PathLike,
@@ -478,53 +346,42 @@ def train_run(
     ``out_run`` (optional): ``run.json``, the run's device and resolved precision (``train["precision"]``, see
     :func:`selfdistill.device.resolve_precision`).
     ``checkpoint_dir`` (default: ``checkpoint/`` beside ``out_history``) holds the run's progress until it is
-    complete. Raises :class:`Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives, or when the Snakemake
+    complete. Raises :class:`~selfdistill.signals.Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives, or when the Snakemake
     process that started the trainer dies; :class:`~selfdistill.run_guard.RunLocked` at once, before touching the
     run, when another trainer of the same run is alive (:mod:`selfdistill.run_guard`). ``attempt_number``:
     Snakemake's attempt; a retry after an error that a retry cannot fix stops at once (:func:`checkpoint.attempt`).
     ``console`` (a Snakemake job passes stderr): a few short progress lines for a person watching, see
-    :class:`ConsoleProgress`; the log keeps one line per epoch either way.
+    :class:`~selfdistill.console.ConsoleProgress`; the log keeps one line per epoch either way.
     """
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out_history).parent / "checkpoint"
-    run_name = run_name or f"{data_path}:{mode}:seed{seed}"
-    # one trainer per run, taken before anything of the run is read or written (see selfdistill.run_guard)
-    with hold_run(checkpoint_dir, run_name, log_path=log_path) as lock:
-        if log_path is not None:
-            # the log of an attempt that resumes starts with the earlier attempts' lines (where and why they stopped)
-            setup_logging(log_path, earlier=checkpoint_dir / ATTEMPTS_FILE)
-        if lock.warning:
-            log.warning(lock.warning)
-        spec = RunSpec(
-            mode,
-            seed,
-            dict(model),
-            train_settings(train),
-            dict(distill or {}),
-            freq_subset,
-            freq_test_subset,
-            record_epochs,
-        )
-        with (
-            attempt(checkpoint_dir, attempt_number),
-            acquire(device, threads, holder=run_name, precision=spec.train.precision) as dev,
-            stop_on_signals(watch_snakemake()) as stop,
-        ):
-            run, folder = start_run(data_path, spec, dev, run_name, checkpoint_dir)
-            shown = ConsoleProgress(console, run_name, spec.train.epochs)
-            shown.start(run.progress.epoch, str(dev.torch_device), log_path)
-            try:
-                while run.progress.epoch <= spec.train.epochs:
-                    run_epoch(run, folder, stop)
-                    shown.epoch_done(run.progress)
-            except FloatingPointError:
-                # a diverged run cannot be resumed into anything useful: forget its progress (not its log)
-                folder.clear()
-                raise
-            history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped, out_run)
-        folder.remove()
-        # "done" only once every output is in place
-        shown.done(run.progress)
+    checkpoint_dir, run_name = run_paths(checkpoint_dir, out_history, run_name, data_path, mode, seed)
+    settings = train_settings(train)
+    spec = RunSpec(mode, seed, dict(model), settings, dict(distill or {}), freq_subset, freq_test_subset, record_epochs)
+    with (
+        attempt(checkpoint_dir, attempt_number),
+        acquire(device, threads, holder=run_name, precision=settings.precision) as dev,
+        stop_on_signals(watch_snakemake()) as stop,
+    ):
+        run, folder = start_run(data_path, spec, dev, run_name, checkpoint_dir)
+        shown = ConsoleProgress(console, run_name, settings.epochs)
+        shown.start(run.progress.epoch, str(dev.torch_device), log_path)
+        train_epochs(run, folder, stop, shown)
+        history = write_results(run, folder, out_history, out_outputs, out_model, out_early_stopped, out_run)
+    folder.remove()
+    # "done" only once every output is in place
+    shown.done(run.progress)
     return history
+
+
+def train_epochs(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest, shown: ConsoleProgress) -> None:
+    """Every epoch still to train (:func:`run_epoch`), each followed by a console line when one is due."""
+    try:
+        while run.progress.epoch <= run.cfg.epochs:
+            run_epoch(run, folder, stop)
+            shown.epoch_done(run.progress)
+    except FloatingPointError:
+        # a diverged run cannot be resumed into anything useful: forget its progress (not its log)
+        folder.clear()
+        raise
 
 
 def start_run(
@@ -534,9 +391,9 @@ def start_run(
     run = TrainingRun(data_path, spec, dev, run_name)
     folder = CheckpointFolder(checkpoint_dir, fingerprint(run.data_sha256, spec.identity(dev)))
     log_start(run)
-    if not resume(run, folder):
-        # nothing to resume, or a state that did not fit: start from a freshly built run
-        run = TrainingRun(data_path, spec, dev, run_name) if run.progress is None else run
+    if resume(run, folder) is Resume.UNUSABLE:
+        # the run may be half restored: start from a freshly built one
+        run = TrainingRun(data_path, spec, dev, run_name)
     return run, folder
 
 
@@ -558,15 +415,24 @@ def log_start(run: TrainingRun) -> None:
     )
 
 
-def resume(run: TrainingRun, folder: CheckpointFolder) -> bool:
-    """Restore the run from its checkpoint when there is a valid one for this very run; False if it starts at epoch 1.
+class Resume(enum.Enum):
+    """What :func:`resume` found."""
 
-    A state that cannot be loaded into the run (a key or a tensor shape missing) leaves ``run.progress`` None: the
-    run may be half restored and must be rebuilt.
-    """
+    #: the run continues where its checkpoint stopped
+    RESUMED = "resumed"
+    #: no checkpoint of this very run (or one whose stored outputs are missing): the run starts at epoch 1 as built
+    FRESH = "fresh"
+    #: a checkpoint whose state did not fit the run (a key or a tensor shape missing): the run may be half restored
+    #: and must be built afresh
+    UNUSABLE = "unusable"
+
+
+def resume(run: TrainingRun, folder: CheckpointFolder) -> Resume:
+    """Restore the run from its checkpoint when there is a valid one for this very run; what it found (a checkpoint
+    that cannot be used is deleted)."""
     state = folder.load()
     if state is None:
-        return False
+        return Resume.FRESH
     epoch = int(state["progress"]["epoch"]) if isinstance(state.get("progress"), Mapping) else 0
     missing = folder.missing_epochs(e for e in run.stored_epochs if e < epoch)
     if missing:
@@ -576,7 +442,7 @@ def resume(run: TrainingRun, folder: CheckpointFolder) -> bool:
             missing[0],
         )
         folder.clear()
-        return False
+        return Resume.FRESH
     try:
         run.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
@@ -584,12 +450,11 @@ def resume(run: TrainingRun, folder: CheckpointFolder) -> bool:
             "ignoring checkpoint in %s: its state does not fit this run (%r); starting from epoch 1", folder.folder, err
         )
         folder.clear()
-        run.progress = None
-        return False
+        return Resume.UNUSABLE
     p = run.progress
     where = f"epoch {p.epoch} of {run.cfg.epochs}" + (f", step {p.step}" if p.step else "")
     log.info("resumed from checkpoint at %s (%d epochs done)", where, len(p.rows))
-    return True
+    return Resume.RESUMED
 
 
 def run_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest) -> None:
@@ -772,143 +637,9 @@ def log_epoch(row: Mapping, epochs: int, checkpoint_seconds: float | None) -> No
     )
 
 
-class ConsoleProgress:
-    """A few short lines on the console (Snakemake shows a job's stderr) for a person waiting for a run.
-
-    Each line starts with the run's name (dataset/noise/seed/mode). One when the run starts (with the epoch it
-    resumes at and a ``tail -f`` hint for the per-epoch log), one when it ends (accuracy at the last and at the
-    early-stopped epoch), and in between epoch k/n with accuracies, elapsed time and ETA: after every ``fraction``
-    of the epochs but never sooner than ``min_seconds`` after the previous line, and at the latest after
-    ``max_seconds`` (checked at each epoch's end). A digits run of a few seconds thus prints two lines; a CIFAR run
-    of hours, one every few minutes. ``stream`` None prints nothing.
-    """
-
-    def __init__(
-        self,
-        stream: TextIO | None,
-        run_name: str,
-        epochs: int,
-        *,
-        min_seconds: float = 30.0,
-        max_seconds: float = 300.0,
-        fraction: float = 0.1,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.stream, self.run_name, self.epochs = stream, run_name, epochs
-        self.min_seconds, self.max_seconds = min_seconds, max_seconds
-        self.every = max(1, math.ceil(fraction * epochs))
-        self.clock = clock
-        self.started = self.last_time = clock()
-        self.first_epoch, self.last_epoch = 1, 0
-
-    def say(self, text: str) -> None:
-        if self.stream is None:
-            return
-        try:
-            print(f"[{self.run_name}] {text}", file=self.stream, flush=True)
-        except OSError:
-            # the console is gone (a pipe whose reader died with Snakemake): the log keeps everything, and the
-            # run must go on to its checkpoint rather than die of a progress line
-            self.stream = None
-
-    def start(self, first_epoch: int, device: str, log_path: str | os.PathLike | None) -> None:
-        """The run starts (or resumes) at ``first_epoch``."""
-        self.started = self.last_time = self.clock()
-        self.first_epoch, self.last_epoch = first_epoch, first_epoch - 1
-        where = f"resuming at epoch {first_epoch}/{self.epochs}" if first_epoch > 1 else f"{self.epochs} epochs"
-        follow = f"; per-epoch log: tail -f {log_path}" if log_path is not None else ""
-        self.say(f"training, {where} on {device}{follow}")
-
-    def epoch_done(self, progress: Progress) -> None:
-        """An epoch has ended (``progress.rows[-1]``); print a line if one is due (none at the last epoch: the
-        run is not done before its outputs are written, see :meth:`done`)."""
-        row, now = progress.rows[-1], self.clock()
-        epoch, since = int(row["epoch"]), now - self.last_time
-        if epoch >= self.epochs:
-            return
-        if since >= self.max_seconds or (epoch - self.last_epoch >= self.every and since >= self.min_seconds):
-            done = epoch - self.first_epoch + 1
-            eta = (now - self.started) / done * (self.epochs - epoch)
-            self.say(
-                f"epoch {epoch}/{self.epochs} ({100 * epoch // self.epochs}%) test {row['test_acc']:.3f} "
-                f"val {row['val_acc']:.3f} train(noisy) {row['train_acc_noisy']:.3f}, "
-                f"elapsed {format_duration(now - self.started)}, ETA {format_duration(eta)}"
-            )
-        else:
-            return
-        self.last_time, self.last_epoch = now, epoch
-
-    def done(self, progress: Progress) -> None:
-        """The run is complete, its outputs written: the final line."""
-        self.say(self.final_line(progress, self.clock() - self.started))
-
-    def final_line(self, progress: Progress, seconds: float) -> str:
-        last = progress.rows[-1]
-        text = (
-            f"done: {self.epochs} epochs in {format_duration(seconds)}; test {last['test_acc']:.3f} at the last epoch"
-        )
-        if progress.best is not None:
-            epoch = progress.best["epoch"]
-            text += f", {progress.rows[epoch - 1]['test_acc']:.3f} early-stopped (best noisy val, epoch {epoch})"
-        return text
-
-
-def format_duration(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``2h07m``: a duration to read at a glance."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 # ------------------------------------------------------------------------------------------------------------------
-# Signals and results
+# Results
 # ------------------------------------------------------------------------------------------------------------------
-
-
-class StopRequest:
-    """Set by SIGTERM/SIGUSR1 while a run trains, or by the death of the Snakemake that started it (``watch``,
-    see :mod:`selfdistill.run_guard`); the loop checks it after every optimiser step."""
-
-    def __init__(self, watch: SnakemakeWatch | None = None) -> None:
-        self.signum: int | None = None
-        self.watch = watch
-        self.orphaned = False
-
-    @property
-    def requested(self) -> bool:
-        if self.signum is None and not self.orphaned and self.watch is not None and self.watch.died():
-            self.orphaned = True
-            log.warning("%s: stopping at the next checkpoint", self.watch.reason)
-        return self.signum is not None or self.orphaned
-
-    @property
-    def name(self) -> str:
-        if self.signum:
-            return signal.Signals(self.signum).name
-        return self.watch.reason if self.orphaned and self.watch is not None else "stop"
-
-
-@contextlib.contextmanager
-def stop_on_signals(watch: SnakemakeWatch | None = None) -> Iterator[StopRequest]:
-    """Turn SIGTERM and SIGUSR1 into a :class:`StopRequest` for the block (handlers can only be set in the main
-    thread; elsewhere only ``watch`` sets it), restoring the previous handlers after it."""
-    stop = StopRequest(watch)
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def request(signum, frame):
-        stop.signum = signum
-
-    previous = {sig: signal.signal(sig, request) for sig in STOP_SIGNALS}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def write_results(
@@ -919,11 +650,7 @@ def write_results(
     history = pd.DataFrame(run.progress.rows, columns=list(HISTORY_COLUMNS))
     with atomic_output(out_history, "rule train") as tmp:
         history.to_csv(tmp, index=False)
-    # HDF5 can crash instead of reporting a disk that fills up while it writes: check the room first
-    needed = sum(folder.epoch_path(e).stat().st_size for e in run.stored_epochs) + (1 << 20)
-    ensure_free_space(out_outputs, needed)
-    with atomic_output(out_outputs) as tmp, h5py.File(tmp, "w") as h5:
-        _write_outputs(h5, run, folder)
+    write_run_outputs(run, folder, out_outputs)
     last = run.progress.rows[-1]
     _save_model(out_model, run, run.net.state_dict(), last, "final weights after the last epoch")
     if out_early is not None:
@@ -937,6 +664,26 @@ def write_results(
         with atomic_output(out_run) as tmp:
             Path(tmp).write_text(json.dumps(run_record(run), indent=2) + "\n")
     return history
+
+
+def write_run_outputs(run: TrainingRun, folder: CheckpointFolder, path) -> None:
+    """outputs.h5 (:func:`selfdistill.outputs.write_outputs`) from the epochs stored in the checkpoint folder, with the
+    producing run's identity, which the frequency step verifies: the data file it trained on, the precision the
+    logits were computed in (resolved; bf16 runs' logits come from a float32 head) and the per-channel normalisation
+    the network saw (float32 values, for ``frequency.inputs: normalised``)."""
+    attrs = {
+        "run": run.run_name,
+        "mode": run.spec.mode,
+        "seed": run.spec.seed,
+        "epochs": run.cfg.epochs,
+        "data_sha256": run.data_sha256,
+        "precision": run.dev.precision,
+        "norm_mean": run.norm_mean.numpy().astype(np.float64),
+        "norm_std": run.norm_std.numpy().astype(np.float64),
+    }
+    rows = {"train_subset": (run.splits["train"], run.subset), "test": (run.splits["test"], run.test_subset)}
+    needed = sum(folder.epoch_path(e).stat().st_size for e in run.stored_epochs) + (1 << 20)
+    write_outputs(path, run.stored_epochs, rows, run.num_classes, folder.load_epoch, attrs, needed)
 
 
 def run_record(run: TrainingRun) -> dict:
@@ -975,45 +722,3 @@ def _save_model(path, run: TrainingRun, weights, row: Mapping | None, what: str)
     }
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
-
-
-def _write_outputs(h5: h5py.File, run: TrainingRun, folder: CheckpointFolder) -> None:
-    """Lay out outputs.h5: /epochs (the stored epochs), /train_subset/{indices,labels_*,probs,logits},
-    /test/{indices,labels_clean,probs,logits} (``indices`` are rows of data.h5's split); arrays are
-    (stored epochs, n, C) float32, chunked one epoch at a time."""
-    epochs = run.stored_epochs
-    h5.create_dataset("epochs", data=np.asarray(epochs, dtype=np.int64))
-    sinks = {}
-    for name, split, rows in (
-        ("train_subset", run.splits["train"], run.subset),
-        ("test", run.splits["test"], run.test_subset),
-    ):
-        group = h5.create_group(name)
-        group.create_dataset("indices", data=rows.astype(np.int64))
-        if name == "train_subset":
-            group.create_dataset("labels_noisy", data=split.labels_noisy[rows])
-        group.create_dataset("labels_clean", data=split.labels_clean[rows])
-        shape = (len(epochs), rows.size, run.num_classes)
-        for key in ("probs", "logits"):
-            sinks[f"{name}/{key}"] = group.create_dataset(key, shape=shape, dtype=np.float32, chunks=(1, *shape[1:]))
-    for i, epoch in enumerate(epochs):
-        for key, values in folder.load_epoch(epoch).items():
-            sinks[key][i] = values
-    # the producing run's identity, which the frequency step verifies: the data file it trained on and a checksum
-    # of the stored arrays (OUTPUT_ARRAYS, in that order)
-    h5.attrs.update(
-        {
-            "run": run.run_name,
-            "mode": run.spec.mode,
-            "seed": run.spec.seed,
-            "epochs": run.cfg.epochs,
-            "data_sha256": run.data_sha256,
-            # the precision the logits were computed in (resolved: float32, tf32 or bf16; bf16 runs' logits come
-            # from a float32 head)
-            "precision": run.dev.precision,
-            # the per-channel normalisation the network saw (float32 values), for frequency.inputs: normalised
-            "norm_mean": run.norm_mean.numpy().astype(np.float64),
-            "norm_std": run.norm_std.numpy().astype(np.float64),
-            "arrays_sha256": arrays_digest(sinks[key][()] for key in OUTPUT_ARRAYS),
-        }
-    )

@@ -47,7 +47,7 @@ rule train:
         checkpoint=f"{RUN}/checkpoint",
         run_name=lambda wc: f"{PLAN.study}/{wc.setting}/seed{wc.seed}/{wc.mode}",
     # one line when the job starts (with where it runs: a plan shows which jobs hold a gpu slot); the run itself then
-    # reports its progress (selfdistill.training.ConsoleProgress). The device and the other execution-only settings
+    # reports its progress (selfdistill.console.ConsoleProgress). The device and the other execution-only settings
     # are no params (params changes rerun a job): the script reads them from the config (selfdistill.execution).
     message:
         f"train {{params.run_name}} on {PLAN.train_device} (gpu={{resources.gpu}}, threads={{threads}})"
