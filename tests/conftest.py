@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,17 @@ def digits_pair40(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "data.h5"
     build_corrupted_dataset(path, "digits", {"type": "pair", "rate": 0.4}, seed=0)
     return path
+
+
+@pytest.fixture(autouse=True)
+def package_logger_reset():
+    """Every test starts with the package's logger as Python leaves it: a step run by an earlier test
+    (setup_logging) sends its records to that step's log file and stops them propagating, which would hide them from
+    a later test's ``caplog``. Restored after each test, so the order of the tests does not matter."""
+    yield
+    logger = logging.getLogger("selfdistill")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)

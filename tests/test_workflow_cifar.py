@@ -7,6 +7,7 @@ epochs and subsets so the pipeline runs on the CPU in about a minute.
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from pathlib import Path
 
@@ -130,12 +131,13 @@ def test_full_study_plans_without_data(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_a_cifar_network_that_auto_puts_on_the_cpu_stops_at_planning(tmp_path):
-    """device: auto on a machine without a GPU would make each Shake-Shake run days of CPU: one line says what to set."""
-    failed = snakemake(tmp_path, "-n", configfile=REPO / "config" / "cifar10_seed.yaml", check=False)
-    assert failed.returncode != 0
-    output = failed.stdout + failed.stderr
-    assert "set train.device: cuda" in output and "train.device: cpu" in output, output
+def test_a_cifar_network_that_auto_puts_on_the_cpu_is_planned_on_the_gpu_with_its_gpu_hours(tmp_path):
+    """device: auto on a machine without a GPU would make each Shake-Shake run days of CPU: the plan holds GPU jobs,
+    as with device: cuda, and one note says so with the study's GPU-hours; device: cpu is taken at its word."""
+    planned = snakemake(tmp_path, "-n", configfile=REPO / "config" / "cifar10_seed.yaml")
+    output = planned.stdout + planned.stderr
+    assert re.search(r"note: no GPU visible here: .* GPU-hours", output), output
+    assert re.search(r"train \S+ on cuda \(gpu=1", output), output
     explicit = snakemake(
         tmp_path, "-n", "--config", "train={device: cpu}", configfile=REPO / "config" / "cifar10_seed.yaml"
     )
@@ -218,7 +220,8 @@ def test_original_config_runs_end_to_end_on_fake_files(tmp_path, fake_data):
         assert (setting / "figures" / f"{fig}.png").stat().st_size > 0, fig
     summary_md = (setting / "summary.md").read_text()
     rows = [line.split(" | ") for line in summary_md.splitlines() if line.startswith("| cifar10 | pair40b |")]
-    assert [cells[2] for cells in rows] == ["ce", "self_distill"]
+    # a mode's name, with its collapse flag when a (tiny, 2-epoch) run predicts one class
+    assert [cells[2].split(" (")[0] for cells in rows] == ["ce", "self_distill"]
     assert all(cells[5] == "n/a (no validation split)" for cells in rows)
     # no paired comparison with an early-stopped epoch: the verdict says why instead of a number
     assert "no numbers: no validation split" in summary_md
