@@ -9,8 +9,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import FIGURES as WORKFLOW_FIGURES
 from matplotlib.container import BarContainer
-from test_workflow import FIGURES as WORKFLOW_FIGURES
 
 from selfdistill import figures
 
