@@ -1,14 +1,13 @@
-"""Shared fixtures: a small corrupted digits dataset and the repository root."""
+"""Shared fixtures: a small corrupted digits dataset, the repository root and the smoke study, built once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from helpers import REPO, copy_repository, copy_study, snakemake
 
 from selfdistill.data import build_corrupted_dataset
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +21,21 @@ def digits_pair40(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "data.h5"
     build_corrupted_dataset(path, "digits", {"type": "pair", "rate": 0.4}, seed=0)
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> Path:
+    """A copy of the repository (its own Snakefile, library and configs) with the smoke study (config/smoke.yaml)
+    built in it by Snakemake, once per test session.
+
+    Shared by every test that needs the finished smoke study: read it, or dry-run Snakemake on it, but change
+    nothing in it (not even a file's time); a test that does takes :func:`smoke_copy`."""
+    study = copy_repository(tmp_path_factory.mktemp("smoke_study") / "repo")
+    snakemake(study)
+    return study
+
+
+@pytest.fixture
+def smoke_copy(smoke_study, tmp_path) -> Path:
+    """This test's own copy of :func:`smoke_study` (results/ and .snakemake/ with their times): free to change."""
+    return copy_study(smoke_study, tmp_path / "repo")
