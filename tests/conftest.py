@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import REPO, copy_repository, copy_study, snakemake
 
 from selfdistill.data import build_corrupted_dataset
+
+#: the library logger as the session found it: level, handlers, propagation
+LIBRARY_LOGGER = logging.getLogger("selfdistill")
+PRISTINE = LIBRARY_LOGGER.level, list(LIBRARY_LOGGER.handlers), LIBRARY_LOGGER.propagate
+
+
+@pytest.fixture(autouse=True)
+def library_logger() -> Iterator[None]:
+    """Give the library's logger back as the session found it after each test: a training run in this process (in a
+    test or in a module fixture; selfdistill.io's setup_logging) stops it propagating to the root logger, where the
+    caplog of every later test listens."""
+    yield
+    for handler in LIBRARY_LOGGER.handlers:
+        if handler not in PRISTINE[1]:
+            handler.close()
+    LIBRARY_LOGGER.setLevel(PRISTINE[0])
+    LIBRARY_LOGGER.handlers[:] = PRISTINE[1]
+    LIBRARY_LOGGER.propagate = PRISTINE[2]
 
 
 @pytest.fixture(scope="session")
