@@ -1,15 +1,33 @@
-"""Shared fixtures: a small corrupted digits dataset and the repository root."""
+"""Shared fixtures: a small corrupted digits dataset, the repository root and the smoke study, built once."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import REPO, copy_repository, copy_study, snakemake
 
 from selfdistill.data import build_corrupted_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+#: the library logger as the session found it: level, handlers, propagation
+LIBRARY_LOGGER = logging.getLogger("selfdistill")
+PRISTINE = LIBRARY_LOGGER.level, list(LIBRARY_LOGGER.handlers), LIBRARY_LOGGER.propagate
+
+
+@pytest.fixture(autouse=True)
+def library_logger() -> Iterator[None]:
+    """Give the library's logger back as the session found it after each test: a training run in this process (in a
+    test or in a module fixture; selfdistill.io's setup_logging) stops it propagating to the root logger, where the
+    caplog of every later test listens."""
+    yield
+    for handler in LIBRARY_LOGGER.handlers:
+        if handler not in PRISTINE[1]:
+            handler.close()
+    LIBRARY_LOGGER.setLevel(PRISTINE[0])
+    LIBRARY_LOGGER.handlers[:] = PRISTINE[1]
+    LIBRARY_LOGGER.propagate = PRISTINE[2]
 
 
 @pytest.fixture(scope="session")
@@ -25,15 +43,19 @@ def digits_pair40(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def package_logger_reset():
-    """Every test starts with the package's logger as Python leaves it: a step run by an earlier test
-    (setup_logging) sends its records to that step's log file and stops them propagating, which would hide them from
-    a later test's ``caplog``. Restored after each test, so the order of the tests does not matter."""
-    yield
-    logger = logging.getLogger("selfdistill")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> Path:
+    """A copy of the repository (its own Snakefile, library and configs) with the smoke study (config/smoke.yaml)
+    built in it by Snakemake, once per test session.
+
+    Shared by every test that needs the finished smoke study: read it, or dry-run Snakemake on it, but change
+    nothing in it (not even a file's time); a test that does takes :func:`smoke_copy`."""
+    study = copy_repository(tmp_path_factory.mktemp("smoke_study") / "repo")
+    snakemake(study)
+    return study
+
+
+@pytest.fixture
+def smoke_copy(smoke_study, tmp_path) -> Path:
+    """This test's own copy of :func:`smoke_study` (results/ and .snakemake/ with their times): free to change."""
+    return copy_study(smoke_study, tmp_path / "repo")

@@ -8,11 +8,11 @@ about a second. A few end-to-end cases run ``snakemake -n`` in a temporary direc
 from __future__ import annotations
 
 import copy
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import snakemake
 
 from selfdistill.planning import (
     check_config,
@@ -452,13 +452,12 @@ def test_valid_config_files_pass(tmp_path, text):
 
 
 def plan(workdir: Path, *configfiles: Path) -> tuple[int, str]:
-    cmd = ["snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "1"]
-    cmd += ["--configfile", *map(str, configfiles)] if configfiles else []
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    result = snakemake(workdir, "-n", configfile=list(configfiles) or None, cores=1, check=False, timeout=300)
     return result.returncode, result.stdout + result.stderr
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -479,6 +478,7 @@ def test_broken_config_yaml_stops_the_plan_in_one_line(tmp_path, text, fragment)
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_semantic_problem_stops_the_plan_in_one_line(tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text("frequency:\n  plot_delta: 0.3\n")
@@ -495,6 +495,7 @@ def test_semantic_problem_stops_the_plan_in_one_line(tmp_path):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_duplicate_key_in_a_configfile_and_subset_note(tmp_path):
     """--configfile files are read by Snakemake before the Snakefile runs; a key given twice is caught after."""
     override = tmp_path / "override.yaml"

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from fake_cifar import write_fake_cifar10
+from helpers import snakemake
 
 from benchmarks import cifar_epoch, common, input_pipeline, train_step
 from benchmarks import frequency as freq_bm
@@ -547,13 +548,10 @@ def test_command_line_quick(tmp_path, empty_root):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_snakemake_plans_benchmarks_outside_the_default_target(tmp_path):
     def dry_run(*targets):
-        cmd = ["snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
-        cmd += ["--configfile", str(REPO / "config.yaml"), "--cores", "2", *targets]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+        return snakemake(tmp_path, "-n", *targets, configfile=REPO / "config.yaml", timeout=300).stdout
 
     planned = dry_run("benchmarks")
     assert planned.count("rule benchmark:") == len(common.DEFAULT_BENCHMARKS)

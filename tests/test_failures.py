@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_resume import attempts, run
+from helpers import attempts, run
 
 from selfdistill.io import DiskFullError, atomic_output, disk_errors, remove_stale_temporaries
 
@@ -29,6 +29,7 @@ def small_disk():
     subprocess.run(["umount", str(TMPFS)], check=True)
 
 
+@pytest.mark.slow
 def test_full_disk_fails_at_the_epoch_it_happens_with_the_path_and_is_not_retried(digits_pair40, small_disk, tmp_path):
     out = small_disk / "run"
     failed = run(digits_pair40, out, "ce", train={"epochs": 60}, log_dir=tmp_path)
@@ -70,6 +71,7 @@ def test_free_space_is_checked_before_a_large_write(tmp_path, monkeypatch):
         io.ensure_free_space(tmp_path / "outputs.h5", 6 * 10**6)
 
 
+@pytest.mark.slow
 def test_a_killed_attempt_is_named_in_the_next_attempts_log(digits_pair40, tmp_path):
     assert run(digits_pair40, tmp_path, "ce", fault="mid_epoch:2").returncode == -signal.SIGKILL
     assert run(digits_pair40, tmp_path, "ce").returncode == 0
@@ -78,6 +80,7 @@ def test_a_killed_attempt_is_named_in_the_next_attempts_log(digits_pair40, tmp_p
     assert "the earlier attempt ended without a word: killed" in last
 
 
+@pytest.mark.slow
 def test_a_preempted_attempt_says_how_it_ended(digits_pair40, tmp_path):
     assert run(digits_pair40, tmp_path, "ce", fault="mid_epoch:2:TERM").returncode != 0
     assert run(digits_pair40, tmp_path, "ce").returncode == 0

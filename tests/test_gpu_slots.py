@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import snakemake
 
 from selfdistill import gpu_slots
 from selfdistill.gpu_slots import (
@@ -302,38 +303,28 @@ def test_more_concurrent_workers_than_slots_never_share_a_slot(tmp_path):
 def run_snakemake(tmp_path: Path, gpus: int, n_slots: int, gate: int) -> list[dict]:
     """Run tests/gpu_slots/Snakefile (6 jobs, each ``gpu=1``) with ``--resources gpu=<gpus>``; its records."""
     workdir = tmp_path / "work"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(HERE / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--workflow-profile",
-            "none",
-            "--cores",
-            "4",
-            "--resources",
-            f"gpu={gpus}",
-            "--config",
-            f"n_slots={n_slots}",
-            f"gate={gate}",
-            f"lock_dir={tmp_path / 'locks'}",
-            f"state={tmp_path / 'state'}",
-        ],
+    snakemake(
+        workdir,
+        "--workflow-profile",
+        "none",
+        "--resources",
+        f"gpu={gpus}",
+        "--config",
+        f"n_slots={n_slots}",
+        f"gate={gate}",
+        f"lock_dir={tmp_path / 'locks'}",
+        f"state={tmp_path / 'state'}",
+        snakefile=HERE / "Snakefile",
+        configfile=None,
+        cores=4,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
         env={k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     return [json.loads(p.read_text()) for p in (workdir / "records").glob("*.json")]
 
 
+@pytest.mark.slow
 def test_snakemake_gpu_count_equal_to_slots(tmp_path):
     """gpu=2 on 2 slots: two jobs hold slots 0 and 1 at once, nobody ever has to wait."""
     found = run_snakemake(tmp_path, gpus=2, n_slots=2, gate=2)
@@ -341,6 +332,7 @@ def test_snakemake_gpu_count_equal_to_slots(tmp_path):
     assert not any(r["waited"] for r in found)
 
 
+@pytest.mark.slow
 def test_snakemake_gpu_count_above_slots_makes_jobs_wait(tmp_path):
     """gpu=4 on 2 slots: Snakemake runs 4 jobs at once, 2 of them wait for a slot, still no sharing."""
     found = run_snakemake(tmp_path, gpus=4, n_slots=2, gate=4)

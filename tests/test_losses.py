@@ -1,4 +1,5 @@
-"""Tests of selfdistill.losses (docs/science.md, "Training objectives") against a float64 pure-Python reference (math.exp / math.log loops).
+"""Tests of selfdistill.losses (docs/science.md, "Training objectives") against a float64 pure-Python reference
+(math.exp / math.log loops, in tests/helpers.py).
 
 The module computes in float32, so values are compared with rtol 1e-5. Gradients are compared with the analytic
 gradient of a cross-entropy against a *detached* target, (p − t)/B, computed by the same loops.
@@ -11,127 +12,33 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    B,
+    C,
+    as_rows,
+    close,
+    make_batch,
+    onehot,
+    ref_bootstrap_hard_targets,
+    ref_bootstrap_soft_targets,
+    ref_ce,
+    ref_grad,
+    ref_kl,
+    ref_log_softmax,
+    ref_self_distill_targets,
+    ref_soft_ce,
+)
 
 from selfdistill import losses as L
-
-RTOL = 1e-5
-ATOL = 1e-6
-B, C = 17, 7
-
-# ----------------------------------------------------------------------------------------------------------------
-# Slow float64 reference
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def as_rows(x):
-    return [[float(v) for v in row] for row in x.detach().double().tolist()]
-
-
-def ref_log_softmax(row):
-    m = max(row)
-    s = 0.0
-    for z in row:
-        s += math.exp(z - m)
-    lse = m + math.log(s)
-    return [z - lse for z in row]
-
-
-def ref_softmax(row):
-    return [math.exp(v) for v in ref_log_softmax(row)]
-
-
-def ref_argmax(row):
-    best = 0
-    for k in range(1, len(row)):
-        if row[k] > row[best]:
-            best = k
-    return best
-
-
-def onehot(k, n):
-    return [1.0 if j == k else 0.0 for j in range(n)]
-
-
-def ref_soft_ce(z, t):
-    """Mean over rows of −Σ_k t_k log p_k."""
-    total = 0.0
-    for row, trow in zip(z, t):
-        logp = ref_log_softmax(row)
-        total += -sum(tk * lp for tk, lp in zip(trow, logp))
-    return total / len(z)
-
-
-def ref_kl(z, t):
-    """Mean over rows of Σ t log t − Σ t log p with 0·log 0 = 0."""
-    total = 0.0
-    for row, trow in zip(z, t):
-        logp = ref_log_softmax(row)
-        for tk, lp in zip(trow, logp):
-            if tk > 0:
-                total += tk * math.log(tk)
-            total -= tk * lp
-    return total / len(z)
-
-
-def ref_ce(z, y):
-    return ref_soft_ce(z, [onehot(k, len(z[0])) for k in y])
-
-
-def ref_self_distill_targets(z, y):
-    n = len(z[0])
-    pred = [ref_argmax(row) for row in z]
-    lam = sum(1 for p, k in zip(pred, y) if p == k) / len(z)
-    t = []
-    for p, k in zip(pred, y):
-        t.append([(1 - lam) * a + lam * b for a, b in zip(onehot(k, n), onehot(p, n))])
-    return t, lam
-
-
-def ref_bootstrap_soft_targets(z, y, beta):
-    n = len(z[0])
-    return [[beta * a + (1 - beta) * p for a, p in zip(onehot(k, n), ref_softmax(row))] for row, k in zip(z, y)]
-
-
-def ref_bootstrap_hard_targets(z, y, beta):
-    n = len(z[0])
-    return [
-        [beta * a + (1 - beta) * b for a, b in zip(onehot(k, n), onehot(ref_argmax(row), n))] for row, k in zip(z, y)
-    ]
-
-
-def ref_grad(z, t):
-    """d/dz of mean_b(−Σ t log softmax(z)) with t held fixed (rows of t sum to 1): (p − t)/B."""
-    out = []
-    for row, trow in zip(z, t):
-        p = ref_softmax(row)
-        s = sum(trow)
-        out.append([(s * pk - tk) / len(z) for pk, tk in zip(p, trow)])
-    return np.array(out)
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Fixtures
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def make_batch(n_match, seed=0, batch=B, classes=C):
-    """float32 logits and labels where exactly ``n_match`` rows have argmax(z) == y (the first rows)."""
-    g = torch.Generator().manual_seed(seed)
-    logits = 3.0 * torch.randn(batch, classes, generator=g)
-    pred = logits.argmax(dim=1)
-    shift = torch.randint(1, classes, (batch,), generator=g)
-    labels = (pred + shift) % classes
-    labels[:n_match] = pred[:n_match]
-    return logits.float(), labels.long()
-
-
 @pytest.fixture
 def batch():
     return make_batch(n_match=6)
-
-
-def close(a, b):
-    return math.isclose(float(a), float(b), rel_tol=RTOL, abs_tol=ATOL)
 
 
 # ----------------------------------------------------------------------------------------------------------------

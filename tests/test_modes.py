@@ -1,8 +1,8 @@
 """Training modes (selfdistill.modes): the registry, each mode's loss against a float64 pure-Python reference, the
 per-epoch hooks and the resumable state.
 
-The references reuse tests/test_losses.py's loops (math.exp / math.log over Python floats); the modes compute in
-float32, so values are compared with rtol 1e-5.
+The references are tests/helpers.py's loops, as in tests/test_losses.py (math.exp / math.log over Python floats);
+the modes compute in float32, so values are compared with rtol 1e-5.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from test_losses import (
+from helpers import (
     as_rows,
     close,
     make_batch,

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import REPO, SMOKE, snakemake
+from helpers import REPO, SMOKE, snakemake
 
 from selfdistill.planning import noise_settings
 
-pytestmark = pytest.mark.workflow
+# starts Snakemake and a browser
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 ENSURE = REPO / "tests" / "browser" / "ensure_chromium.sh"
 # ensure_chromium.sh's exit status when this machine cannot get a browser at all
@@ -94,6 +95,8 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> tuple[Path, dict, str]:
     """The smoke study with a second noise setting and one seed, run once: (workdir, config, console output)."""
+    # its own build, not the session's smoke study: two noise settings (the report groups its summaries by setting)
+    # and the console of the whole run, which the session's build does not keep
     workdir = tmp_path_factory.mktemp("report")
     config = yaml.safe_load(SMOKE.read_text())
     config["noise"] = [{"type": "pair", "rate": 0.4}, {"type": "symmetric", "rate": 0.2}]

@@ -7,12 +7,9 @@ both weight files must equal an uninterrupted run's, bit for bit, on the CPU.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,56 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import DISTILL, MODEL, TRAIN, attempts, run
 
-from selfdistill.checkpoint import FAULT_ENV, STATE_FILE
+from selfdistill.checkpoint import STATE_FILE
 from selfdistill.io import setup_logging
 from selfdistill.modes import REGISTRY
 from selfdistill.training import train_run
 
-MODEL = {"arch": "mlp", "width": 32, "depth": 1}
-TRAIN = {"epochs": 4, "batch_size": 64, "lr": 0.05}
-DISTILL = {"seq_alpha": 0.5, "seq_warmup": 1, "seq_ramp": 1}
-RUNNER = """
-import json, sys
-from selfdistill.training import train_run
-args = json.loads(sys.argv[1])
-out = args.pop("out")
-train_run(args.pop("data"), f"{out}/history.csv", f"{out}/outputs.h5", f"{out}/model.pt",
-          out_early_stopped=f"{out}/model_early_stopped.pt", log_path=args.pop("log"), **args)
-"""
-
-
-def run(data, out: Path, mode="ce", fault=None, train=None, wait=True, log_dir=None, **extra):
-    """Train in a new process (like a Snakemake job); returns the finished process, or the running one.
-
-    The log goes to ``log_dir`` (default ``out``)/train.log."""
-    out.mkdir(parents=True, exist_ok=True)
-    args = {
-        "data": str(data),
-        "out": str(out),
-        "log": str(Path(log_dir or out) / "train.log"),
-        "mode": mode,
-        "seed": 0,
-        "model": MODEL,
-        "train": TRAIN | (train or {}),
-        "distill": DISTILL,
-        "freq_subset": 100,
-        "device": "cpu",
-        "record_epochs": "all",
-    } | extra
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    if fault:
-        env[FAULT_ENV] = fault
-    cmd = [sys.executable, "-c", RUNNER, json.dumps(args)]
-    if not wait:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-
-
-def attempts(out: Path) -> tuple[str, str]:
-    """The train log of ``out`` split into what earlier attempts wrote and what the last one wrote."""
-    earlier, _, last = (out / "train.log").read_text().rpartition("----- new attempt")
-    return earlier, last
+# trains in new processes (helpers.run), killed and rerun; the few tests that read the in-process reference runs only
+# ride along
+pytestmark = pytest.mark.slow
 
 
 def run_here(data, out: Path, mode="ce", train=None, **extra) -> pd.DataFrame:

@@ -89,6 +89,7 @@ def gone(pid: int) -> bool:
     return proc is None or proc.state in "ZX"
 
 
+@pytest.mark.slow
 def test_second_trainer_of_a_live_run_stops_at_once_and_touches_nothing(digits_pair40, tmp_path):
     out, log = tmp_path / "run", tmp_path / "first.log"
     first = start_trainer(digits_pair40, out, log, train=LOCK_TRAIN)
@@ -149,6 +150,7 @@ def test_second_trainer_of_a_live_run_stops_at_once_and_touches_nothing(digits_p
     assert (out / "checkpoint.lock").read_text() == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
 def test_trainer_whose_snakemake_is_killed_checkpoints_and_exits(digits_pair40, tmp_path, reaped):
     out, log = tmp_path / "run", tmp_path / "train.log"

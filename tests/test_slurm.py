@@ -16,17 +16,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import SETTING, expected_targets, snakemake
+from helpers import REPO, SETTING, SMOKE, expected_targets, snakemake, snakemake_command
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "cluster"
-SMOKE = REPO / "config" / "smoke.yaml"
 STATE = Path(os.environ.get("SELFDISTILL_SLURM_DIR", "/tmp/selfdistill-slurm"))
 # start_slurm.sh's exit status when this machine cannot run SLURM at all (not root, no apt-get, ...)
 CANNOT_HOST = 77
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow]
 
 
 def script(name: str, timeout: int) -> subprocess.CompletedProcess:
@@ -76,6 +74,7 @@ def submit(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
     """The smoke study submitted to the cluster once; its work directory and Snakemake's output."""
+    # its own build, not the session's smoke study: what is tested is that the jobs go through SLURM
     workdir = tmp_path_factory.mktemp("slurm")
     result = submit(workdir)
     return workdir, result.stdout + result.stderr
@@ -127,9 +126,10 @@ def test_signalled_training_checkpoints_and_resumes_in_a_new_job(slurm_cluster, 
     epochs, run = 1000, SETTING / "seed0" / "ce"
     log = tmp_path / SETTING / "logs" / "seed0" / "train_ce.log"
     (tmp_path / "long.yaml").write_text(yaml.safe_dump({"study": "smoke", "train": {"epochs": epochs}}))
-    cmd = ["snakemake", str(run / "model.pt"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
-    cmd += ["--configfile", str(SMOKE), str(tmp_path / "long.yaml")]
-    cmd += ["--profile", str(REPO / "profiles" / "slurm"), "--profile", str(CLUSTER / "profile")]
+    profiles = ["--profile", str(REPO / "profiles" / "slurm"), "--profile", str(CLUSTER / "profile")]
+    cmd = snakemake_command(
+        tmp_path, str(run / "model.pt"), *profiles, configfile=[SMOKE, tmp_path / "long.yaml"], cores=None
+    )
     with (tmp_path / "snakemake.out").open("w") as out:
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:

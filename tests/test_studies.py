@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import snakemake
 
 from selfdistill.planning import load_schema
 from selfdistill.studies import (
@@ -117,23 +118,12 @@ def test_variant_names_that_are_folders_already_are_refused(name):
 
 
 def _plan(tmp_path, *args, configfiles):
-    import subprocess
-
-    cmd = [
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(tmp_path),
-        "-n",
-        "--configfile",
-        *map(str, configfiles),
-    ]
-    result = subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, timeout=300)
+    result = snakemake(tmp_path, "-n", *args, configfile=configfiles, cores=None, check=False, timeout=300)
     return result.returncode, result.stdout + result.stderr
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_a_nested_command_line_value_plans_into_its_own_study(tmp_path):
     code, out = _plan(tmp_path, "--config", "train={lr: 0.02}", configfiles=[REPO / "config" / "smoke.yaml"])
     assert code == 0, out
@@ -142,6 +132,7 @@ def test_a_nested_command_line_value_plans_into_its_own_study(tmp_path):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_variants_run_the_whole_grid_each_and_a_bad_one_is_named(tmp_path):
     variants = {"variants": {"lr0.1": {"train": {"lr": 0.1}}, "narrow": {"model": {"width": 8}}}}
     code, out = _plan(tmp_path, configfiles=[REPO / "config" / "smoke.yaml", _write(tmp_path, "v.yaml", variants)])

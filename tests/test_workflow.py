@@ -1,123 +1,65 @@
-"""End-to-end: run the real Snakefile on config/smoke.yaml in a temporary directory."""
+"""End-to-end: run the real Snakefile on config/smoke.yaml in a temporary directory.
+
+The finished smoke study is the session's (``smoke_study``, read only); the test that deletes a file works on its own
+copy (``smoke_copy``)."""
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
-from collections.abc import Sequence
-from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import FIGURES, REPO, SETTING, SMOKE, expected_targets, planned_jobs, snakemake
 
-from selfdistill.figure_table import FIGURE_TABLE
-
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "config" / "smoke.yaml"
-SETTING = Path("results/smoke/pair40")
-# every figure of a setting, from the figure table
-FIGURES = [entry.name for entry in FIGURE_TABLE]
-
-pytestmark = pytest.mark.workflow
+# starts Snakemake: the smoke study itself is built once per session (tests/conftest.py, smoke_study)
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
-def snakemake(
-    workdir: Path,
-    *args: str,
-    configfile: Path | Sequence[Path] = SMOKE,
-    cores: int | None = 2,
-    check: bool = True,
-    cwd: Path | None = None,
-    timeout: int = 600,
-) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile in ``workdir`` with ``configfile`` (one or several, merged in order).
-
-    ``cores=None`` leaves the cores to a profile among ``args``; with ``check`` a failure raises with the output.
-    """
-    files = [configfile] if isinstance(configfile, (str, Path)) else list(configfile)
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
-    cmd += ["--configfile", *map(str, files)]
-    cmd += ([] if cores is None else ["--cores", str(cores)]) + list(args)
-    result = subprocess.run(cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def expected_targets() -> list[Path]:
-    smoke = yaml.safe_load(SMOKE.read_text())
-    files = [SETTING / name for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv")]
-    files += [SETTING / "figures" / f"{fig}.png" for fig in FIGURES]
-    for seed in smoke["seeds"]:
-        files.append(SETTING / f"seed{seed}" / "data.h5")
-        for mode in smoke["modes"]:
-            run = SETTING / f"seed{seed}" / mode
-            files += [run / name for name in ("history.csv", "outputs.h5", "model.pt", "frequency.csv")]
-    return files
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """Parse the job-stats table of a dry run into {rule: count}."""
-    jobs = {}
-    for line in output.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)\s*$", line.strip())
-        if match and match.group(1) != "total":
-            jobs[match.group(1)] = int(match.group(2))
-    return jobs
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("smoke")
-    snakemake(workdir)
-    return workdir
-
-
-def test_every_target_exists(smoke_run):
-    missing = [str(p) for p in expected_targets() if not (smoke_run / p).is_file()]
+def test_every_target_exists(smoke_study):
+    missing = [str(p) for p in expected_targets() if not (smoke_study / p).is_file()]
     assert not missing, missing
     for fig in FIGURES:
-        assert (smoke_run / SETTING / "figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    summary = pd.read_csv(smoke_run / SETTING / "summary.csv")
+        assert (smoke_study / SETTING / "figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = pd.read_csv(smoke_study / SETTING / "summary.csv")
     assert summary["mode"].tolist() == ["ce", "self_distill", "self_distill_seq"]
     assert (summary["n_seeds"] == 2).all()
-    leftovers = [p for p in smoke_run.rglob("*tmp-*")]
+    leftovers = [p for p in smoke_study.rglob("*tmp-*")]
     assert not leftovers, leftovers
-    logs = list((smoke_run / SETTING / "logs").rglob("train_*.log"))
+    logs = list((smoke_study / SETTING / "logs").rglob("train_*.log"))
     assert len(logs) == 6 and all("epoch 4/4" in log.read_text() for log in logs)
 
 
-def test_second_run_has_nothing_to_do(smoke_run):
-    result = snakemake(smoke_run, "-n")
+def test_second_run_has_nothing_to_do(smoke_study):
+    result = snakemake(smoke_study, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_deleting_one_figure_rebuilds_only_that_figure(smoke_run):
+def test_deleting_one_figure_rebuilds_only_that_figure(smoke_copy):
+    study = smoke_copy
     figure = SETTING / "figures" / "accuracy.png"
     others = [p for p in expected_targets() if p != figure]
-    before = {p: (smoke_run / p).stat().st_mtime_ns for p in others}
-    (smoke_run / figure).unlink()
-    plan = snakemake(smoke_run, "-n", str(figure))
+    before = {p: (study / p).stat().st_mtime_ns for p in others}
+    (study / figure).unlink()
+    plan = snakemake(study, "-n", str(figure))
     assert planned_jobs(plan.stdout + plan.stderr) == {"figure": 1}
-    snakemake(smoke_run, str(figure))
-    assert (smoke_run / figure).is_file()
-    assert {p: (smoke_run / p).stat().st_mtime_ns for p in others} == before
-    assert "Nothing to be done" in (r := snakemake(smoke_run, "-n")).stdout + r.stderr
+    snakemake(study, str(figure))
+    assert (study / figure).is_file()
+    assert {p: (study / p).stat().st_mtime_ns for p in others} == before
+    assert "Nothing to be done" in (r := snakemake(study, "-n")).stdout + r.stderr
 
 
-def test_cpu_training_is_reproducible(smoke_run, tmp_path):
+def test_cpu_training_is_reproducible(smoke_study, tmp_path):
     """A fresh directory, same config and seed: identical labels and identical history (timing aside)."""
     run = SETTING / "seed0" / "self_distill"
     snakemake(tmp_path, str(run / "history.csv"))
-    first = pd.read_csv(smoke_run / run / "history.csv").drop(columns="epoch_seconds")
+    first = pd.read_csv(smoke_study / run / "history.csv").drop(columns="epoch_seconds")
     second = pd.read_csv(tmp_path / run / "history.csv").drop(columns="epoch_seconds")
     pd.testing.assert_frame_equal(first, second)
     with (
-        h5py.File(smoke_run / SETTING / "seed0/data.h5") as a,
+        h5py.File(smoke_study / SETTING / "seed0/data.h5") as a,
         h5py.File(tmp_path / SETTING / "seed0/data.h5") as b,
     ):
         for split in ("train", "val"):

@@ -18,12 +18,10 @@ import pytest
 import torch
 import yaml
 from fake_cifar import write_fake_cifar10, write_fake_cifar10n
-from test_workflow import FIGURES, planned_jobs
-from test_workflow import snakemake as run_snakemake
+from helpers import FIGURES, REPO, planned_jobs
+from helpers import snakemake as run_snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 # the CIFAR networks train slower than the digits MLP: a longer limit than the smoke runs
 snakemake = partial(run_snakemake, timeout=900)
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import REPO, SETTING, SMOKE, snakemake
+from helpers import SETTING, SMOKE, snakemake, snakemake_command
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 EPOCHS = 150
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) ")
 RESUMED = re.compile(r"resumed from checkpoint at epoch (\d+) of \d+(?:, step \d+)? \((\d+) epochs done\)")
@@ -48,8 +48,9 @@ def longer(tmp_path_factory) -> Path:
 
 def test_kill_9_of_snakemake_and_jobs_then_unlock_and_rerun_resumes(tmp_path_factory, longer):
     killed_dir, reference_dir = tmp_path_factory.mktemp("killed"), tmp_path_factory.mktemp("reference")
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(killed_dir), "--cores", "2"]
-    cmd += ["--configfile", str(SMOKE), str(longer)]
+    # its own builds, not the session's smoke study: training runs of 150 epochs, long enough to be killed midway, and
+    # an uninterrupted reference of the same config
+    cmd = snakemake_command(killed_dir, configfile=[SMOKE, longer])
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # wait until two training jobs are well into their runs, then kill Snakemake and every job at once
     deadline = time.monotonic() + 300
