@@ -27,11 +27,12 @@ from matplotlib.ticker import MaxNLocator
 from . import frequency_stats
 from .aggregate import per_run_summary
 from .io import atomic_output, check_producer, logged_step
+from .mode_names import REFERENCE_MODE
 
 log = logging.getLogger(__name__)
 
 MODE_ORDER = (
-    "ce",
+    REFERENCE_MODE,
     "self_distill",
     "self_distill_seq",
     "bootstrap_soft",
@@ -129,7 +130,7 @@ def early_stop_points(hist: pd.DataFrame, col: str) -> pd.DataFrame:
     return stops.merge(mean, on=["mode", "early_stop_epoch"], how="left")
 
 
-def ratio_difference(freq: pd.DataFrame, key: str, baseline: str = "ce") -> pd.DataFrame:
+def ratio_difference(freq: pd.DataFrame, key: str, baseline: str = REFERENCE_MODE) -> pd.DataFrame:
     """Per seed, epoch and δ: ratio(mode) − ratio(baseline) for every other mode, paired on the same seed.
 
     ``freq`` holds the per-epoch rows of one source and split. Seeds or epochs missing from either side are
@@ -483,7 +484,7 @@ def _ratio_difference_panel(ax, diffs: pd.DataFrame, key: str, value: float, mod
     """One δ of the ratio figure's bottom row: ratio(mode) − ratio(ce) vs epoch, ce's zero line."""
     d = diffs[np.isclose(diffs[key], value)]
     _lines(ax, d, "diff", modes, palette)
-    ax.axhline(0.0, color=palette["ce"], lw=1.2)
+    ax.axhline(0.0, color=palette[REFERENCE_MODE], lw=1.2)
     ax.set_ylabel("ratio(mode) − ratio(ce)" if first else "")
 
 
@@ -504,7 +505,7 @@ def plot_frequency_ratio(
     chosen = select_deltas(train[key].unique(), deltas)
     refs = label_reference(labels, key) if key in labels.columns else pd.DataFrame(columns=["source", key, "ratio"])
     diffs = ratio_difference(train, key)
-    diff_modes = [m for m in modes if m != "ce" and m in set(diffs["mode"])]
+    diff_modes = [m for m in modes if m != REFERENCE_MODE and m in set(diffs["mode"])]
     n_rows = 2 if diff_modes else 1
     n_cols = len(chosen)
     axes_style, context = _style()
@@ -860,10 +861,14 @@ def _bars_legend_handles(ax, acc: pd.DataFrame, protocols, palette) -> list:
         for n in protocols
     ]
     handles.append(Line2D([], [], ls="", marker="o", ms=4, color="black", label="one seed"))
-    ce_early = acc[(acc["mode"] == "ce") & (acc["protocol"] == EARLY_STOPPED)]["test_acc"].mean()
+    ce_early = acc[(acc["mode"] == REFERENCE_MODE) & (acc["protocol"] == EARLY_STOPPED)]["test_acc"].mean()
     if np.isfinite(ce_early):
-        ax.axhline(ce_early, color=palette["ce"], ls="--", lw=1.2, zorder=1)
-        handles.append(Line2D([], [], color=palette["ce"], ls="--", lw=1.2, label="early-stopped ce (mean)"))
+        ax.axhline(ce_early, color=palette[REFERENCE_MODE], ls="--", lw=1.2, zorder=1)
+        handles.append(
+            Line2D(
+                [], [], color=palette[REFERENCE_MODE], ls="--", lw=1.2, label=f"early-stopped {REFERENCE_MODE} (mean)"
+            )
+        )
     return handles
 
 
