@@ -34,6 +34,18 @@ SMOKE = REPO / "config" / "smoke.yaml"
 SETTING = Path("results/smoke/pair40")
 #: the figures of one noise setting that the smoke study draws: every figure of the figure table
 FIGURES = [entry.name for entry in FIGURE_TABLE]
+#: how the tests start Chromium: headless as root, offline (no background traffic to refused hosts), no GPU
+HEADLESS_CHROMIUM = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 #: what a copy of the repository needs to run its workflow (its own Snakefile, library, configs and profiles)
 REPO_FILES = ("Snakefile", "config.yaml")
 REPO_FOLDERS = ("workflow", "src", "config", "profiles", "envs")

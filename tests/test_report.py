@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, SMOKE, snakemake
+from helpers import HEADLESS_CHROMIUM, REPO, SMOKE, snakemake
 
 from selfdistill.planning import noise_settings
 
@@ -130,15 +130,7 @@ def dom(chromium: str, page: Path, tmp_path: Path, window: tuple[int, int] = (13
     result = subprocess.run(
         [
             chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *HEADLESS_CHROMIUM,
             f"--user-data-dir={profile}",
             f"--window-size={window[0]},{window[1]}",
             "--virtual-time-budget=10000",

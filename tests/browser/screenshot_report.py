@@ -13,24 +13,18 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=10000",
-]
+# the tests' own Chromium flags (tests/helpers.py), and time for the page's scripts
+sys.path.insert(0, str(HERE.parent))
+from helpers import HEADLESS_CHROMIUM
+
+FLAGS = [*HEADLESS_CHROMIUM, "--virtual-time-budget=10000"]
 VIEWPORT_HEIGHT = '<script>addEventListener("load", () => document.title = "viewport " + innerHeight);</script>'
 
 
