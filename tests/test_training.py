@@ -170,6 +170,14 @@ def test_a_teacher_is_given_exactly_to_the_modes_that_distil_from_one(digits_pai
         _train(digits_pair40, tmp_path, "elr", teacher=tmp_path / "x.pt")
     with pytest.raises(FileNotFoundError, match="teacher of mode distill_early_teacher not found"):
         _train(digits_pair40, tmp_path, "distill_early_teacher", teacher=tmp_path / "x.pt")
+    empty = tmp_path / "empty.pt"
+    torch.save({"state_dict": None, "what": "no validation split"}, empty)
+    with pytest.raises(ValueError, match=r"teacher .*empty.pt holds no network \(no validation split\)"):
+        _train(digits_pair40, tmp_path, "distill_early_teacher", teacher=empty)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}, "seed": 1, "model": MODEL}, other)
+    with pytest.raises(ValueError, match="is seed 1 with model .*; this run is seed 0"):
+        _train(digits_pair40, tmp_path, "distill_early_teacher", teacher=other)
 
 
 def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp_path):
