@@ -584,7 +584,7 @@ def test_the_precision_of_each_run_reaches_the_summary(tmp_path):
     [
         ("test_acc", 1.5, "outside [0, 1] (an accuracy)"),
         ("val_acc", -0.1, "outside [0, 1] (an accuracy)"),
-        ("train_loss", -0.2, "outside >= 0 (a loss)"),
+        ("val_loss", -0.2, "outside >= 0 (a loss)"),
         ("test_pred_top_share", 1.01, "outside [0, 1] (a share of the test images)"),
         ("distill_weight", 2.0, "outside [0, 1] (a share of the target)"),
     ],

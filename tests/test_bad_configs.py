@@ -246,6 +246,18 @@ BAD = [
     ),
     ("one-epoch-seq", put("train.epochs", 1), ["distill.seq_warmup = 5 with train.epochs = 1", "at least 7"]),
     (
+        "teacher-mode-without-its-teacher",
+        put("modes", ["self_distill", "distill_early_teacher"]),
+        ["modes has distill_early_teacher but not ce", "add ce to modes"],
+    ),
+    (
+        "teacher-mode-without-validation",
+        both(put("modes", ["ce", "distill_early_teacher"]), put("val_fraction", 0)),
+        ["val_fraction = 0 leaves no validation split", "drop distill_early_teacher from modes"],
+    ),
+    ("elr-beta-one", put("distill.elr_beta", 1), ["distill.elr_beta"]),
+    ("teacher-temperature-zero", put("distill.teacher_temperature", 0), ["distill.teacher_temperature"]),
+    (
         "normalize-three-channels-on-digits",
         put("train.normalize", {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}),
         ["train.normalize.mean has 3 values, but digits images have 1 channel"],
@@ -321,6 +333,8 @@ GOOD = [
     ("noise-exact-beside-bernoulli", lambda c: c.update(noise=[PAIR, {**PAIR, "count": "bernoulli"}])),
     ("frequency-normalised-inputs", put("frequency.inputs", "normalised")),
     ("big-subsets-are-notes", both(put("frequency.train_subset", 100000), put("frequency.test_subset", 100000))),
+    ("teacher-mode-with-its-teacher", put("modes", ["ce", "distill_early_teacher", "elr"])),
+    ("teacher-parameters-without-the-mode", both(put("val_fraction", 0), put("distill.teacher_label_weight", 0.5))),
 ]
 
 

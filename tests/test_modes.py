@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from helpers import (
@@ -19,12 +20,15 @@ from helpers import (
     ref_argmax,
     ref_bootstrap_hard_targets,
     ref_bootstrap_soft_targets,
+    ref_grad,
     ref_kl,
+    ref_log_softmax,
     ref_self_distill_targets,
     ref_soft_ce,
     ref_softmax,
 )
 
+from selfdistill.mode_names import TEACHER_OF
 from selfdistill.modes import REGISTRY, Mode, build_mode
 
 N_TRAIN = 40
@@ -55,6 +59,8 @@ def test_registry_names_every_mode_once():
         "interp_stored",
         "interp_hard",
         "interp_agree",
+        "distill_early_teacher",
+        "elr",
     ]
     assert all(issubclass(cls, Mode) and cls.name == name for name, cls in REGISTRY.items())
 
@@ -212,6 +218,8 @@ def test_state_dict_round_trip_restores_the_next_loss(name):
     import io
 
     mode, z, y, idx = batch_and_mode(name)
+    if name in TEACHER_OF:
+        mode.set_teacher(torch.randn(N_TRAIN, z.shape[1]))
     mode.start_epoch()
     mode.loss(z, y, idx)
     mode.end_epoch(7, torch.softmax(torch.randn(N_TRAIN, z.shape[1]), dim=1))
@@ -223,3 +231,111 @@ def test_state_dict_round_trip_restores_the_next_loss(name):
     z2, _ = make_batch(n_match=3, seed=4)
     assert torch.equal(mode.loss(z2, y, idx), clone.loss(z2, y, idx))
     assert mode.distill_weight() == clone.distill_weight()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# distill_early_teacher and elr
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def ref_teacher_targets(teacher, labels, temperature, weight):
+    """w·onehot(y) + (1−w)·softmax(z_T / T), row by row."""
+    out = []
+    for row, k in zip(teacher, labels):
+        soft = ref_softmax([v / temperature for v in row])
+        out.append([weight * a + (1 - weight) * b for a, b in zip(onehot(k, len(row)), soft)])
+    return out
+
+
+@pytest.mark.parametrize(("temperature", "weight"), [(1.0, 0.0), (2.5, 0.3)])
+def test_distill_early_teacher_mode_loss_and_gradient(temperature, weight):
+    mode, z, y, idx = batch_and_mode(
+        "distill_early_teacher", teacher_temperature=temperature, teacher_label_weight=weight
+    )
+    teacher = 2.0 * torch.randn(N_TRAIN, z.shape[1], generator=torch.Generator().manual_seed(8))
+    mode.set_teacher(teacher)
+    targets = ref_teacher_targets(as_rows(teacher), mode.labels.tolist(), temperature, weight)
+    rows = idx.flip(0)  # the batch's rows in another order: the targets are indexed by row
+    z = z.clone().requires_grad_(True)
+    loss = mode.loss(z, y, rows)
+    batch_targets = [targets[i] for i in rows.tolist()]
+    assert close(loss.detach(), ref_soft_ce(as_rows(z), batch_targets))
+    loss.backward()
+    assert np.allclose(z.grad.double().numpy(), ref_grad(as_rows(z), batch_targets), rtol=1e-4, atol=1e-6)
+    assert close(mode.distill_weight(), 1 - weight)
+
+
+def test_distill_early_teacher_needs_its_teacher():
+    mode, z, y, idx = batch_and_mode("distill_early_teacher")
+    with pytest.raises(RuntimeError, match="no teacher targets"):
+        mode.loss(z, y, idx)
+    with pytest.raises(ValueError, match=r"teacher logits have shape \(3, 7\), expected \(40, 7\)"):
+        mode.set_teacher(torch.zeros(3, z.shape[1]))
+
+
+ELR_CLAMP = 1e-4
+
+
+def ref_elr_probs(row):
+    """softmax, each value clamped to [1e-4, 1 − 1e-4] (not renormalised)."""
+    return [min(max(v, ELR_CLAMP), 1 - ELR_CLAMP) for v in ref_softmax(row)]
+
+
+def ref_elr_targets(z, ensemble, beta):
+    """The temporal ensemble after one visit: t ← β·t + (1−β)·p/Σp, p the clamped softmax."""
+    out = []
+    for row, t in zip(z, ensemble):
+        p = ref_elr_probs(row)
+        s = sum(p)
+        out.append([beta * a + (1 - beta) * b / s for a, b in zip(t, p)])
+    return out
+
+
+def ref_elr_objective(z, y, targets, lam):
+    """CE(z, y) + λ·mean log(1 − ⟨t, p⟩) with the targets t held fixed."""
+    total = 0.0
+    for row, k, t in zip(z, y, targets):
+        p = ref_elr_probs(row)
+        total += -ref_log_softmax(row)[k] + lam * math.log(1 - sum(a * b for a, b in zip(t, p)))
+    return total / len(z)
+
+
+def test_elr_mode_loss_and_its_temporal_ensemble():
+    """First visit: the ensemble moves from 0; second visit: from the first visit's value; other rows stay 0."""
+    lam, beta = 3.0, 0.7
+    mode, z, y, idx = batch_and_mode("elr", elr_lambda=lam, elr_beta=beta)
+    rows, c = as_rows(z), z.shape[1]
+    zero = [[0.0] * c for _ in rows]
+    first = ref_elr_targets(rows, zero, beta)
+    assert close(mode.loss(z, y, idx), ref_elr_objective(rows, y.tolist(), first, lam))
+    z2, _ = make_batch(n_match=2, seed=9)
+    second = ref_elr_targets(as_rows(z2), first, beta)
+    assert close(mode.loss(z2, y, idx), ref_elr_objective(as_rows(z2), y.tolist(), second, lam))
+    assert np.allclose(mode.ensemble[idx].double().numpy(), np.array(second), rtol=1e-5, atol=1e-7)
+    assert not mode.ensemble[len(y) :].any()
+    assert mode.distill_weight() is None
+
+
+def test_elr_gradient_holds_the_ensemble_fixed():
+    """d loss / d z by central finite differences of the float64 objective with the updated targets held fixed (they
+    are detached), against autograd through the mode's loss; the batch includes clamped probabilities."""
+    lam, beta = 3.0, 0.7
+    mode, z, y, idx = batch_and_mode("elr", elr_lambda=lam, elr_beta=beta)
+    # a first visit, so that the second one's ensemble is not just the batch's own prediction
+    mode.loss(make_batch(n_match=4, seed=5)[0], y, idx)
+    rows = as_rows(z)
+    assert any(v < ELR_CLAMP for row in rows for v in ref_softmax(row))
+    targets = ref_elr_targets(rows, as_rows(mode.ensemble[idx]), beta)
+    z = z.clone().requires_grad_(True)
+    mode.loss(z, y, idx).backward()
+    h = 1e-6
+    for i, row in enumerate(rows):
+        for j in range(len(row)):
+            up = [r[:] for r in rows]
+            down = [r[:] for r in rows]
+            up[i][j] += h
+            down[i][j] -= h
+            numeric = (
+                ref_elr_objective(up, y.tolist(), targets, lam) - ref_elr_objective(down, y.tolist(), targets, lam)
+            ) / (2 * h)
+            assert math.isclose(float(z.grad[i, j]), numeric, rel_tol=1e-3, abs_tol=1e-5), (i, j)

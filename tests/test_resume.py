@@ -22,6 +22,7 @@ from helpers import DISTILL, MODEL, TRAIN, attempts, run
 
 from selfdistill.checkpoint import STATE_FILE
 from selfdistill.io import setup_logging
+from selfdistill.mode_names import TEACHER_OF
 from selfdistill.modes import REGISTRY
 from selfdistill.training import train_run
 
@@ -54,6 +55,11 @@ def run_here(data, out: Path, mode="ce", train=None, **extra) -> pd.DataFrame:
         setup_logging(None)
 
 
+def teacher_of(root: Path, mode: str) -> dict:
+    """The ``teacher`` argument of a mode that distils from another run: that run's early-stopped weights in ``root``."""
+    return {"teacher": str(root / TEACHER_OF[mode] / "model_early_stopped.pt")} if mode in TEACHER_OF else {}
+
+
 def assert_same_run(a: Path, b: Path) -> None:
     """history (timing aside), outputs.h5 arrays and both weight files are identical."""
     timing = ["epoch_seconds"]
@@ -79,18 +85,20 @@ def assert_same_run(a: Path, b: Path) -> None:
 def reference(digits_pair40, tmp_path_factory):
     """Uninterrupted runs of every mode, made once."""
     root = tmp_path_factory.mktemp("reference")
+    # a teacher's run comes first (the reference mode is the registry's first)
     for mode in REGISTRY:
-        run_here(digits_pair40, root / mode, mode)
+        run_here(digits_pair40, root / mode, mode, **teacher_of(root, mode))
     return root
 
 
 @pytest.mark.parametrize("mode", list(REGISTRY))
 def test_kill_in_the_middle_of_an_epoch_resumes_exactly(digits_pair40, reference, tmp_path, mode):
-    killed = run(digits_pair40, tmp_path, mode, fault="mid_epoch:3")
+    teacher = teacher_of(reference, mode)
+    killed = run(digits_pair40, tmp_path, mode, fault="mid_epoch:3", **teacher)
     assert killed.returncode == -signal.SIGKILL
     assert (tmp_path / "checkpoint" / STATE_FILE).is_file()
     assert not (tmp_path / "history.csv").exists()
-    resumed = run(digits_pair40, tmp_path, mode)
+    resumed = run(digits_pair40, tmp_path, mode, **teacher)
     assert resumed.returncode == 0, resumed.stderr
     earlier, log = attempts(tmp_path)
     # the killed attempt's lines are kept above the new attempt's
@@ -98,6 +106,9 @@ def test_kill_in_the_middle_of_an_epoch_resumes_exactly(digits_pair40, reference
     # the first two epochs come from the checkpoint: at most the killed epoch's work is redone
     assert "resumed from checkpoint at epoch 3 of 4 (2 epochs done)" in log
     assert "epoch 1/4" not in log
+    if teacher:
+        # the teacher's targets come from the checkpoint: the teacher is read once, at the start of the run
+        assert "teacher: " in earlier and "teacher: " not in log
     assert_same_run(reference / mode, tmp_path)
     assert not (tmp_path / "checkpoint").exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 
 import h5py
@@ -44,6 +45,9 @@ def _train(data, out_dir, mode="ce", seed=0, **overrides):
         log_path=overrides.pop("log_path", None),
         attempt_number=overrides.pop("attempt_number", 1),
         console=overrides.pop("console", None),
+        out_early_stopped=overrides.pop("out_early_stopped", None),
+        out_run=overrides.pop("out_run", None),
+        teacher=overrides.pop("teacher", None),
     )
 
 
@@ -120,6 +124,60 @@ def test_sequential_distillation_follows_ce_until_the_soft_labels_move(digits_pa
     cols = ["train_loss", "test_acc", "memorized"]
     np.testing.assert_allclose(seq.loc[:1, cols], ce.loc[:1, cols], rtol=1e-5)
     assert not np.isclose(seq.loc[2, "train_loss"], ce.loc[2, "train_loss"], rtol=1e-3)
+
+
+def test_distill_early_teacher_and_elr_train_end_to_end(digits_pair40, tmp_path, monkeypatch):
+    """Tiny runs of the two modes after the ce run that is distill_early_teacher's teacher: the teacher's logits
+    are exactly the ce run's stored training-split logits of its best validation epoch, run.json names the
+    teacher, and with teacher_label_weight 1 the target is the noisy label again, so the run follows ce."""
+    from selfdistill.io import file_digest
+    from selfdistill.modes import DistillEarlyTeacher
+
+    for name in ("ce", "teacher", "labels", "elr"):
+        (tmp_path / name).mkdir()
+    ce = _train(digits_pair40, tmp_path / "ce", "ce", freq_subset=10**6, out_early_stopped=tmp_path / "ce" / "es.pt")
+    teacher = tmp_path / "ce" / "es.pt"
+    seen = []
+    original = DistillEarlyTeacher.set_teacher
+    monkeypatch.setattr(DistillEarlyTeacher, "set_teacher", lambda self, z: (seen.append(z), original(self, z))[1])
+    run_json = tmp_path / "teacher" / "run.json"
+    student = _train(digits_pair40, tmp_path / "teacher", "distill_early_teacher", teacher=teacher, out_run=run_json)
+    assert len(seen) == 1
+    best = int(ce["val_acc"].idxmax())
+    with h5py.File(tmp_path / "ce" / "outputs.h5") as out:
+        np.testing.assert_allclose(seen[0].numpy(), out["train_subset/logits"][best], rtol=1e-6, atol=1e-6)
+    assert student["distill_weight"].tolist() == [1.0, 1.0, 1.0]
+    assert not np.allclose(student["train_loss"], ce["train_loss"])
+    record = json.loads(run_json.read_text())["teacher"]
+    assert record == {"file": str(teacher), "sha256": file_digest(teacher)}
+    labels = _train(
+        digits_pair40,
+        tmp_path / "labels",
+        "distill_early_teacher",
+        teacher=teacher,
+        distill={"teacher_label_weight": 1.0},
+    )
+    np.testing.assert_allclose(labels["train_loss"], ce["train_loss"], rtol=1e-4)
+    elr = _train(digits_pair40, tmp_path / "elr", "elr")
+    assert elr["distill_weight"].isna().all() and np.isfinite(elr["train_loss"]).all()
+    assert not np.allclose(elr["train_loss"], ce["train_loss"])
+
+
+def test_a_teacher_is_given_exactly_to_the_modes_that_distil_from_one(digits_pair40, tmp_path):
+    with pytest.raises(ValueError, match="mode distill_early_teacher needs a teacher: the ce run's"):
+        _train(digits_pair40, tmp_path, "distill_early_teacher")
+    with pytest.raises(ValueError, match="mode elr takes no teacher"):
+        _train(digits_pair40, tmp_path, "elr", teacher=tmp_path / "x.pt")
+    with pytest.raises(FileNotFoundError, match="teacher of mode distill_early_teacher not found"):
+        _train(digits_pair40, tmp_path, "distill_early_teacher", teacher=tmp_path / "x.pt")
+    empty = tmp_path / "empty.pt"
+    torch.save({"state_dict": None, "what": "no validation split"}, empty)
+    with pytest.raises(ValueError, match=r"teacher .*empty.pt holds no network \(no validation split\)"):
+        _train(digits_pair40, tmp_path, "distill_early_teacher", teacher=empty)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}, "seed": 1, "model": MODEL}, other)
+    with pytest.raises(ValueError, match="is seed 1 with model .*; this run is seed 0"):
+        _train(digits_pair40, tmp_path, "distill_early_teacher", teacher=other)
 
 
 def test_nan_loss_stops_with_run_and_epoch_and_leaves_nothing(digits_pair40, tmp_path):

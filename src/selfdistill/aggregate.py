@@ -69,7 +69,9 @@ HISTORY_RANGES = {
     **{col: (0.0, 1.0, "a share of the training samples") for col in ("memorized", "corrected")},
     "test_pred_top_share": (0.0, 1.0, "a share of the test images"),
     "test_pred_top_class": (0.0, math.inf, "a class index"),
-    **{col: (0.0, math.inf, "a loss") for col in ("train_loss", "val_loss", "test_loss")},
+    **{col: (0.0, math.inf, "a loss") for col in ("val_loss", "test_loss")},
+    # the training loss of elr is negative once its regulariser, a log of a number below 1, outweighs the CE
+    "train_loss": (-math.inf, math.inf, "a training loss"),
     "lr": (0.0, math.inf, "a learning rate"),
     "distill_weight": (0.0, 1.0, "a share of the target"),
     "epoch_seconds": (0.0, math.inf, "a duration"),

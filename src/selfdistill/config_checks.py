@@ -19,6 +19,7 @@ import yaml
 
 from .config_errors import StrictValidator, load_schema, schema_error
 from .dataset_files import DATASET_CHANNELS, DATASET_SHAPES, FIXED_SPLITS, dataset_option_problem
+from .mode_names import TEACHER_OF
 from .noise_spec import NoiseSpec
 from .splits import split_sizes
 
@@ -278,6 +279,27 @@ def _distill_problems(config: Mapping) -> list[str]:
     return [message]
 
 
+def _teacher_problems(config: Mapping) -> list[str]:
+    """A mode that distils from another run's early-stopped network (``TEACHER_OF``) needs that run and a
+    validation split to stop it on."""
+    problems = []
+    for mode in config["modes"]:
+        teacher = TEACHER_OF.get(mode)
+        if teacher is None:
+            continue
+        if teacher not in config["modes"]:
+            problems.append(
+                f"invalid config: modes has {mode} but not {teacher}, whose early-stopped network is its teacher; "
+                f"add {teacher} to modes"
+            )
+        elif config["val_fraction"] == 0:
+            problems.append(
+                f"invalid config: val_fraction = 0 leaves no validation split, so {teacher} has no early-stopped "
+                f"network for {mode} to distil from; set val_fraction above 0 or drop {mode} from modes"
+            )
+    return problems
+
+
 def config_problems(config: Mapping) -> list[str]:
     """Every problem of a schema-valid ``config`` with its defaults filled in that the schema cannot express, one
     line each, in the order of the config's sections: settings that would be ignored (a noise ``rate``,
@@ -292,6 +314,7 @@ def config_problems(config: Mapping) -> list[str]:
     problems += _split_problems(config)
     problems += _normalize_problems(config)
     problems += _distill_problems(config)
+    problems += _teacher_problems(config)
     problems += _frequency_problems(config)
     return problems
 

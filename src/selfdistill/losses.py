@@ -73,3 +73,32 @@ def seq_alpha(epoch: int, value: float, warmup: int = 0, ramp: int = 0) -> float
 def update_soft_labels(soft: torch.Tensor, probs: torch.Tensor, alpha: float) -> torch.Tensor:
     """``self_distill_seq`` update after an epoch: ŷ ← (1−α)·ŷ + α·p (p: eval-mode prediction, un-augmented)."""
     return (1 - alpha) * soft + alpha * probs
+
+
+def teacher_targets(
+    teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float, label_weight: float
+) -> torch.Tensor:
+    """``distill_early_teacher``'s fixed per-sample targets: t = w·onehot(y) + (1−w)·softmax(z_teacher / T)."""
+    soft = F.softmax(teacher_logits.float() / temperature, dim=1)
+    return label_weight * F.one_hot(labels, soft.shape[1]).float() + (1 - label_weight) * soft
+
+
+#: ELR's clamp of the softmax output (the authors' repository, ELR/model/loss.py)
+ELR_CLAMP = 1e-4
+
+
+def elr_loss(
+    logits: torch.Tensor, labels: torch.Tensor, ensemble: torch.Tensor, lam: float, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``elr`` (Liu et al. 2020), as the authors' ELR/model/loss.py computes it; the loss and the batch's updated
+    temporal-ensemble rows.
+
+    p = clamp(softmax(z), 1e-4, 1−1e-4) (not renormalised); the ensemble rows move first, t ← β·t + (1−β)·p/Σp
+    (detached), then loss = CE(z, y) + λ·mean log(1 − ⟨t, p⟩), with the updated t."""
+    logits = logits.float()
+    p = F.softmax(logits, dim=1).clamp(ELR_CLAMP, 1 - ELR_CLAMP)
+    with torch.no_grad():
+        q = p.detach()
+        ensemble = beta * ensemble + (1 - beta) * q / q.sum(dim=1, keepdim=True)
+    regulariser = torch.log(1 - (ensemble * p).sum(dim=1)).mean()
+    return F.cross_entropy(logits, labels) + lam * regulariser, ensemble

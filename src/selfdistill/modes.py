@@ -23,9 +23,11 @@ from .losses import (
     bootstrap_hard_loss,
     bootstrap_soft_loss,
     ce_loss,
+    elr_loss,
     self_distill_loss,
     seq_alpha,
     soft_cross_entropy,
+    teacher_targets,
     update_soft_labels,
 )
 
@@ -306,3 +308,74 @@ class InterpolateAgreement(_BatchMeanWeight):
             teacher = F.softmax(z / self.temperature, dim=1)
         self._record(lam)
         return interpolation_kl(logits, labels, teacher, lam)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Two modes from the literature on early learning: distillation from an early-stopped teacher and ELR
+# ------------------------------------------------------------------------------------------------------------------
+
+
+class DistillEarlyTeacher(Mode):
+    """``distill_early_teacher`` (after Dong et al. 2019, "distillation ≈ early stopping"): a fresh network trained
+    for the whole schedule on t = w·onehot(y) + (1−w)·softmax(z_T / T), where z_T are the logits of the same seed's
+    early-stopped reference-mode network (``selfdistill.mode_names.TEACHER_OF``) on the un-augmented training split
+    in eval mode; loss = cross-entropy with t. The targets are made once, before the first step
+    (:meth:`set_teacher`), and kept in the checkpoint."""
+
+    name = "distill_early_teacher"
+
+    def __init__(self, labels, num_classes, *, teacher_temperature: float = 1.0, teacher_label_weight: float = 0.0):
+        super().__init__(labels, num_classes)
+        self.temperature, self.label_weight = teacher_temperature, teacher_label_weight
+        self.targets: torch.Tensor | None = None
+
+    def set_teacher(self, teacher_logits: torch.Tensor) -> None:
+        """The teacher's eval-mode logits of every training row (row i = sample ``idx = i``) → the fixed targets."""
+        if teacher_logits.shape != (len(self.labels), self.num_classes):
+            raise ValueError(
+                f"teacher logits have shape {tuple(teacher_logits.shape)}, expected ({len(self.labels)}, "
+                f"{self.num_classes}) (one row per training sample)"
+            )
+        self.targets = teacher_targets(teacher_logits, self.labels, self.temperature, self.label_weight)
+
+    def loss(self, logits, labels, idx):
+        if self.targets is None:
+            raise RuntimeError("distill_early_teacher has no teacher targets: set_teacher was never called")
+        return soft_cross_entropy(logits, self.targets[idx])
+
+    def distill_weight(self):
+        return 1 - self.label_weight
+
+    def state_dict(self):
+        return {"targets": self.targets}
+
+    def load_state_dict(self, state):
+        targets = state["targets"]
+        if targets is None:
+            raise ValueError("distill_early_teacher's checkpoint holds no teacher targets")
+        self.targets = targets.to(self.labels.device)
+
+
+class EarlyLearningRegularization(Mode):
+    """``elr`` (Liu et al. 2020, "Early-Learning Regularization Prevents Memorization of Noisy Labels"):
+    loss = CE(z, y) + λ·mean log(1 − ⟨tᵢ, pᵢ⟩), tᵢ a per-sample temporal ensemble of the clamped predictions,
+    updated at every visit before the loss (:func:`selfdistill.losses.elr_loss`) and starting at 0, as in the
+    authors' ELR/model/loss.py. Defaults: their ELR/config_cifar10.json (symmetric noise), λ = 3, β = 0.7
+    (ELR/config_cifar10_asym.json uses λ = 1, β = 0.9). The history reports no weight (λ is not a share)."""
+
+    name = "elr"
+
+    def __init__(self, labels, num_classes, *, elr_lambda: float = 3.0, elr_beta: float = 0.7):
+        super().__init__(labels, num_classes)
+        self.lam, self.beta = elr_lambda, elr_beta
+        self.ensemble = torch.zeros(len(labels), num_classes, device=labels.device)
+
+    def loss(self, logits, labels, idx):
+        loss, self.ensemble[idx] = elr_loss(logits, labels, self.ensemble[idx], self.lam, self.beta)
+        return loss
+
+    def state_dict(self):
+        return {"ensemble": self.ensemble}
+
+    def load_state_dict(self, state):
+        self.ensemble = state["ensemble"].to(self.labels.device)

@@ -28,6 +28,7 @@ trainer, and a second trainer of a run that one still trains stops at once (:mod
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import json
 import logging
@@ -58,6 +59,7 @@ from .io import (
     file_digest,
     logged_step,
 )
+from .mode_names import TEACHER_OF
 from .models import build_model, count_parameters, float32_head
 from .modes import Mode, build_mode
 from .outputs import write_outputs
@@ -163,6 +165,8 @@ class RunSpec:
     freq_subset: int | None
     freq_test_subset: int | None
     record_epochs: Any
+    #: sha256 of the teacher's weights file, for a mode that distils from one (``TEACHER_OF``)
+    teacher_sha256: str | None = None
 
     def identity(self, dev: RunDevice) -> dict:
         """The fingerprinted parameters: all of the spec but the execution-only train settings
@@ -171,7 +175,8 @@ class RunSpec:
         another; CPU float32 and GPU bf16 steps are never mixed in one run)."""
         execution = section_keys("train")
         train = {k: v for k, v in asdict(self.train).items() if k not in execution}
-        return {**asdict(self), "train": train, "device": dev.type, "precision": dev.precision}
+        spec = {k: v for k, v in asdict(self).items() if k != "teacher_sha256" or v is not None}
+        return {**spec, "train": train, "device": dev.type, "precision": dev.precision}
 
 
 @dataclass
@@ -204,6 +209,8 @@ class TrainingRun:
         per_epoch = output_bytes_per_epoch(self.subset.size, self.test_subset.size, self.num_classes)
         self.stored_epochs = recorded_epochs(self.cfg.epochs, spec.record_epochs, per_epoch)
         self.progress = Progress()
+        #: the teacher's weights file of a mode that distils from one (set by :func:`start_run`)
+        self.teacher_file: str | None = None
 
     def _load_data(self, data_path) -> None:
         """Images on the device (uint8), labels, the noisy mask and the fixed subsets whose outputs are stored."""
@@ -338,6 +345,7 @@ def train_run(
     log_path: str | os.PathLike | None = None,
     attempt_number: int = 1,
     console: TextIO | None = None,
+    teacher: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Pipeline step: train one run, resuming from its checkpoint, and write its history, outputs and weights.
 
@@ -351,17 +359,29 @@ def train_run(
     run, when another trainer of the same run is alive (:mod:`selfdistill.run_guard`). ``attempt_number``:
     Snakemake's attempt; a retry after an error that a retry cannot fix stops at once (:func:`checkpoint.attempt`).
     ``console`` (a Snakemake job passes stderr): a few short progress lines for a person watching, see
-    :class:`~selfdistill.console.ConsoleProgress`; the log keeps one line per epoch either way.
+    :class:`~selfdistill.console.ConsoleProgress`; the log keeps one line per epoch either way. ``teacher``: the
+    teacher's ``model_early_stopped.pt`` for a mode that distils from one (``mode_names.TEACHER_OF``), else None.
     """
     checkpoint_dir, run_name = run_paths(checkpoint_dir, out_history, run_name, data_path, mode, seed)
     settings = train_settings(train)
-    spec = RunSpec(mode, seed, dict(model), settings, dict(distill or {}), freq_subset, freq_test_subset, record_epochs)
+    teacher_sha256 = check_teacher(mode, teacher)
+    spec = RunSpec(
+        mode,
+        seed,
+        dict(model),
+        settings,
+        dict(distill or {}),
+        freq_subset,
+        freq_test_subset,
+        record_epochs,
+        teacher_sha256,
+    )
     with (
         attempt(checkpoint_dir, attempt_number),
         acquire(device, threads, holder=run_name, precision=settings.precision) as dev,
         stop_on_signals(watch_snakemake()) as stop,
     ):
-        run, folder = start_run(data_path, spec, dev, run_name, checkpoint_dir)
+        run, folder = start_run(data_path, spec, dev, run_name, checkpoint_dir, teacher)
         shown = ConsoleProgress(console, run_name, settings.epochs)
         shown.start(run.progress.epoch, str(dev.torch_device), log_path)
         train_epochs(run, folder, stop, shown)
@@ -385,16 +405,54 @@ def train_epochs(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest, 
 
 
 def start_run(
-    data_path, spec: RunSpec, dev: RunDevice, run_name: str, checkpoint_dir: Path
+    data_path, spec: RunSpec, dev: RunDevice, run_name: str, checkpoint_dir: Path, teacher=None
 ) -> tuple[TrainingRun, CheckpointFolder]:
-    """The run in memory and its checkpoint folder, resumed from its checkpoint when there is a valid one."""
+    """The run in memory and its checkpoint folder, resumed from its checkpoint when there is a valid one; a run
+    that starts afresh and distils from a ``teacher`` gets its targets from it (a resumed one has them in its
+    checkpoint)."""
     run = TrainingRun(data_path, spec, dev, run_name)
     folder = CheckpointFolder(checkpoint_dir, fingerprint(run.data_sha256, spec.identity(dev)))
     log_start(run)
-    if resume(run, folder) is Resume.UNUSABLE:
+    found = resume(run, folder)
+    if found is Resume.UNUSABLE:
         # the run may be half restored: start from a freshly built one
         run = TrainingRun(data_path, spec, dev, run_name)
+    run.teacher_file = None if teacher is None else str(teacher)
+    if teacher is not None and found is not Resume.RESUMED:
+        teach(run, teacher)
     return run, folder
+
+
+def check_teacher(mode: str, teacher) -> str | None:
+    """The sha256 of the teacher's weights file, which a mode of ``TEACHER_OF`` needs and no other mode takes."""
+    if mode not in TEACHER_OF:
+        if teacher is not None:
+            raise ValueError(f"mode {mode} takes no teacher, got {teacher}")
+        return None
+    if teacher is None:
+        raise ValueError(f"mode {mode} needs a teacher: the {TEACHER_OF[mode]} run's model_early_stopped.pt")
+    if not Path(teacher).is_file():
+        raise FileNotFoundError(f"teacher of mode {mode} not found: {teacher}")
+    return file_digest(teacher)
+
+
+def teach(run: TrainingRun, teacher) -> None:
+    """Give the mode its teacher's eval-mode logits on the un-augmented training split, once, before the first
+    step. The teacher is a copy of the run's network (no random numbers drawn) with the teacher's weights."""
+    payload = torch.load(teacher, map_location="cpu", weights_only=True)
+    if payload.get("state_dict") is None:
+        raise ValueError(f"teacher {teacher} holds no network ({payload.get('what')})")
+    spec = run.spec
+    if payload.get("seed") != spec.seed or payload.get("model") != dict(spec.model):
+        raise ValueError(
+            f"teacher {teacher} is seed {payload.get('seed')} with model {payload.get('model')}; this run is seed "
+            f"{spec.seed} with model {dict(spec.model)}"
+        )
+    net = copy.deepcopy(run.net)
+    net.load_state_dict(payload["state_dict"])
+    logits = predict_logits(net, run.images["train"], run.cfg.eval_batch_size, run.dev.autocast, run.num_classes)
+    run.mode.set_teacher(logits)
+    log.info("teacher: %s (epoch %s, sha256 %s)", teacher, payload.get("epoch"), spec.teacher_sha256)
 
 
 def log_start(run: TrainingRun) -> None:
@@ -698,7 +756,15 @@ def run_record(run: TrainingRun) -> dict:
         "precision": run.dev.precision,
         "precision_setting": run.cfg.precision,
         "torch": torch.__version__,
+        **teacher_record(run),
     }
+
+
+def teacher_record(run: TrainingRun) -> dict:
+    """run.json's ``teacher`` (the weights file a distilling mode learnt from and its sha256), or nothing."""
+    if run.spec.teacher_sha256 is None:
+        return {}
+    return {"teacher": {"file": run.teacher_file, "sha256": run.spec.teacher_sha256}}
 
 
 def _save_model(path, run: TrainingRun, weights, row: Mapping | None, what: str) -> None:

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from selfdistill.figure_table import figure as figure_entry
+from selfdistill.mode_names import TEACHER_OF
 from selfdistill.planning import FIGURES, PlanError, library_files, plan_study
 from selfdistill.noise_spec import NoiseSpec
 
@@ -70,6 +71,16 @@ def run_files(name):
 def run_data(wildcards):
     """Input function: the corrupted data of a run's noise setting and seed (shared by the study's variants)."""
     return f"{RESULTS}/{PLAN.settings[wildcards.setting].noise}/seed{wildcards.seed}/data.h5"
+
+
+def teacher_weights(wildcards):
+    """Input function: the early-stopped weights of the same seed's teacher run for a mode that distils from one
+    (selfdistill.mode_names.TEACHER_OF), nothing for the other modes."""
+    teacher = TEACHER_OF.get(wildcards.mode)
+    if teacher is None:
+        return []
+    run = RUN.format(setting=wildcards.setting, seed=wildcards.seed, mode=teacher)
+    return f"{run}/model_early_stopped.pt"
 
 
 def setting_config(section):

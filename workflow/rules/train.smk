@@ -1,4 +1,4 @@
-"""The train step (uses PLAN, RESULTS, RUN, code_of, run_data and setting_config of common.smk)."""
+"""The train step (uses PLAN, RESULTS, RUN, code_of, run_data, teacher_weights and setting_config of common.smk)."""
 
 
 rule train:
@@ -10,6 +10,8 @@ rule train:
     """
     input:
         data=run_data,
+        # distill_early_teacher: the same seed's early-stopped ce network (none for the other modes)
+        teacher=teacher_weights,
         code=code_of("train.py"),
     output:
         history=f"{RUN}/history.csv",

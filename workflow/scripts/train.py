@@ -33,4 +33,6 @@ train_run(
     log_path=sm.log[0],
     attempt_number=sm.resources.attempt,
     console=sys.stderr,
+    # the teacher's weights of a mode that distils from one (an empty input for the others)
+    teacher=sm.input.get("teacher") or None,
 )
