@@ -338,6 +338,7 @@ def train_run(
     log_path: str | os.PathLike | None = None,
     attempt_number: int = 1,
     console: TextIO | None = None,
+    runs_per_gpu: int = 1,
 ) -> pd.DataFrame:
     """Pipeline step: train one run, resuming from its checkpoint, and write its history, outputs and weights.
 
@@ -351,14 +352,15 @@ def train_run(
     run, when another trainer of the same run is alive (:mod:`selfdistill.run_guard`). ``attempt_number``:
     Snakemake's attempt; a retry after an error that a retry cannot fix stops at once (:func:`checkpoint.attempt`).
     ``console`` (a Snakemake job passes stderr): a few short progress lines for a person watching, see
-    :class:`~selfdistill.console.ConsoleProgress`; the log keeps one line per epoch either way.
+    :class:`~selfdistill.console.ConsoleProgress`; the log keeps one line per epoch either way. ``runs_per_gpu``:
+    how many runs share one GPU (the slot claimed for a bare ``cuda``, :mod:`selfdistill.gpu_slots`).
     """
     checkpoint_dir, run_name = run_paths(checkpoint_dir, out_history, run_name, data_path, mode, seed)
     settings = train_settings(train)
     spec = RunSpec(mode, seed, dict(model), settings, dict(distill or {}), freq_subset, freq_test_subset, record_epochs)
     with (
         attempt(checkpoint_dir, attempt_number),
-        acquire(device, threads, holder=run_name, precision=settings.precision) as dev,
+        acquire(device, threads, holder=run_name, precision=settings.precision, runs_per_gpu=runs_per_gpu) as dev,
         stop_on_signals(watch_snakemake()) as stop,
     ):
         run, folder = start_run(data_path, spec, dev, run_name, checkpoint_dir)

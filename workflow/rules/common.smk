@@ -22,9 +22,15 @@ try:
         schema_path=workflow.source_path("../schemas/config.schema.yaml"),
         is_main_process=workflow.is_main_process,
         log=logger,
+        gpu_jobs=workflow.global_resources.get("gpu").value,
     )
 except PlanError as err:
     raise WorkflowError(str(err)) from None
+
+# `--resources gpu=N` means "N training jobs on GPUs at once". Without it, a local run may hold as many GPU jobs as
+# there are GPU slots here (visible GPUs × resources.runs_per_gpu); a cluster run leaves gpu to the cluster.
+if workflow.local_exec and PLAN.gpu_jobs and workflow.global_resources.get("gpu").value is None:
+    workflow.register_resource("gpu", PLAN.gpu_jobs)
 
 # the paths every rule writes below
 RESULTS = PLAN.results

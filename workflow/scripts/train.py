@@ -6,6 +6,7 @@ import sys
 
 from selfdistill.device import planned_device
 from selfdistill.execution import job_values
+from selfdistill.gpu_slots import planned_runs_per_gpu
 from selfdistill.training import train_run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -33,4 +34,6 @@ train_run(
     log_path=sm.log[0],
     attempt_number=sm.resources.attempt,
     console=sys.stderr,
+    # resources.runs_per_gpu as the planner resolved it (inherited like the device)
+    runs_per_gpu=planned_runs_per_gpu(sm.config.get("resources", {}).get("runs_per_gpu")),
 )
