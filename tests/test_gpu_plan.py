@@ -66,6 +66,13 @@ def test_auto_takes_the_measured_peak_memory_else_the_built_in_one(rows):
     assert gpu_plan.planned_runs_per_gpu(config(), [config()], rows, []) == (1, "auto: no GPU visible here")
     explicit = {**config(), "resources": {"runs_per_gpu": 3, "gpu_timings": None}}
     assert gpu_plan.planned_runs_per_gpu(explicit, [explicit], rows, [small]) == (3, "resources.runs_per_gpu")
+    assert gpu_plan.planned_runs_per_gpu(explicit, [explicit], rows, []) == (3, "resources.runs_per_gpu")
+    # an explicit k that does not fit is taken, and the plan says so
+    explicit["resources"]["runs_per_gpu"] = 5
+    assert gpu_plan.planned_runs_per_gpu(explicit, [explicit], rows, [small]) == (
+        5,
+        "resources.runs_per_gpu; more than the 3 that fit in 0.9 of the GPU's memory",
+    )
 
 
 def test_rows_match_network_batch_precision_compile_and_gpu(rows):

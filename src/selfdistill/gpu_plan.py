@@ -176,13 +176,16 @@ def planned_runs_per_gpu(
     """``resources.runs_per_gpu`` resolved, and why: a number as given; ``auto``/null from the GPU's memory and the
     peak memory of the study's largest run (:func:`auto_runs_per_gpu`; 1 with no GPU visible here)."""
     setting = (config.get("resources") or {}).get("runs_per_gpu", "auto")
-    if isinstance(setting, int) and not isinstance(setting, bool):
-        return setting, "resources.runs_per_gpu"
+    explicit = isinstance(setting, int) and not isinstance(setting, bool)
     if not gpus:
-        return 1, "auto: no GPU visible here"
+        return (setting, "resources.runs_per_gpu") if explicit else (1, "auto: no GPU visible here")
     memory = min(gpu.memory_mb for gpu in gpus)
     peaks = [peak_memory_mb(c, matching_rows(c, rows, gpus[0].name)) for c in setting_configs]
     peak, measured = max(peaks)
+    if explicit:
+        fit = math.floor(MEMORY_SHARE * memory / peak)
+        warning = f"; more than the {fit} that fit in {MEMORY_SHARE:g} of the GPU's memory" if setting > fit else ""
+        return setting, f"resources.runs_per_gpu{warning}"
     k = auto_runs_per_gpu(peak, memory)
     return k, (
         f"auto: {MEMORY_SHARE:g} × {memory:,.0f} MB / {peak:,.0f} MB a run "
