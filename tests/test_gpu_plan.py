@@ -199,3 +199,35 @@ def test_runs_per_gpu_is_execution_only():
     assert "resources" not in result_settings(packed)
     without = {key: value for key, value in base.items() if key != "resources"}
     assert settings_digest(packed) == settings_digest(base) == settings_digest(without)
+
+
+@pytest.mark.parametrize(
+    ("resources", "error"),
+    [
+        ({"runs_per_gpu": 0}, "resources.runs_per_gpu = 0 is out of range; it must be >= 1 and <= 64"),
+        ({"runs_per_gpu": "many"}, "resources.runs_per_gpu = 'many' is not allowed; allowed values: auto"),
+        ({"runs_per_gpu": 2.5}, "resources.runs_per_gpu: 2.5 is not valid under any of the given schemas"),
+        ({"gpu_timings": ""}, "resources.gpu_timings: '' should be non-empty"),
+        ({"gpus": 2}, "unknown key 'gpus' in resources; allowed keys: gpu_timings, runs_per_gpu"),
+        ({"runs_per_gpu": 4, "gpu_timings": "mine.csv"}, None),
+        ({"runs_per_gpu": None}, None),
+        ({"runs_per_gpu": "auto"}, None),
+    ],
+)
+def test_schema_checks_resources_in_one_line(resources, error):
+    from selfdistill.config_errors import schema_error
+
+    schema = planning.load_schema(SCHEMA)
+    message = schema_error({"resources": resources}, schema)
+    assert message == (None if error is None else f"invalid config: {error}")
+    assert planning.with_defaults({}, schema)["resources"] == {"runs_per_gpu": "auto", "gpu_timings": None}
+
+
+def test_command_line_values_of_resources_are_typed_by_the_schema():
+    """--config resources='{runs_per_gpu: 4}' arrives as the string '4': it becomes the number 4; auto stays text."""
+    from selfdistill.studies import typed_overrides
+
+    schema = planning.load_schema(SCHEMA)
+    assert typed_overrides({"resources": {"runs_per_gpu": "4"}}, schema) == {"resources": {"runs_per_gpu": 4}}
+    assert typed_overrides({"resources": {"runs_per_gpu": "auto"}}, schema) == {"resources": {"runs_per_gpu": "auto"}}
+    assert typed_overrides({"resources": {"runs_per_gpu": "null"}}, schema) == {"resources": {"runs_per_gpu": None}}
