@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,38 @@ def test_command_line_values_of_resources_are_typed_by_the_schema():
     assert typed_overrides({"resources": {"runs_per_gpu": "4"}}, schema) == {"resources": {"runs_per_gpu": 4}}
     assert typed_overrides({"resources": {"runs_per_gpu": "auto"}}, schema) == {"resources": {"runs_per_gpu": "auto"}}
     assert typed_overrides({"resources": {"runs_per_gpu": "null"}}, schema) == {"resources": {"runs_per_gpu": None}}
+
+
+FAKE_SMI = "#!/bin/sh\ncase \"$1\" in\n  -L) echo 'GPU 0: NVIDIA H200 (UUID: GPU-1)';;\n  *) echo 'NVIDIA H200, 143771';;\nesac\n"
+
+
+def provided_gpus(output: str) -> int | None:
+    """The gpu count Snakemake says it provides (Snakemake 9 prints ``gpu=Resource("gpu", 3)``, older ``gpu=3``)."""
+    found = re.search(r'Provided resources: .*gpu=(?:Resource\("gpu", )?(\d+)', output)
+    return int(found.group(1)) if found else None
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_snakemake_registers_gpus_times_k_unless_given(tmp_path):
+    """On a machine with one (fake) GPU, a CUDA study gets the gpu resource 1 × k (k = 3 here), printed by Snakemake
+    as provided; --resources gpu=2 is kept as given. Runs only the study's config step (no training)."""
+    from helpers import snakemake
+
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text(FAKE_SMI)
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{smi.parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {k: v for k, v in env.items() if k not in ("CUDA_VISIBLE_DEVICES", RUNS_PER_GPU_ENV)}
+    work = tmp_path / "work"
+    target = "results/original/config.yaml"
+    k = ["--config", "resources={runs_per_gpu: 3}"]
+    run = snakemake(work, target, *k, configfile=REPO / "config" / "original.yaml", env=env, cores=1)
+    output = run.stdout + run.stderr
+    assert "GPU plan: 2 runs × 1800 epochs" in output and "3 runs per GPU (resources.runs_per_gpu)" in output
+    assert provided_gpus(output) == 3, output
+    (work / target).unlink()
+    given = snakemake(work, target, "--resources", "gpu=2", *k, configfile=REPO / "config" / "original.yaml", env=env)
+    assert provided_gpus(given.stdout + given.stderr) == 2
+    assert "2 at once" in given.stdout + given.stderr
