@@ -3,6 +3,7 @@ gpu_timings.csv and fake GPUs; the planner's line, the jobs' k and the gpu resou
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -94,6 +95,11 @@ def test_packing_speedup_from_the_measured_rows(rows):
     assert packing_speedup(h200, 3) == (12000 / 5000, 2)
     assert packing_speedup(h200, 8) == (20000 / 5000, 4)
     assert packing_speedup([], 4) == (1.0, None)
+    # rows with epoch seconds only: 4 runs at 20 s an epoch each against one at 10 s is 2× the speed of one
+    alone, packed = (dataclasses.replace(h200[0], train_img_s=None), dataclasses.replace(h200[2], train_img_s=None))
+    assert packing_speedup([alone, dataclasses.replace(packed, epoch_s=20.0)], 4) == (4 * 10 / 20, 4)
+    # slower together than alone is never planned
+    assert packing_speedup([alone, dataclasses.replace(packed, epoch_s=80.0)], 4) == (1.0, 4)
 
 
 def test_original_study_on_one_h200_from_the_csv(rows):

@@ -157,17 +157,28 @@ def run_epoch_seconds(config: Mapping, rows: Sequence[TimingRow]) -> tuple[float
     return float(epoch_seconds(config, "cuda")), "built-in estimate"
 
 
+def _throughput(row: TimingRow, measure: str) -> float | None:
+    """Training speed of all of ``row``'s runs together: its ``train_img_s``, or its runs over one run's ``epoch_s``."""
+    if measure == "train_img_s":
+        return row.train_img_s
+    return row.concurrent / row.epoch_s if row.epoch_s else None
+
+
 def packing_speedup(rows: Sequence[TimingRow], k: int) -> tuple[float, int | None]:
-    """How much faster ``k`` runs sharing a GPU train together than one alone (their ``train_img_s`` over one run's),
-    from the row with ``concurrent`` = k or the largest measured below it (which it was; ``None``: not measured, 1)."""
-    alone = next((row.train_img_s for row in rows if row.concurrent == 1 and row.train_img_s), None)
-    packed = sorted((row.concurrent, row.train_img_s) for row in rows if 1 < row.concurrent <= k and row.train_img_s)
+    """How much faster ``k`` runs sharing a GPU train together than one alone, from the row with ``concurrent`` = k
+    or the largest measured below it (which it was; ``None``: not measured, 1): their ``train_img_s`` over one
+    run's, or where those are missing, k × one run's ``epoch_s`` over the packed runs' ``epoch_s``."""
     if k == 1:
         return 1.0, 1
-    if alone is None or not packed:
-        return 1.0, None
-    concurrent, together = packed[-1]
-    return max(1.0, together / alone), concurrent
+    for measure in ("train_img_s", "epoch_s"):
+        alone = next((_throughput(r, measure) for r in rows if r.concurrent == 1 and _throughput(r, measure)), None)
+        packed = sorted(
+            (r.concurrent, _throughput(r, measure)) for r in rows if 1 < r.concurrent <= k and _throughput(r, measure)
+        )
+        if alone and packed:
+            concurrent, together = packed[-1]
+            return max(1.0, together / alone), concurrent
+    return 1.0, None
 
 
 def planned_runs_per_gpu(
