@@ -3,9 +3,9 @@
 Why: Snakemake schedules ``gpu`` as a count. ``snakemake --resources gpu=4`` guarantees that at most four jobs
 declaring ``resources: gpu=1`` run at once, but does not tell a job *which* device to use (a long-standing
 Snakemake request), so without help every job would train on ``cuda:0``. Here a job whose device is plain
-``"cuda"`` claims a free *slot* ``i`` in ``0..N-1`` and trains on that slot's device. ``N`` = visible CUDA devices × runs per
-GPU (``resources.runs_per_gpu``, k): with k = 1 each job has a GPU to itself; with k > 1 up to k jobs share one GPU,
-which small networks leave mostly idle (:func:`slot_keys`: slot ``i`` is on device ``i mod devices``).
+``"cuda"`` claims a free *slot* ``i`` in ``0..N-1`` and trains on that slot's device. ``N`` = visible CUDA devices ×
+runs per GPU (``resources.runs_per_gpu``, k): with k = 1 each job has a GPU to itself; with k > 1 up to k jobs share
+one GPU, which small networks leave mostly idle (:func:`slot_keys`: slot ``i`` is on device ``i mod devices``).
 
 How: slot ``i`` is the lock file ``<lock_dir>/gpu<key_i>.lock``. A claim tries the slots in order with an
 exclusive, non-blocking ``fcntl.flock`` and keeps the file descriptor open for as long as the job holds the slot;

@@ -331,9 +331,9 @@ def plan_study(
 
 
 def _check_folder(plan: StudyPlan, schema_path: str | os.PathLike, log: logging.Logger) -> None:
-    """Print the GPU plan of a CUDA study and, on a machine without a GPU, where to run it (a login node: -n works, a
-    cluster runs them on its GPU nodes); stop when the study folder keeps a config that would change its results (instead of
-    rebuilding it, or marking it with mixed results)."""
+    """Print the GPU plan of a CUDA study and, on a machine without a GPU, where to run it (a login node: -n works,
+    a cluster runs the jobs on its GPU nodes); stop when the study folder keeps a config that would change its
+    results (instead of rebuilding it, or marking it with mixed results)."""
     if plan.gpu_plan is not None:
         log.info(plan.gpu_plan.line)
     if plan.train_gpu:
