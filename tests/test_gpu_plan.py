@@ -84,6 +84,8 @@ def test_rows_match_network_batch_precision_compile_and_gpu(rows):
     # precision auto: bf16 rows first (here only the A100's), with no GPU here any GPU the file names
     (bf16,) = gpu_plan.matching_rows(config(precision="auto"), rows, None)
     assert bf16.device_name == "NVIDIA A100"
+    # only the whole epoch measured: taken as it is
+    assert gpu_plan.run_epoch_seconds(config(precision="auto"), [bf16]) == (6.0, "measured on NVIDIA A100")
     assert gpu_plan.matching_rows(config(precision="auto"), rows, "NVIDIA H200")[0].precision == "float32"
 
 
@@ -103,15 +105,18 @@ def test_packing_speedup_from_the_measured_rows(rows):
 
 
 def test_original_study_on_one_h200_from_the_csv(rows):
-    """2 runs × 1800 epochs × 10 s measured alone; k = 8 by memory, but 2 runs: 2 share the GPU at 2.4× one run's
-    speed, so each takes 1800 × 10 × 2 / 2.4 s and both run at once."""
+    """2 runs × 1800 epochs; measured alone 9 s of training (45,000 images) + 1 s of evaluation (60,000), which the
+    original's splits (50,000 training images, no validation, 10,000 test) make 10 + 1 s; k = 8 by memory, but 2
+    runs: 2 share the GPU at 2.4× one run's speed, so each takes 1800 × 11 × 2 / 2.4 s and both run at once."""
     plan = plan_gpus(config(), [config()], [H200], rows, "timings.csv")
     assert (plan.runs_per_gpu, plan.gpus) == (8, 1)
-    each = 1800 * 10 * 2 / 2.4
+    epoch = 9 * 50_000 / 45_000 + 1 * (50_000 + 0 + 10_000) / 60_000
+    assert epoch == pytest.approx(11)
+    each = 1800 * epoch * 2 / 2.4
     assert plan.wall_hours == pytest.approx(each / 3600)
     assert plan.gpu_hours == pytest.approx(2 * each / 2 / 3600)
     line = plan.line
-    assert line.startswith("GPU plan: 2 runs × 1800 epochs × 10 s an epoch (measured on NVIDIA H200, timings.csv); ")
+    assert line.startswith("GPU plan: 2 runs × 1800 epochs × 11 s an epoch (measured on NVIDIA H200, timings.csv); ")
     assert "8 runs per GPU (auto: 0.9 × 150,000 MB / 2,600 MB a run (measured), at most 8)" in line
     assert "2 at once, ×2.40 as fast together (measured with 2)" in line
     assert line.endswith(f"{plan.gpu_hours:.1f} GPU-hours, wall ≈ {plan.wall_hours:.1f} h on 1 GPU")
@@ -175,7 +180,7 @@ def test_plan_study_hands_k_to_the_jobs_and_counts_gpu_jobs(tmp_path, monkeypatc
     study = yaml.safe_load((REPO / "config" / "original.yaml").read_text())
     plan = planning.plan_study(study, config_files=[], overrides={}, schema_path=SCHEMA, is_main_process=True)
     assert plan.runs_per_gpu == 3 and os.environ[RUNS_PER_GPU_ENV] == "3"
-    assert plan.gpu_jobs == 3 and plan.gpu_plan.line.startswith("GPU plan: 2 runs × 1800 epochs × 10 s")
+    assert plan.gpu_jobs == 3 and plan.gpu_plan.line.startswith("GPU plan: 2 runs × 1800 epochs × 11 s")
     # a job process re-planning inherits k
     again = yaml.safe_load((REPO / "config" / "original.yaml").read_text())
     job = planning.plan_study(again, config_files=[], overrides={}, schema_path=SCHEMA, is_main_process=False)

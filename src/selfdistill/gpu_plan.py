@@ -5,7 +5,8 @@ Sources, best first, each named in the line:
 
 - **epoch seconds** of one run alone on the GPU: ``train.epoch_seconds`` when set, else the GPU self-check's
   measurement in the GPU timings file (:mod:`selfdistill.gpu_timings`, ``resources.gpu_timings``) for the run's
-  network, batch size, precision and compile mode, else the built-in estimate
+  network, batch size, precision and compile mode (its training and evaluation seconds scaled to the run's split
+  sizes when both are measured), else the built-in estimate
   (:data:`selfdistill.resources.EPOCH_SECONDS`, the one table the job runtimes use too);
 - **peak GPU memory of one run**: the timings file, else :data:`PEAK_MEM_MB`, a deliberately high built-in estimate;
 - **packing speed-up** of k runs sharing a GPU (their images/s together over one run's): the timings file's rows
@@ -30,8 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .gpu_timings import DEFAULT_PATH, TimingRow, read_timings
+from .gpu_timings import DEFAULT_PATH, EPOCH_EVAL_IMAGES, EPOCH_TRAIN_IMAGES, TimingRow, read_timings
 from .resources import epoch_seconds
+from .splits import split_sizes
 
 #: Built-in peak GPU memory of one run (MB) by network, as (fixed, per image of the batch): deliberately high (CUDA
 #: context and cuDNN workspaces, the dataset resident on the GPU, weights, gradients, momentum, activations), so
@@ -153,7 +155,13 @@ def run_epoch_seconds(config: Mapping, rows: Sequence[TimingRow]) -> tuple[float
         return float(config["train"]["epoch_seconds"]), "train.epoch_seconds"
     alone = [row for row in rows if row.concurrent == 1 and row.epoch_s]
     if alone:
-        return alone[0].epoch_s, f"measured on {alone[0].device_name}"
+        row, sizes = alone[0], split_sizes(config)
+        seconds = row.epoch_s
+        if row.train_s is not None and row.eval_s is not None:
+            # the measured epoch's training and evaluation, scaled to this run's split sizes
+            seconds = row.train_s * sizes.train / EPOCH_TRAIN_IMAGES
+            seconds += row.eval_s * (sizes.train + sizes.val + sizes.test) / EPOCH_EVAL_IMAGES
+        return seconds, f"measured on {row.device_name}"
     return float(epoch_seconds(config, "cuda")), "built-in estimate"
 
 
