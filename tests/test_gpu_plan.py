@@ -278,3 +278,10 @@ def test_snakemake_registers_gpus_times_k_unless_given(tmp_path):
     given = snakemake(work, target, "--resources", "gpu=2", *k, configfile=REPO / "config" / "original.yaml", env=env)
     assert provided_gpus(given.stdout + given.stderr) == 2
     assert "2 at once" in given.stdout + given.stderr
+
+
+def test_the_documented_plan_line_is_the_planners(tmp_path, monkeypatch):
+    """docs/clusters-and-gpus.md shows config/original.yaml's GPU plan on a machine without a GPU or timings."""
+    monkeypatch.chdir(tmp_path)
+    line = plan_gpus(config(), [config()], [], [], gpu_plan.DEFAULT_PATH).line
+    assert f"\n{line}\n" in (REPO / "docs" / "clusters-and-gpus.md").read_text()
