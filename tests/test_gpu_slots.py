@@ -300,7 +300,43 @@ def test_more_concurrent_workers_than_slots_never_share_a_slot(tmp_path):
     assert sum(r["waited"] for r in found) >= n_workers - n_slots
 
 
-def run_snakemake(tmp_path: Path, gpus: int, n_slots: int, gate: int) -> list[dict]:
+def test_four_jobs_per_fake_gpu_across_processes(tmp_path):
+    """8 processes at once on 2 fake GPUs with 2 runs per GPU, as training jobs claim ``cuda``: 4 hold slots at
+    once, 2 on each GPU, and the other 4 wait; no slot is ever shared."""
+    n_workers, n_gpus, k = 8, 2, 2
+    state, records = tmp_path / "state", tmp_path / "records"
+    records.mkdir()
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                f"--name=w{i}",
+                f"--n-slots={n_gpus * k}",
+                f"--lock-dir={tmp_path / 'locks'}",
+                f"--state={state}",
+                f"--record={records / f'w{i}.json'}",
+                f"--gate={n_workers}",
+                f"--fake-gpus={n_gpus}",
+            ]
+        )
+        for i in range(n_workers)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0] * n_workers
+    found = [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
+    check_records(found, n_workers, n_gpus * k)
+    assert {r["device"] for r in found if r["slot"] % n_gpus == 0} == {"cuda:0"}
+    assert {r["device"] for r in found if r["slot"] % n_gpus == 1} == {"cuda:1"}
+    assert sum(r["waited"] for r in found) >= n_workers - n_gpus * k
+    assert {p.name for p in (tmp_path / "locks").iterdir()} == {
+        "gpu-GPU-0.lock",
+        "gpu-GPU-1.lock",
+        "gpu-GPU-0-slot1.lock",
+        "gpu-GPU-1-slot1.lock",
+    }
+
+
+def run_snakemake(tmp_path: Path, gpus: int, n_slots: int, gate: int, fake_gpus: int = 0) -> list[dict]:
     """Run tests/gpu_slots/Snakefile (6 jobs, each ``gpu=1``) with ``--resources gpu=<gpus>``; its records."""
     workdir = tmp_path / "work"
     snakemake(
@@ -314,6 +350,7 @@ def run_snakemake(tmp_path: Path, gpus: int, n_slots: int, gate: int) -> list[di
         f"gate={gate}",
         f"lock_dir={tmp_path / 'locks'}",
         f"state={tmp_path / 'state'}",
+        f"fake_gpus={fake_gpus}",
         snakefile=HERE / "Snakefile",
         configfile=None,
         cores=4,
@@ -338,3 +375,91 @@ def test_snakemake_gpu_count_above_slots_makes_jobs_wait(tmp_path):
     found = run_snakemake(tmp_path, gpus=4, n_slots=2, gate=4)
     check_records(found, 6, 2)
     assert sum(r["waited"] for r in found) >= 2
+
+
+def test_slot_keys_spread_over_gpus_before_packing_one():
+    assert gpu_slots.slot_keys(["a", "b"]) == ["a", "b"]
+    assert gpu_slots.slot_keys(["a", "b"], 3) == ["a", "b", "a-slot1", "b-slot1", "a-slot2", "b-slot2"]
+    assert gpu_slots.slot_keys(["-GPU-x"], 2) == ["-GPU-x", "-GPU-x-slot1"]
+    with pytest.raises(ValueError, match="runs_per_gpu must be at least 1, got 0"):
+        gpu_slots.slot_keys(["a"], 0)
+
+
+@pytest.mark.parametrize(("n_gpus", "k"), [(1, 4), (2, 2), (3, 3), (2, 8)])
+def test_k_runs_per_gpu_give_k_jobs_each_gpu_and_no_more(tmp_path, monkeypatch, n_gpus, k):
+    """n fake GPUs × k slots: n·k claims succeed, each GPU gets exactly k of them, spread evenly as they come
+    (claim j lands on GPU j mod n), every lock file differs; the next claim waits (here: times out)."""
+    monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: n_gpus)
+    monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: [f"GPU-{i}" for i in range(n)])
+    claims = [claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=k, timeout=0) for _ in range(n_gpus * k)]
+    try:
+        devices = [device for device, _ in claims]
+        assert devices == [f"cuda:{j % n_gpus}" for j in range(n_gpus * k)]
+        assert {devices.count(f"cuda:{g}") for g in range(n_gpus)} == {k}
+        assert len({slot.lock_path for _, slot in claims}) == n_gpus * k
+        assert claims[0][1].lock_path == tmp_path / "gpu-GPU-0.lock"
+        if k > 1:
+            assert claims[n_gpus][1].lock_path == tmp_path / "gpu-GPU-0-slot1.lock"
+        assert all(slot.n_slots == n_gpus * k for _, slot in claims)
+        with pytest.raises(GpuSlotTimeout, match=f"among {n_gpus * k} in"):
+            claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=k, timeout=0)
+        # a freed slot goes to the next claim, on its GPU
+        freed = claims[-1][1]
+        freed.release()
+        device, again = claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=k, timeout=0)
+        assert (device, again.lock_path) == (freed.device, freed.lock_path)
+        claims[-1] = (device, again)
+    finally:
+        for _, slot in claims:
+            slot.release()
+
+
+def test_claims_log_the_gpu_and_the_runs_per_gpu(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="selfdistill.gpu_slots")
+    monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: 1)
+    monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    with (
+        claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=4)[1],
+        claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=4)[1],
+    ):
+        pass
+    assert f"claimed GPU slot 1 of 4 on cuda:0, 4 runs per GPU (lock file {tmp_path / 'gpu2-slot1.lock'})" in (
+        caplog.text
+    )
+
+
+def test_jobs_planned_with_different_k_share_the_slots_they_have_in_common(tmp_path, monkeypatch):
+    """A k=1 job holds slot 0 of the GPU (the same file as before packing existed): k=2 jobs find one slot left."""
+    monkeypatch.setattr(gpu_slots, "visible_cuda_devices", lambda: 1)
+    monkeypatch.setattr(gpu_slots, "_device_uuids", lambda n: ["GPU-a"])
+    _, alone = claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=1)
+    with alone:
+        _, packed = claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=2, timeout=0)
+        with packed:
+            assert packed.lock_path == tmp_path / "gpu-GPU-a-slot1.lock"
+            with pytest.raises(GpuSlotTimeout):
+                claim_cuda_device("cuda", lock_dir=tmp_path, runs_per_gpu=2, timeout=0)
+
+
+def test_planned_runs_per_gpu_takes_the_planner_then_a_number_then_one(monkeypatch):
+    monkeypatch.delenv(gpu_slots.RUNS_PER_GPU_ENV, raising=False)
+    assert gpu_slots.planned_runs_per_gpu("auto") == 1
+    assert gpu_slots.planned_runs_per_gpu(None) == 1
+    assert gpu_slots.planned_runs_per_gpu(3) == 3
+    assert gpu_slots.planned_runs_per_gpu(True) == 1
+    monkeypatch.setenv(gpu_slots.RUNS_PER_GPU_ENV, "4")
+    assert gpu_slots.planned_runs_per_gpu("auto") == 4
+    assert gpu_slots.planned_runs_per_gpu(2) == 4
+    monkeypatch.setenv(gpu_slots.RUNS_PER_GPU_ENV, "zero")
+    assert gpu_slots.planned_runs_per_gpu(2) == 2
+
+
+@pytest.mark.slow
+def test_snakemake_one_gpu_four_runs_per_gpu(tmp_path):
+    """One fake GPU with k = 4 and --resources gpu=4 (the documented command): four jobs train on cuda:0 at once
+    and nobody waits."""
+    found = run_snakemake(tmp_path, gpus=4, n_slots=4, gate=4, fake_gpus=1)
+    check_records(found, 6, 4)
+    assert {r["device"] for r in found} == {"cuda:0"}
+    assert not any(r["waited"] for r in found)

@@ -223,10 +223,13 @@ def configure(dev: torch.device, threads: int = 1, precision: str = "auto") -> R
 
 
 @contextlib.contextmanager
-def acquire(setting: str, threads: int = 1, holder: str | None = None, precision: str = "auto") -> Iterator[RunDevice]:
-    """Check ``setting`` on this node, claim a GPU slot for a bare ``cuda`` and configure the device in
-    ``precision``; the slot is released when the block ends (and by the kernel if the process dies)."""
-    name, slot = claim_cuda_device(str(check_device(setting)), holder=holder)
+def acquire(
+    setting: str, threads: int = 1, holder: str | None = None, precision: str = "auto", runs_per_gpu: int = 1
+) -> Iterator[RunDevice]:
+    """Check ``setting`` on this node, claim a GPU slot for a bare ``cuda`` (one of ``runs_per_gpu`` per GPU) and
+    configure the device in ``precision``; the slot is released when the block ends (and by the kernel if the
+    process dies)."""
+    name, slot = claim_cuda_device(str(check_device(setting)), holder=holder, runs_per_gpu=runs_per_gpu)
     try:
         run_device = configure(_torch_device(name), threads, precision)
         run_device.slot = slot

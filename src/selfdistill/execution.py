@@ -1,7 +1,8 @@
 """Which settings only say how or where to run: the one list, read by the planner, the jobs and the checkpoints.
 
 A study's results depend on its result-changing settings only. The settings in :data:`EXECUTION_ONLY` decide
-where a job runs (device, threads), how long it may run and how that is planned (runtime, epoch_seconds), how
+where a job runs (device, threads, how many runs share a GPU), how long it may run and how that is planned
+(runtime, epoch_seconds, the GPU timings file), how
 often it checkpoints, how it evaluates in batches and whether the network is compiled, and where the dataset's
 files are and how they are fetched. Changing one of them
 
@@ -38,7 +39,12 @@ EXECUTION_ONLY = (
     "dataset_options.data_root",
     "dataset_options.download",
     "dataset_options.verify_md5",
+    "resources.runs_per_gpu",
+    "resources.gpu_timings",
 )
+#: Config sections whose every key is execution-only: left out of a study's result settings as a whole, so adding
+#: one changes no existing study's digest.
+EXECUTION_SECTIONS = ("resources",)
 #: Sections of a variant (``variants.<name>.<section>``) that repeat the study's sections.
 _VARIANT_SECTIONS = ("train", "model", "distill")
 
@@ -61,7 +67,7 @@ def is_execution_only(dotted: str) -> bool:
 def result_settings(config: Mapping) -> dict:
     """A copy of ``config`` without the study's name and without every execution-only key (also inside
     variants): what the study's results depend on."""
-    out = copy.deepcopy({key: value for key, value in config.items() if key != "study"})
+    out = copy.deepcopy({key: value for key, value in config.items() if key not in ("study", *EXECUTION_SECTIONS)})
     for dotted in EXECUTION_ONLY:
         section, key = dotted.split(".", 1)
         if isinstance(out.get(section), dict):

@@ -1,9 +1,11 @@
-"""Give each concurrent CUDA job on one machine its own GPU, by an exclusive lock on one of N lock files.
+"""Give each concurrent CUDA job on one machine its own GPU slot, by an exclusive lock on one of N lock files.
 
 Why: Snakemake schedules ``gpu`` as a count. ``snakemake --resources gpu=4`` guarantees that at most four jobs
 declaring ``resources: gpu=1`` run at once, but does not tell a job *which* device to use (a long-standing
 Snakemake request), so without help every job would train on ``cuda:0``. Here a job whose device is plain
-``"cuda"`` claims a free *slot* ``i`` in ``0..N-1`` (``N`` = visible CUDA devices) and trains on ``cuda:i``.
+``"cuda"`` claims a free *slot* ``i`` in ``0..N-1`` and trains on that slot's device. ``N`` = visible CUDA devices ×
+runs per GPU (``resources.runs_per_gpu``, k): with k = 1 each job has a GPU to itself; with k > 1 up to k jobs share
+one GPU, which small networks leave mostly idle (:func:`slot_keys`: slot ``i`` is on device ``i mod devices``).
 
 How: slot ``i`` is the lock file ``<lock_dir>/gpu<key_i>.lock``. A claim tries the slots in order with an
 exclusive, non-blocking ``fcntl.flock`` and keeps the file descriptor open for as long as the job holds the slot;
@@ -26,7 +28,9 @@ everyone concerned to coordinate several users). Lock files are named after the 
 when torch reports one, else its ``CUDA_VISIBLE_DEVICES`` entry, else its index (:func:`visible_device_keys`), so
 jobs that see different device sets, or each see their own GPU as ``cuda:0`` (SLURM with ``ConstrainDevices``),
 still lock the device they use and never queue behind each other. A job given an explicit device (``cuda:1``)
-bypasses the claim.
+bypasses the claim. With k runs per GPU a GPU has the lock files ``gpu<key>.lock`` (slot 0, the same file as with
+k = 1) and ``gpu<key>-slot1.lock`` … ``gpu<key>-slot<k-1>.lock``; a job counts only the first k of them, so jobs
+planned with different k on one GPU agree on the slots they have in common (never more than the larger k at once).
 
 This module imports ``torch`` only inside functions that count or name devices, so it is cheap to import.
 """
@@ -46,6 +50,9 @@ from typing import final
 log = logging.getLogger(__name__)
 
 LOCK_DIR_ENV = "SELFDISTILL_GPU_LOCK_DIR"
+#: Environment variable through which every training job inherits the planner's runs per GPU
+#: (``resources.runs_per_gpu``, ``auto`` resolved: :mod:`selfdistill.gpu_plan`).
+RUNS_PER_GPU_ENV = "SELFDISTILL_RUNS_PER_GPU"
 DEFAULT_POLL_S = 1.0
 
 
@@ -65,11 +72,13 @@ class GpuSlot:
     n_slots: int
     lock_path: Path
     _fd: int | None = field(default=None, repr=False)
+    #: the visible device this slot is on (``None``: one slot per device, the device is ``index``)
+    gpu: int | None = None
 
     @property
     def device(self) -> str:
-        """The CUDA device string of this slot, ``cuda:<index>`` (index among the visible devices)."""
-        return f"cuda:{self.index}"
+        """The CUDA device string of this slot, ``cuda:<gpu>`` (index among the visible devices)."""
+        return f"cuda:{self.index if self.gpu is None else self.gpu}"
 
     @property
     def held(self) -> bool:
@@ -264,6 +273,28 @@ def _device_uuids(n_devices: int) -> list[str] | None:
     return uuids
 
 
+def slot_keys(device_keys: Sequence[str], runs_per_gpu: int = 1) -> list[str]:
+    """The lock keys of ``runs_per_gpu`` slots on each device, in claim order: slot 0 of every device first, then
+    slot 1 of every device, …, so that jobs spread over the GPUs before any GPU takes a second one. Slot 0 of a
+    device keeps the device's own key (``gpu<key>.lock``, as with one run per GPU), slot ``s`` > 0 is
+    ``<key>-slot<s>`` (``gpu<key>-slot<s>.lock``). Slot ``i`` of the list is on device ``i % len(device_keys)``."""
+    if runs_per_gpu < 1:
+        raise ValueError(f"runs_per_gpu must be at least 1, got {runs_per_gpu}")
+    return [key if s == 0 else f"{key}-slot{s}" for s in range(runs_per_gpu) for key in device_keys]
+
+
+def planned_runs_per_gpu(setting: object = None) -> int:
+    """How many training jobs share one GPU in this job: the planner's answer (:data:`RUNS_PER_GPU_ENV`, which
+    the Snakefile sets and every job inherits), else ``setting`` when it is a whole number, else 1 (``auto``
+    without a planner: one run per GPU, never oversubscribed)."""
+    inherited = os.environ.get(RUNS_PER_GPU_ENV, "").strip()
+    if inherited.isdigit() and int(inherited) >= 1:
+        return int(inherited)
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        return setting
+    return 1
+
+
 def claim_cuda_device(
     device: str,
     *,
@@ -271,31 +302,24 @@ def claim_cuda_device(
     timeout: float | None = None,
     poll: float = DEFAULT_POLL_S,
     holder: str | None = None,
+    runs_per_gpu: int = 1,
 ) -> tuple[str, GpuSlot | None]:
     """Turn a planned device into the one to train on: ``"cuda"`` → ``("cuda:<i>", slot)``, else ``(device, None)``.
 
-    For ``"cuda"`` without an index it claims a free slot among the visible devices (waiting while all are held)
-    and logs ``claimed GPU slot i of N (lock file ...)``. Keep the returned slot until the run ends and then
-    ``release()`` it (process exit releases it too). Any other device (``cpu``, ``cuda:1``, ``auto``) is returned
-    unchanged with no slot: resolve ``auto`` first. Raises ``RuntimeError`` when no CUDA device is visible.
+    For ``"cuda"`` without an index it claims a free slot among ``runs_per_gpu`` slots on each visible device
+    (:func:`slot_keys`; waiting while all are held) and logs ``claimed GPU slot i of N (lock file ...)``. Keep the
+    returned slot until the run ends and then ``release()`` it (process exit releases it too). Any other device
+    (``cpu``, ``cuda:1``, ``auto``) is returned unchanged with no slot: resolve ``auto`` first. Raises
+    ``RuntimeError`` when no CUDA device is visible.
     """
     if device != "cuda":
         return device, None
     n_devices = visible_cuda_devices()
     if n_devices < 1:
         raise RuntimeError("device 'cuda' requested but no CUDA device is visible on this node")
-    slot = claim_gpu_slot(
-        n_devices,
-        lock_dir,
-        timeout=timeout,
-        poll=poll,
-        holder=holder,
-        keys=visible_device_keys(n_devices),
-    )
-    log.info(
-        "claimed GPU slot %d of %d (lock file %s)",
-        slot.index,
-        slot.n_slots,
-        slot.lock_path,
-    )
+    keys = slot_keys(visible_device_keys(n_devices), runs_per_gpu)
+    slot = claim_gpu_slot(len(keys), lock_dir, timeout=timeout, poll=poll, holder=holder, keys=keys)
+    slot.gpu = slot.index % n_devices
+    shared = f" on {slot.device}, {runs_per_gpu} runs per GPU" if runs_per_gpu > 1 else ""
+    log.info("claimed GPU slot %d of %d%s (lock file %s)", slot.index, slot.n_slots, shared, slot.lock_path)
     return slot.device, slot

@@ -37,6 +37,8 @@ from .dataset_files import DATASET_CHANNELS, DATASET_SHAPES, FIXED_SPLITS, datas
 from .device import PLANNED_DEVICE_ENV, gpu_visible, planned_device
 from .execution import without_execution
 from .figure_table import FIGURE_TABLE
+from .gpu_plan import GpuPlan, load_timings, plan_gpus, visible_gpus
+from .gpu_slots import RUNS_PER_GPU_ENV, planned_runs_per_gpu
 from .imports import module_files
 from .resources import (
     CPU_AUTO_LIMIT_MIN,
@@ -133,6 +135,10 @@ class StudyPlan:
     train_time: dict[str, TrainTime]
     #: missing data, one line each (the corrupt step stops on the first)
     data_problems: list[str]
+    #: training jobs that share one GPU (``resources.runs_per_gpu``, ``auto`` resolved by the planning process)
+    runs_per_gpu: int = 1
+    #: the planning process's GPU plan of a CUDA study (:func:`selfdistill.gpu_plan.plan_gpus`), else ``None``
+    gpu_plan: GpuPlan | None = None
 
     @property
     def results(self) -> str:
@@ -159,6 +165,14 @@ class StudyPlan:
     def train_gpu(self) -> int:
         """The ``gpu`` slots a training job holds: 1 exactly when it trains on a GPU."""
         return 1 if self.train_device.startswith("cuda") else 0
+
+    @property
+    def gpu_jobs(self) -> int:
+        """Training jobs that may hold a GPU at once here: visible GPUs × runs per GPU (0 without a GPU plan or a
+        GPU here): the ``gpu`` resource the Snakefile registers when ``--resources gpu=N`` does not set it."""
+        if self.gpu_plan is None or not self.gpu_plan.gpus_here:
+            return 0
+        return self.gpu_plan.gpus * self.runs_per_gpu
 
     @property
     def train_retries(self) -> int:
@@ -236,6 +250,25 @@ def _train_device(config: Mapping, setting_configs: Sequence[Mapping], is_main_p
     return device
 
 
+def _gpu_plan(
+    config: Mapping, setting_configs: Sequence[Mapping], device: str, gpu_jobs: int | None
+) -> tuple[int, GpuPlan | None]:
+    """Runs per GPU and the GPU plan of a CUDA study (:mod:`selfdistill.gpu_plan`), planned by the planning process
+    on the GPUs it sees and recorded in :data:`~selfdistill.gpu_slots.RUNS_PER_GPU_ENV` for the jobs; a bad GPU
+    timings file stops the plan in one line."""
+    try:
+        rows, path = load_timings(config)
+    except ValueError as err:
+        raise PlanError(str(err)) from None
+    gpus = visible_gpus()
+    if device.startswith("cuda:"):
+        index = int(device.split(":")[1])
+        gpus = gpus[index : index + 1]
+    plan = plan_gpus(config, setting_configs, gpus, rows, path, gpu_jobs)
+    os.environ[RUNS_PER_GPU_ENV] = str(plan.runs_per_gpu)
+    return plan.runs_per_gpu, plan
+
+
 def plan_study(
     config: dict,
     *,
@@ -244,6 +277,7 @@ def plan_study(
     schema_path: str | os.PathLike,
     is_main_process: bool,
     log: logging.Logger | None = None,
+    gpu_jobs: int | None = None,
 ) -> StudyPlan:
     """Check the workflow's ``config`` and plan the study; raise :class:`PlanError` with one line (naming the key,
     or the file and line) when it cannot be planned.
@@ -251,7 +285,8 @@ def plan_study(
     ``config`` is modified in place as Snakemake's ``validate`` would: the command-line ``overrides``
     (``--config``) merged in by the schema's types, the schema's defaults filled in. The planning process (``is_main_process``) says in ``log`` where the
     results go, the values the pipeline adjusts, missing data and GPU jobs planned without a GPU; it stops when
-    the study folder was made with another config. Cluster jobs re-parsing the workflow inherit its device."""
+    the study folder was made with another config. Cluster jobs re-parsing the workflow inherit its device and its
+    runs per GPU. ``gpu_jobs``: ``--resources gpu=N``, the GPU jobs Snakemake may run at once (for the GPU plan)."""
     log = log or logging.getLogger(__name__)
     _checked_config(config, config_files, overrides, load_schema(schema_path))
     study = study_name(config, config_files, overrides)
@@ -274,6 +309,9 @@ def plan_study(
         if data_problems:
             log.warning(f"warning: {data_problems[0]}")
     device = _train_device(config, list(setting_config.values()), is_main_process)
+    runs_per_gpu, gpu_plan = planned_runs_per_gpu(config["resources"]["runs_per_gpu"]), None
+    if is_main_process and device.startswith("cuda"):
+        runs_per_gpu, gpu_plan = _gpu_plan(config, list(setting_config.values()), device, gpu_jobs)
     plan = StudyPlan(
         config=config,
         study=study,
@@ -284,6 +322,8 @@ def plan_study(
         train_device=device,
         train_time={path: train_time(c, device) for path, c in setting_config.items()},
         data_problems=data_problems,
+        runs_per_gpu=runs_per_gpu,
+        gpu_plan=gpu_plan,
     )
     if is_main_process:
         _check_folder(plan, schema_path, log)
@@ -291,11 +331,13 @@ def plan_study(
 
 
 def _check_folder(plan: StudyPlan, schema_path: str | os.PathLike, log: logging.Logger) -> None:
-    """Say what GPU jobs planned on a machine without a GPU add up to (a login node: -n works, a cluster runs them
-    on its GPU nodes); stop when the study folder keeps a config that would change its results (instead of
-    rebuilding it, or marking it with mixed results)."""
+    """Print the GPU plan of a CUDA study and, on a machine without a GPU, where to run it (a login node: -n works,
+    a cluster runs the jobs on its GPU nodes); stop when the study folder keeps a config that would change its
+    results (instead of rebuilding it, or marking it with mixed results)."""
+    if plan.gpu_plan is not None:
+        log.info(plan.gpu_plan.line)
     if plan.train_gpu:
-        note = no_gpu_note(list(plan.setting_config.values()), plan.train_device, gpu_visible())
+        note = no_gpu_note(plan.train_device, gpu_visible())
         if note:
             log.warning(note)
     problem = snapshot_problem(plan.results, plan.config, plan.study, fill=lambda old: with_defaults(old, schema_path))

@@ -1,5 +1,6 @@
 """What each job asks the scheduler for: memory (:func:`train_mem_mb`, :func:`frequency_mem_mb`), runtime and
-retries of the training runs (:func:`train_time`, from :data:`EPOCH_SECONDS`), and whether a study planned for the
+retries of the training runs (:func:`train_time`, from :data:`EPOCH_SECONDS`, which the GPU plan of
+:mod:`selfdistill.gpu_plan` falls back on too), and whether a study planned for the
 CPU by ``train.device: auto`` needs a GPU instead (:func:`auto_needs_gpu`, :func:`no_gpu_note`).
 
 Only the standard library is imported here.
@@ -80,26 +81,15 @@ def auto_needs_gpu(config: Mapping, setting_configs: Sequence[Mapping], device: 
     return max(train_time(c, "cpu").estimate_min for c in setting_configs) > CPU_AUTO_LIMIT_MIN
 
 
-def no_gpu_note(setting_configs: Sequence[Mapping], device: str, gpu_here: bool) -> str | None:
-    """One line when the study's runs are planned for a GPU that this machine does not have: the runs, epochs and
-    seconds per epoch on the planned GPU (:data:`EPOCH_SECONDS`, or ``train.epoch_seconds``), the GPU-hours they
-    add up to, and where to run them; ``None`` when they train on the CPU or a GPU is visible."""
+def no_gpu_note(device: str, gpu_here: bool) -> str | None:
+    """One line when the study's runs are planned for a GPU that this machine does not have (the ``GPU plan:`` line
+    before it gives their GPU-hours, :mod:`selfdistill.gpu_plan`): where to run them; ``None`` when they train on
+    the CPU or a GPU is visible."""
     if not device.startswith("cuda") or gpu_here:
         return None
-    parts = [
-        (len(c["seeds"]) * len(c["modes"]), c["train"]["epochs"], epoch_seconds(c, "cuda")) for c in setting_configs
-    ]
-    runs = sum(n for n, _, _ in parts)
-    hours = sum(n * epochs * seconds for n, epochs, seconds in parts) / 3600
-    shapes = {(epochs, seconds) for _, epochs, seconds in parts}
-    if len(shapes) == 1:
-        epochs, seconds = shapes.pop()
-        detail = f"{runs} runs × {epochs} epochs × {seconds:g} s"
-    else:
-        detail = f"{runs} runs"
     return (
-        f"note: no GPU visible here: {detail} ≈ {hours:.1f} GPU-hours on the planned GPUs; submit to a GPU machine or "
-        f"cluster (a job started here stops at once; train.device: cpu trains on this CPU)"
+        "note: no GPU visible here: the GPU plan is for GPUs elsewhere; submit to a GPU machine or cluster "
+        "(a job started here stops at once; train.device: cpu trains on this CPU)"
     )
 
 

@@ -346,6 +346,7 @@ def train_run(
     attempt_number: int = 1,
     console: TextIO | None = None,
     teacher: str | os.PathLike | None = None,
+    runs_per_gpu: int = 1,
 ) -> pd.DataFrame:
     """Pipeline step: train one run, resuming from its checkpoint, and write its history, outputs and weights.
 
@@ -361,6 +362,7 @@ def train_run(
     ``console`` (a Snakemake job passes stderr): a few short progress lines for a person watching, see
     :class:`~selfdistill.console.ConsoleProgress`; the log keeps one line per epoch either way. ``teacher``: the
     teacher's ``model_early_stopped.pt`` for a mode that distils from one (``mode_names.TEACHER_OF``), else None.
+    ``runs_per_gpu``: how many runs share one GPU (the slot claimed for a bare ``cuda``, :mod:`selfdistill.gpu_slots`).
     """
     checkpoint_dir, run_name = run_paths(checkpoint_dir, out_history, run_name, data_path, mode, seed)
     settings = train_settings(train)
@@ -378,7 +380,7 @@ def train_run(
     )
     with (
         attempt(checkpoint_dir, attempt_number),
-        acquire(device, threads, holder=run_name, precision=settings.precision) as dev,
+        acquire(device, threads, holder=run_name, precision=settings.precision, runs_per_gpu=runs_per_gpu) as dev,
         stop_on_signals(watch_snakemake()) as stop,
     ):
         run, folder = start_run(data_path, spec, dev, run_name, checkpoint_dir, teacher)

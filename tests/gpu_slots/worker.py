@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from selfdistill.gpu_slots import claim_gpu_slot
+from selfdistill import gpu_slots
+from selfdistill.gpu_slots import claim_cuda_device, claim_gpu_slot
 
 GATE_LIMIT_S = 60.0
 
@@ -42,13 +43,24 @@ def _reached(state: Path) -> int:
     return len(names)
 
 
-def run(name: str, n_slots: int, lock_dir: Path, state: Path, record: Path, gate: int) -> None:
+def claim(n_slots: int, lock_dir: Path, name: str, fake_gpus: int) -> gpu_slots.GpuSlot:
+    """A slot of ``n_slots`` lock files, or with ``fake_gpus`` > 0 a ``cuda`` claim on that many fake GPUs (named
+    GPU-0, GPU-1, …) with ``n_slots / fake_gpus`` runs per GPU, as a training job claims one."""
+    if not fake_gpus:
+        return claim_gpu_slot(n_slots, lock_dir, poll=0.02, holder=name)
+    gpu_slots.visible_cuda_devices = lambda: fake_gpus
+    gpu_slots._device_uuids = lambda n: [f"GPU-{i}" for i in range(n)]
+    _, slot = claim_cuda_device("cuda", lock_dir=lock_dir, poll=0.02, holder=name, runs_per_gpu=n_slots // fake_gpus)
+    return slot
+
+
+def run(name: str, n_slots: int, lock_dir: Path, state: Path, record: Path, gate: int, fake_gpus: int = 0) -> None:
     """Claim, hold until the gate opens plus a short random time, record, release."""
     state.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("selfdistill.gpu_slots")
     logger.setLevel(logging.INFO)
     logger.addHandler(_WaitMarker(state / f"waiting-{name}"))
-    with claim_gpu_slot(n_slots, lock_dir, poll=0.02, holder=name) as slot:
+    with claim(n_slots, lock_dir, name, fake_gpus) as slot:
         t_acquire = time.monotonic_ns()
         try:
             os.close(os.open(state / f"busy{slot.index}", os.O_CREAT | os.O_EXCL))
@@ -67,6 +79,7 @@ def run(name: str, n_slots: int, lock_dir: Path, state: Path, record: Path, gate
             "name": name,
             "pid": os.getpid(),
             "slot": slot.index,
+            "device": slot.device,
             "t_acquire": t_acquire,
             "t_release": time.monotonic_ns(),
             "collision": collision,
@@ -86,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--record", type=Path, required=True)
     parser.add_argument("--gate", type=int, default=1)
+    parser.add_argument("--fake-gpus", type=int, default=0, help="claim as a cuda job on this many fake GPUs")
     args = parser.parse_args(argv)
-    run(args.name, args.n_slots, args.lock_dir, args.state, args.record, args.gate)
+    run(args.name, args.n_slots, args.lock_dir, args.state, args.record, args.gate, args.fake_gpus)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ from selfdistill.mode_names import TEACHER_OF
 from selfdistill.planning import FIGURES, PlanError, library_files, plan_study
 from selfdistill.noise_spec import NoiseSpec
 
+# `--resources gpu=N` as given (None when not: Snakemake 9 wraps resources in objects, 8 keeps plain values)
+GIVEN_GPU = getattr(workflow.global_resources.get("gpu"), "value", workflow.global_resources.get("gpu"))
+
 # Every config problem stops the plan before any job starts, in one line that names the key (or the file and line);
 # the plan fills the schema's defaults into `config`, and says where the results go, the values it adjusts, missing
 # data and GPU jobs planned without a GPU.
@@ -23,9 +26,15 @@ try:
         schema_path=workflow.source_path("../schemas/config.schema.yaml"),
         is_main_process=workflow.is_main_process,
         log=logger,
+        gpu_jobs=GIVEN_GPU,
     )
 except PlanError as err:
     raise WorkflowError(str(err)) from None
+
+# `--resources gpu=N` means "N training jobs on GPUs at once". Without it, a local run may hold as many GPU jobs as
+# there are GPU slots here (visible GPUs × resources.runs_per_gpu); a cluster run leaves gpu to the cluster.
+if workflow.local_exec and PLAN.gpu_jobs and GIVEN_GPU is None:
+    workflow.register_resource("gpu", PLAN.gpu_jobs)
 
 # the paths every rule writes below
 RESULTS = PLAN.results

@@ -6,6 +6,7 @@ import sys
 
 from selfdistill.device import planned_device
 from selfdistill.execution import job_values
+from selfdistill.gpu_slots import planned_runs_per_gpu
 from selfdistill.training import train_run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -35,4 +36,6 @@ train_run(
     console=sys.stderr,
     # the teacher's weights of a mode that distils from one (an empty input for the others)
     teacher=sm.input.get("teacher") or None,
+    # resources.runs_per_gpu as the planner resolved it (inherited like the device)
+    runs_per_gpu=planned_runs_per_gpu(sm.config.get("resources", {}).get("runs_per_gpu")),
 )
