@@ -88,6 +88,7 @@ def human_label_file(wildcards):
 def all_targets():
     """Every figure and summary of every setting of the study."""
     files = ["summary.csv", "summary.md", "summary.html", "histories.csv", "frequency.csv", "frequency_summary.md"]
+    files += ["spectrum_summary.md"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
     study = [f"{RESULTS}/{name}" for name in ("config.yaml", "study.json", "summary.csv", "summary.md", "overview.png")]
     return study + [f"{RESULTS}/{setting}/{name}" for setting in PLAN.settings for name in files]
