@@ -12,7 +12,16 @@ import pytest
 from matplotlib.container import BarContainer
 
 from selfdistill import figures
-from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY, HISTORIES, ReportCaption
+from selfdistill.figure_table import (
+    FIGURE_TABLE,
+    FREQUENCY,
+    HISTORIES,
+    SPECTRUM,
+    SPECTRUM_CONVERGENCE,
+    SPECTRUM_ENERGY,
+    ReportCaption,
+)
+from selfdistill.spectrum_stats import convergence_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODES = ("ce", "self_distill", "bootstrap_soft")
@@ -117,6 +126,27 @@ def make_frequency(seeds=(0, 1), modes=MODES, n_epochs=6, with_rel=True) -> pd.D
     return pd.DataFrame(rows)
 
 
+def make_spectrum(seeds=(0, 1), modes=MODES, n_epochs=6, bands=4, **_) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Synthetic spectrum and energy tables: band b's error falls from 1 with time constant b epochs (low first)."""
+    base = {"dataset": "cifar10", "noise": "pair40", "space": "input", "delta_config": 0.1, "delta": 5.0}
+    rows, energy = [], []
+    for seed in seeds:
+        for mode in modes:
+            for band in range(1, bands + 1):
+                energy.append(
+                    dict(base, seed=seed, mode=mode, band=band, eig_max=1.0 / band, eig_min=0.5 / band)
+                    | {"clean_share": 0.6 / band, "noise_share": 0.1 * band}
+                )
+                for epoch in range(1, n_epochs + 1):
+                    for target in ("noisy", "clean"):
+                        err = np.exp(-(epoch - 1) / (band + 0.3 * seed)) + (0.3 if target == "clean" else 0.0)
+                        rows.append(
+                            dict(base, seed=seed, mode=mode, band=band, eig_max=1.0 / band, eig_min=0.5 / band)
+                            | {"epoch": epoch, "target": target, "rel_error": err}
+                        )
+    return pd.DataFrame(rows), pd.DataFrame(energy)
+
+
 def assert_png(path) -> None:
     """A non-empty PNG that matplotlib can read back, no wider than 12 in at the figure dpi, no temp beside it."""
     data = path.read_bytes()
@@ -139,6 +169,10 @@ def csvs(tmp_path):
         f = folder / "frequency.csv"
         make_histories(**hist_kw).to_csv(h, index=False)
         make_frequency(**kw).to_csv(f, index=False)
+        spectrum, energy = make_spectrum(**kw)
+        spectrum.to_csv(folder / SPECTRUM, index=False)
+        energy.to_csv(folder / SPECTRUM_ENERGY, index=False)
+        convergence_table(spectrum).to_csv(folder / SPECTRUM_CONVERGENCE, index=False)
         return h, f
 
     return write
@@ -167,7 +201,7 @@ def test_figures_render(csvs, tmp_path, variant):
     hist, freq = csvs(variant, **options)
     for name in names:
         out = tmp_path / f"out_{variant}_{name}" / f"{name}.png"
-        source = {FREQUENCY: freq, HISTORIES: hist}[ENTRIES[name].table]
+        source = hist.parent / ENTRIES[name].table
         figures.plotter(ENTRIES[name].plotter)(source, out)
         assert_png(out)
 
@@ -536,7 +570,13 @@ def test_every_table_entry_has_its_plotter_with_its_options():
     import inspect
 
     config = _default_config()
-    first_argument = {HISTORIES: "histories_csv", FREQUENCY: "frequency_csv"}
+    first_argument = {
+        HISTORIES: "histories_csv",
+        FREQUENCY: "frequency_csv",
+        SPECTRUM: "spectrum_csv",
+        SPECTRUM_ENERGY: "spectrum_energy_csv",
+        SPECTRUM_CONVERGENCE: "spectrum_convergence_csv",
+    }
     for entry in FIGURE_TABLE:
         params = inspect.signature(figures.plotter(entry.plotter)).parameters
         assert list(params)[:2] == [first_argument[entry.table], "out_png"], entry.name
@@ -555,7 +595,7 @@ def test_figures_render_with_the_options_of_the_default_study(csvs, tmp_path):
     config = _default_config()
     for entry in FIGURE_TABLE:
         out = tmp_path / entry.name / f"{entry.name}.png"
-        figures.plot(entry.plotter, {HISTORIES: hist, FREQUENCY: freq}[entry.table], out, **entry.plot_options(config))
+        figures.plot(entry.plotter, hist.parent / entry.table, out, **entry.plot_options(config))
         assert_png(out)
 
 

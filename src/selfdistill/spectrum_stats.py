@@ -155,8 +155,8 @@ def aggregate_spectrum(
     out = None
     for paths, target, producer in (
         (spectrum_paths, out_spectrum, "rule aggregate_spectrum"),
-        (energy_paths, out_energy, None),
-        (kernel_paths, out_kernel, None),
+        (energy_paths, out_energy, "rule aggregate_spectrum"),
+        (kernel_paths, out_kernel, "rule aggregate_spectrum"),
     ):
         table = concat_runs(paths, runs)
         with atomic_output(target, producer) as tmp:
@@ -182,7 +182,7 @@ def summarise_spectrum(
     spectrum = pd.read_csv(spectrum_csv)
     convergence = convergence_table(spectrum)
     summary = order_summary(convergence, reference)
-    with atomic_output(out_convergence) as tmp:
+    with atomic_output(out_convergence, "rule spectrum_summary") as tmp:
         convergence.to_csv(tmp, index=False)
     with atomic_output(out_csv, "rule spectrum_summary") as tmp:
         summary.to_csv(tmp, index=False)
