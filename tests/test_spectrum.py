@@ -218,3 +218,33 @@ def test_penultimate_features_are_the_classifier_input(arch):
     if arch == "mlp":
         with torch.no_grad():
             np.testing.assert_allclose(feats.numpy(), net.net[:-1](x).numpy(), rtol=1e-6)
+
+
+def test_model_features_load_the_weights_file(tmp_path):
+    """The features of a weights file written as rule train writes it (the payload's model and state_dict), from
+    flattened (H, W, C) normalised inputs."""
+    from selfdistill.spectrum import model_features
+
+    torch.manual_seed(1)
+    net = build_model("small_cnn", (2, 6, 6), 3, width=4)
+    path = tmp_path / "model_early_stopped.pt"
+    torch.save({"state_dict": net.state_dict(), "model": {"arch": "small_cnn", "width": 4}}, path)
+    x_hwc = np.random.default_rng(0).normal(size=(5, 6, 6, 2))
+    got = model_features(path, x_hwc.reshape(5, -1), (6, 6, 2), 3)
+    want = penultimate_features(net, torch.from_numpy(x_hwc.transpose(0, 3, 1, 2)).float()).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    torch.save({"state_dict": None, "what": "no validation split"}, path)
+    with pytest.raises(ValueError, match="needs a validation"):
+        model_features(path, x_hwc.reshape(5, -1), (6, 6, 2), 3)
+
+
+def test_config_checks_for_the_spectrum():
+    from selfdistill.config_checks import _spectrum_problems
+
+    config = {
+        "modes": ["self_distill"],
+        "val_fraction": 0,
+        "frequency": {"train_subset": 4, "bands": 8, "space": "features"},
+    }
+    problems = _spectrum_problems(config)
+    assert len(problems) == 3 and "frequency.bands" in problems[0] and "modes has no ce" in problems[1]
