@@ -198,7 +198,7 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_figures_render(csvs, tmp_path, variant):
     options, names = VARIANTS[variant]
-    hist, freq = csvs(variant, **options)
+    hist, _ = csvs(variant, **options)
     for name in names:
         out = tmp_path / f"out_{variant}_{name}" / f"{name}.png"
         source = hist.parent / ENTRIES[name].table
@@ -591,7 +591,7 @@ def test_every_plotter_draws_a_figure_of_the_table():
 
 
 def test_figures_render_with_the_options_of_the_default_study(csvs, tmp_path):
-    hist, freq = csvs()
+    hist, _ = csvs()
     config = _default_config()
     for entry in FIGURE_TABLE:
         out = tmp_path / entry.name / f"{entry.name}.png"

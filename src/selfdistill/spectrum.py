@@ -20,6 +20,7 @@ made, and :func:`gaussian_kernel` builds the kernel from any points matrix.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ def band_slices(n: int, bands: int) -> list[slice]:
     if not 1 <= bands <= n:
         raise ValueError(f"bands must lie in [1, n={n}], got {bands}")
     edges = np.cumsum([0] + [n // bands + (1 if b < n % bands else 0) for b in range(bands)])
-    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def band_energy(basis: np.ndarray, f: np.ndarray, bands: Sequence[slice]) -> np.ndarray:
