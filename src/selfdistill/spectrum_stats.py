@@ -1,5 +1,5 @@
-"""The convergence order over the spectrum, per run and paired over seeds (docs/science.md, "Frequency spectrum and
-convergence order").
+"""The convergence order over the spectrum, per run and paired over seeds
+(docs/science.md, "Frequency spectrum and convergence order").
 
 Per run, target (noisy, clean labels) and fraction q (50%, 90%): each band's convergence epoch
 (:func:`selfdistill.spectrum.convergence_epoch`) and Spearman's ρ between the band index (1 = lowest frequency) and
