@@ -1,7 +1,6 @@
-"""Frequency analysis, summaries and the study config (uses PLAN, RESULTS, MODES, code_of, runs, run_data and
-run_files of common.smk)."""
+"""Frequency analysis, spectrum, summaries and the study config (uses PLAN, RESULTS, MODES, code_of, runs, run_data,
+spectrum_model and run_files of common.smk)."""
 
-from selfdistill.mode_names import REFERENCE_MODE
 from selfdistill.studies import write_snapshot
 
 
@@ -30,14 +29,6 @@ rule frequency:
         "frequency analysis of {wildcards.setting}/seed{wildcards.seed}/{wildcards.mode}"
     script:
         "../scripts/frequency.py"
-
-
-def spectrum_model(wildcards):
-    """Input function: with frequency.space features, the same seed's early-stopped reference model, whose
-    penultimate features the spectrum's kernel is built on; nothing in input space."""
-    if config["frequency"]["space"] != "features":
-        return []
-    return [f"{RESULTS}/{wildcards.setting}/seed{wildcards.seed}/{REFERENCE_MODE}/model_early_stopped.pt"]
 
 
 rule spectrum:

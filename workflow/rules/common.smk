@@ -9,6 +9,7 @@ from snakemake.logging import logger
 
 from selfdistill.figure_table import figure as figure_entry
 from selfdistill.planning import FIGURES, PlanError, library_files, plan_study
+from selfdistill.mode_names import REFERENCE_MODE
 from selfdistill.noise_spec import NoiseSpec
 
 # Every config problem stops the plan before any job starts, in one line that names the key (or the file and line);
@@ -70,6 +71,14 @@ def run_files(name):
 def run_data(wildcards):
     """Input function: the corrupted data of a run's noise setting and seed (shared by the study's variants)."""
     return f"{RESULTS}/{PLAN.settings[wildcards.setting].noise}/seed{wildcards.seed}/data.h5"
+
+
+def spectrum_model(wildcards):
+    """Input function: with frequency.space features, the same seed's early-stopped reference model, whose
+    penultimate features the spectrum's kernel is built on; nothing in input space."""
+    if config["frequency"]["space"] != "features":
+        return []
+    return [f"{RESULTS}/{wildcards.setting}/seed{wildcards.seed}/{REFERENCE_MODE}/model_early_stopped.pt"]
 
 
 def setting_config(section):
