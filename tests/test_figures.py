@@ -624,3 +624,31 @@ def test_captions_follow_the_config():
     config["val_fraction"] = 0
     assert "network's logits against" in ENTRIES["frequency_error"].report_caption(config).text
     assert ENTRIES["accuracy_bars"].report_caption(config).text.endswith("no early-stopped reference line.")
+
+
+def test_spectrum_figures_draw_the_means(tmp_path, drawn):
+    """The noise spectrum's bars are the seeds' mean shares; the heat maps hold the seeds' mean errors per band and
+    epoch; the convergence curves are the seeds' mean epochs per band."""
+    spectrum, energy = make_spectrum(seeds=(0, 1), modes=("ce", "self_distill"), n_epochs=5, bands=3)
+    paths = {name: tmp_path / f"{name}.csv" for name in ("spectrum", "energy", "convergence")}
+    spectrum.to_csv(paths["spectrum"], index=False)
+    energy.to_csv(paths["energy"], index=False)
+    conv = convergence_table(spectrum)
+    conv.to_csv(paths["convergence"], index=False)
+    figures.plot_noise_spectrum(paths["energy"], tmp_path / "a" / "noise.png")
+    figures.plot_spectrum_error(paths["spectrum"], tmp_path / "b" / "error.png")
+    figures.plot_spectrum_convergence(paths["convergence"], tmp_path / "c" / "conv.png")
+    noise_fig, error_fig, conv_fig = drawn
+    heights = sorted(round(p.get_height(), 6) for p in noise_fig.axes[0].patches if p.get_height() > 0)
+    want = sorted(round(v, 6) for v in [0.6, 0.3, 0.2, 0.1, 0.2, 0.3])
+    assert heights == want
+    # the first heat map (noisy targets, ce): rows bands, columns epochs
+    mesh = error_fig.axes[0].collections[0].get_array().reshape(3, 5)
+    mean = spectrum[(spectrum["mode"] == "ce") & (spectrum["target"] == "noisy")]
+    mean = mean.groupby(["band", "epoch"])["rel_error"].mean().unstack().to_numpy()
+    np.testing.assert_allclose(mesh, mean)
+    ax = conv_fig.axes[0]
+    rows = conv[(conv["mode"] == "ce") & (conv["target"] == "noisy") & (conv["q"] == 0.5)]
+    label = next(ln.get_label() for ln in ax.lines if ln.get_label().startswith("ce"))
+    _, ys = line(ax, label)
+    assert ys == pytest.approx(rows.groupby("band")["epoch"].mean().tolist())
