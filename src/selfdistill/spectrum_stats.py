@@ -32,7 +32,8 @@ FRACTIONS = (0.5, 0.9)
 CONVERGENCE_COLUMNS = ("space", "target", "q", "band", "epoch", "rho")
 #: columns of spectrum_summary.csv after the setting keys
 SUMMARY_COLUMNS = (
-    "space", "target", "q", "mode", "comparison", "n_seeds", "mean", "ci95_low", "ci95_high", "p_value", "verdict",
+    "space", "target", "q", "mode", "comparison", "n_seeds", "n_undefined", "mean", "ci95_low", "ci95_high", "p_value",
+    "verdict",
 )  # fmt: skip
 
 
@@ -81,21 +82,24 @@ def order_summary(convergence: pd.DataFrame, reference: str = REFERENCE_MODE) ->
         ref = group[group["mode"] == reference].set_index("seed")["rho"]
         for mode, runs in group.groupby("mode", sort=False):
             interval, words = order_verdict(runs["rho"].tolist())
-            rows.append(_row(head, mode, "rho", interval, words))
+            rows.append(_row(head, mode, "rho", interval, words, int(runs["rho"].isna().sum())))
             if mode != reference and not ref.empty:
                 diff = (runs.set_index("seed")["rho"] - ref).dropna()
                 interval = t_interval(diff.tolist())
                 words = verdict(interval).text if len(diff) else "cannot compute (no seed has both ρ finite)"
-                rows.append(_row(head, mode, f"rho - {reference}", interval, words))
+                undefined = len(set(runs["seed"]) | set(ref.index)) - len(diff)
+                rows.append(_row(head, mode, f"rho - {reference}", interval, words, undefined))
     return pd.DataFrame(rows, columns=[*setting_keys(per_run), *SUMMARY_COLUMNS])
 
 
-def _row(head: dict, mode: str, comparison: str, interval, words: str) -> dict:
+def _row(head: dict, mode: str, comparison: str, interval, words: str, undefined: int) -> dict:
+    """One row of :func:`order_summary`; ``undefined``: the seeds left out because their ρ is undefined."""
     return {
         **head,
         "mode": mode,
         "comparison": comparison,
         "n_seeds": interval.n,
+        "n_undefined": undefined,
         "mean": interval.mean,
         "ci95_low": interval.low,
         "ci95_high": interval.high,
@@ -134,7 +138,8 @@ def summary_markdown(summary: pd.DataFrame, energy: pd.DataFrame, kernel: pd.Dat
         bounds = "no interval" if np.isnan(r.ci95_low) else f"[{r.ci95_low:+.3f}, {r.ci95_high:+.3f}]"
         lines.append(
             f"- {r.space}, {r.target} labels, {int(r.q * 100)}% of the drop, {r.mode} ({r.comparison}): "
-            f"{r.mean:+.3f} {bounds} ({r.n_seeds} seeds): {r.verdict}."
+            f"{r.mean:+.3f} {bounds} ({r.n_seeds} seeds{f'; {r.n_undefined} undefined' if r.n_undefined else ''}): "
+            f"{r.verdict}."
         )
     return "\n".join(lines) + "\n"
 
