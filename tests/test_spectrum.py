@@ -172,6 +172,10 @@ def test_order_verdict_words():
     assert order_verdict([0.5, -0.6, 0.1])[1] == "no order detected (95% interval includes 0)"
     assert order_verdict([0.5])[1] == "not testable (1 seed)"
     assert order_verdict([float("nan")] * 3)[1].startswith("cannot compute")
+    assert order_verdict([0.5, float("nan"), float("nan")])[1] == (
+        "not testable (1 seed); 2 of 3 seeds left out, ρ undefined (fewer than 3 bands whose error fell, or every band "
+        "at the same epoch)"
+    )
 
 
 def test_convergence_table_and_summary():

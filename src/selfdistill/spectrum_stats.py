@@ -53,12 +53,25 @@ def convergence_table(spectrum: pd.DataFrame, fractions: Sequence[float] = FRACT
 
 
 def order_verdict(values: Sequence[float]) -> tuple[object, str]:
-    """(interval, words) of the seeds' ρ: whether low frequencies converge first."""
+    """(interval, words) of the seeds' ρ: whether low frequencies converge first; seeds whose ρ is undefined are
+    left out and said so."""
     finite = [v for v in values if np.isfinite(v)]
+    interval, words = _order_words(finite, len(values))
+    missing = len(values) - len(finite)
+    if missing and finite:
+        words += (
+            f"; {missing} of {len(values)} seeds left out, ρ undefined (fewer than 3 bands whose error fell, or every "
+            "band at the same epoch)"
+        )
+    return interval, words
+
+
+def _order_words(finite: Sequence[float], n_values: int) -> tuple[object, str]:
+    """(interval, words) of the finite ρ of :func:`order_verdict`."""
     interval = t_interval(finite)
     kind = verdict(interval).kind
     if kind == NO_PAIRS:
-        return interval, f"cannot compute (no seed of {len(values)} has a finite ρ: no band's error fell)"
+        return interval, f"cannot compute (no seed of {n_values} has a defined ρ: fewer than 3 bands whose error fell)"
     if kind == NOT_TESTABLE:
         return interval, "not testable (1 seed)"
     if kind == CONSTANT:
