@@ -12,7 +12,16 @@ import pytest
 from matplotlib.container import BarContainer
 
 from selfdistill import figures
-from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY, HISTORIES, ReportCaption
+from selfdistill.figure_table import (
+    FIGURE_TABLE,
+    FREQUENCY,
+    HISTORIES,
+    SPECTRUM,
+    SPECTRUM_CONVERGENCE,
+    SPECTRUM_ENERGY,
+    ReportCaption,
+)
+from selfdistill.spectrum_stats import convergence_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODES = ("ce", "self_distill", "bootstrap_soft")
@@ -117,6 +126,27 @@ def make_frequency(seeds=(0, 1), modes=MODES, n_epochs=6, with_rel=True) -> pd.D
     return pd.DataFrame(rows)
 
 
+def make_spectrum(seeds=(0, 1), modes=MODES, n_epochs=6, bands=4, **_) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Synthetic spectrum and energy tables: band b's error falls from 1 with time constant b epochs (low first)."""
+    base = {"dataset": "cifar10", "noise": "pair40", "space": "input", "delta_config": 0.1, "delta": 5.0}
+    rows, energy = [], []
+    for seed in seeds:
+        for mode in modes:
+            for band in range(1, bands + 1):
+                energy.append(
+                    dict(base, seed=seed, mode=mode, band=band, eig_max=1.0 / band, eig_min=0.5 / band)
+                    | {"clean_share": 0.6 / band, "noise_share": 0.1 * band}
+                )
+                for epoch in range(1, n_epochs + 1):
+                    for target in ("noisy", "clean"):
+                        err = np.exp(-(epoch - 1) / (band + 0.3 * seed)) + (0.3 if target == "clean" else 0.0)
+                        rows.append(
+                            dict(base, seed=seed, mode=mode, band=band, eig_max=1.0 / band, eig_min=0.5 / band)
+                            | {"epoch": epoch, "target": target, "rel_error": err}
+                        )
+    return pd.DataFrame(rows), pd.DataFrame(energy)
+
+
 def assert_png(path) -> None:
     """A non-empty PNG that matplotlib can read back, no wider than 12 in at the figure dpi, no temp beside it."""
     data = path.read_bytes()
@@ -139,6 +169,10 @@ def csvs(tmp_path):
         f = folder / "frequency.csv"
         make_histories(**hist_kw).to_csv(h, index=False)
         make_frequency(**kw).to_csv(f, index=False)
+        spectrum, energy = make_spectrum(**kw)
+        spectrum.to_csv(folder / SPECTRUM, index=False)
+        energy.to_csv(folder / SPECTRUM_ENERGY, index=False)
+        convergence_table(spectrum).to_csv(folder / SPECTRUM_CONVERGENCE, index=False)
         return h, f
 
     return write
@@ -164,10 +198,10 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_figures_render(csvs, tmp_path, variant):
     options, names = VARIANTS[variant]
-    hist, freq = csvs(variant, **options)
+    hist, _ = csvs(variant, **options)
     for name in names:
         out = tmp_path / f"out_{variant}_{name}" / f"{name}.png"
-        source = {FREQUENCY: freq, HISTORIES: hist}[ENTRIES[name].table]
+        source = hist.parent / ENTRIES[name].table
         figures.plotter(ENTRIES[name].plotter)(source, out)
         assert_png(out)
 
@@ -536,7 +570,13 @@ def test_every_table_entry_has_its_plotter_with_its_options():
     import inspect
 
     config = _default_config()
-    first_argument = {HISTORIES: "histories_csv", FREQUENCY: "frequency_csv"}
+    first_argument = {
+        HISTORIES: "histories_csv",
+        FREQUENCY: "frequency_csv",
+        SPECTRUM: "spectrum_csv",
+        SPECTRUM_ENERGY: "spectrum_energy_csv",
+        SPECTRUM_CONVERGENCE: "spectrum_convergence_csv",
+    }
     for entry in FIGURE_TABLE:
         params = inspect.signature(figures.plotter(entry.plotter)).parameters
         assert list(params)[:2] == [first_argument[entry.table], "out_png"], entry.name
@@ -551,11 +591,11 @@ def test_every_plotter_draws_a_figure_of_the_table():
 
 
 def test_figures_render_with_the_options_of_the_default_study(csvs, tmp_path):
-    hist, freq = csvs()
+    hist, _ = csvs()
     config = _default_config()
     for entry in FIGURE_TABLE:
         out = tmp_path / entry.name / f"{entry.name}.png"
-        figures.plot(entry.plotter, {HISTORIES: hist, FREQUENCY: freq}[entry.table], out, **entry.plot_options(config))
+        figures.plot(entry.plotter, hist.parent / entry.table, out, **entry.plot_options(config))
         assert_png(out)
 
 
@@ -584,3 +624,31 @@ def test_captions_follow_the_config():
     config["val_fraction"] = 0
     assert "network's logits against" in ENTRIES["frequency_error"].report_caption(config).text
     assert ENTRIES["accuracy_bars"].report_caption(config).text.endswith("no early-stopped reference line.")
+
+
+def test_spectrum_figures_draw_the_means(tmp_path, drawn):
+    """The noise spectrum's bars are the seeds' mean shares; the heat maps hold the seeds' mean errors per band and
+    epoch; the convergence curves are the seeds' mean epochs per band."""
+    spectrum, energy = make_spectrum(seeds=(0, 1), modes=("ce", "self_distill"), n_epochs=5, bands=3)
+    paths = {name: tmp_path / f"{name}.csv" for name in ("spectrum", "energy", "convergence")}
+    spectrum.to_csv(paths["spectrum"], index=False)
+    energy.to_csv(paths["energy"], index=False)
+    conv = convergence_table(spectrum)
+    conv.to_csv(paths["convergence"], index=False)
+    figures.plot_noise_spectrum(paths["energy"], tmp_path / "a" / "noise.png")
+    figures.plot_spectrum_error(paths["spectrum"], tmp_path / "b" / "error.png")
+    figures.plot_spectrum_convergence(paths["convergence"], tmp_path / "c" / "conv.png")
+    noise_fig, error_fig, conv_fig = drawn
+    heights = sorted(round(p.get_height(), 6) for p in noise_fig.axes[0].patches if p.get_height() > 0)
+    want = sorted(round(v, 6) for v in [0.6, 0.3, 0.2, 0.1, 0.2, 0.3])
+    assert heights == want
+    # the first heat map (noisy targets, ce): rows bands, columns epochs
+    mesh = error_fig.axes[0].collections[0].get_array().reshape(3, 5)
+    mean = spectrum[(spectrum["mode"] == "ce") & (spectrum["target"] == "noisy")]
+    mean = mean.groupby(["band", "epoch"])["rel_error"].mean().unstack().to_numpy()
+    np.testing.assert_allclose(mesh, mean)
+    ax = conv_fig.axes[0]
+    rows = conv[(conv["mode"] == "ce") & (conv["target"] == "noisy") & (conv["q"] == 0.5)]
+    label = next(ln.get_label() for ln in ax.lines if ln.get_label().startswith("ce"))
+    _, ys = line(ax, label)
+    assert ys == pytest.approx(rows.groupby("band")["epoch"].mean().tolist())

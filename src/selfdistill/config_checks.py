@@ -247,6 +247,32 @@ def _frequency_problems(config: Mapping) -> list[str]:
         for j, value in enumerate(freq.get("plot_deltas") or [])
         if not known(value)
     ]
+    problems += _spectrum_problems(config)
+    return problems
+
+
+def _spectrum_problems(config: Mapping) -> list[str]:
+    """frequency.bands within the training subset; frequency.space features needs the reference mode and a validation
+    split (its early-stopped network gives the features)."""
+    from .mode_names import REFERENCE_MODE
+
+    freq, problems = config["frequency"], []
+    if freq.get("bands", 1) > freq["train_subset"]:
+        problems.append(
+            f"invalid config: frequency.bands = {freq['bands']} is more than frequency.train_subset = "
+            f"{freq['train_subset']} (each band needs at least one eigenvector); lower it"
+        )
+    if freq.get("space") == "features":
+        if REFERENCE_MODE not in config["modes"]:
+            problems.append(
+                f"invalid config: frequency.space = features builds the kernel on the early-stopped {REFERENCE_MODE} "
+                f"model of each seed, but modes has no {REFERENCE_MODE}; add it, or use frequency.space: input"
+            )
+        if config.get("val_fraction") == 0:
+            problems.append(
+                "invalid config: frequency.space = features needs an early-stopped model, but val_fraction is 0 (no "
+                "early stopping); set val_fraction > 0, or use frequency.space: input"
+            )
     return problems
 
 

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 #: The tidy tables a figure can be drawn from (``{setting}/<table>``, written by the aggregate steps).
 HISTORIES = "histories.csv"
 FREQUENCY = "frequency.csv"
+SPECTRUM = "spectrum.csv"
+SPECTRUM_ENERGY = "spectrum_energy.csv"
+SPECTRUM_CONVERGENCE = "spectrum_convergence.csv"
 
 
 def frequency_source(config: Mapping) -> str:
@@ -199,6 +202,41 @@ FIGURE_TABLE: tuple[Figure, ...] = (
             Falling e_high against the noisy labels means the network fits their high-frequency part; when it does
             so by fitting the noise, e_high against the clean labels stops falling or rises again. A mode that
             resists the noise keeps e_high against the clean labels low.
+        """,
+    ),
+    Figure(
+        name="spectrum_error",
+        table=SPECTRUM,
+        plotter="plot_spectrum_error",
+        caption="""
+            Relative error ‖P_b(h − y)‖ / ‖P_b y‖ of the softmax outputs on the training subset in each frequency
+            band b (rows; band 1 = the lowest frequencies: eigenvectors of the normalised Gaussian kernel with the
+            largest eigenvalues) and stored epoch (columns), mean over seeds, one panel per mode, against the noisy
+            (top) and the clean (bottom) labels. The frequency principle predicts the low bands to darken first;
+            a mode that fits the label noise ends with low error against the noisy labels in the high bands.
+        """,
+    ),
+    Figure(
+        name="noise_spectrum",
+        table=SPECTRUM_ENERGY,
+        plotter="plot_noise_spectrum",
+        caption="""
+            Share of the energy ‖P_b f‖² / ‖f‖² of the clean one-hot labels (black) and of the label noise (noisy −
+            clean one-hot, red) in each frequency band of the training subset (band 1 lowest), mean ± sd over seeds.
+            If the label noise is "high-frequency", the red bars sit in the last bands while the black ones sit in
+            the first.
+        """,
+    ),
+    Figure(
+        name="spectrum_convergence",
+        table=SPECTRUM_CONVERGENCE,
+        plotter="plot_spectrum_convergence",
+        caption="""
+            The first epoch at which each band's relative error has made 50% (top) or 90% (bottom) of its total drop
+            (from the first stored epoch to its minimum), against the band (1 = lowest frequency), per mode, mean ±
+            sd over seeds, against the noisy (left) and the clean (right) labels; bands whose error never falls are
+            left out. The legend gives each mode's mean Spearman ρ of band against epoch: rising curves (ρ > 0)
+            mean low frequencies converge first. Intervals and verdicts: spectrum_summary.md.
         """,
     ),
     Figure(

@@ -911,6 +911,122 @@ def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: S
 #: Every figure's drawing function, by its name: the ``plot_*`` functions of this module. The figure table
 #: (:mod:`selfdistill.figure_table`) names the one each figure calls; this module does not read the table, so editing a
 #: caption reruns no figure.
+# --------------------------------------------------------------------------------------------------------------
+# spectrum figures (selfdistill.spectrum)
+# --------------------------------------------------------------------------------------------------------------
+
+SPECTRUM_TARGETS = ("noisy", "clean")
+
+
+def _read_spectrum_table(path: PathLike, mode_order):
+    """A spectrum table of one setting, the modes to draw (ordered), their palette and the setting's title."""
+    check_producer(path)
+    table = pd.read_csv(path)
+    if table.empty:
+        raise ValueError(f"{path}: no rows")
+    modes = ordered_modes(table["mode"].unique(), mode_order)
+    return table[table["mode"].isin(modes)], modes, mode_palette(modes), _setting_title(table)
+
+
+def _space_text(table: pd.DataFrame) -> str:
+    """'input space, δ 0.1' for a title: the kernel's space and configured width."""
+    spaces = ", ".join(sorted(set(table["space"].astype(str))))
+    deltas = ", ".join(f"{d:g}" for d in sorted(set(table["delta_config"])))
+    return f"kernel in {spaces} space, δ {deltas}"
+
+
+def plot_spectrum_error(spectrum_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None) -> None:
+    """Heat maps of the relative error per band (rows, 1 = lowest frequency) and stored epoch (columns), mean over
+    seeds: one column of panels per mode, rows for the noisy and the clean labels, one colour scale per row."""
+    table, modes, palette, title = _read_spectrum_table(spectrum_csv, mode_order)
+    epochs = sorted(table["epoch"].astype(int).unique())
+    mean = table.groupby(["target", "mode", "band", "epoch"])["rel_error"].mean()
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(
+            len(SPECTRUM_TARGETS), len(modes), figsize=(FIG_WIDTH, 2.8 * len(SPECTRUM_TARGETS) + 1), squeeze=False
+        )
+        tick_idx = _epoch_tick_columns(epochs)
+        for r, target in enumerate(SPECTRUM_TARGETS):
+            values = mean.loc[target] if target in mean.index.get_level_values(0) else pd.Series(dtype=float)
+            finite = values[np.isfinite(values)]
+            vmax = float(np.quantile(finite, 0.98)) if len(finite) else 1.0
+            for c, mode in enumerate(modes):
+                ax = axes[r, c]
+                sub = values.loc[mode].unstack("epoch").reindex(columns=epochs) if mode in values.index else None
+                if sub is None:
+                    ax.set_axis_off()
+                    continue
+                sns.heatmap(sub, ax=ax, cmap="viridis", vmin=0.0, vmax=vmax, cbar=c == len(modes) - 1,
+                            cbar_kws={"label": f"relative error vs {target}"}, xticklabels=False)  # fmt: skip
+                ax.set_xticks(tick_idx + 0.5)
+                ax.set_xticklabels([str(epochs[k]) for k in tick_idx], rotation=0)
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(f"band (vs {target} labels)" if c == 0 else "")
+                ax.set_title(mode, color=palette[mode], fontweight="bold")
+        fig.suptitle(
+            f"{title} — relative error ‖P_b(h − y)‖ / ‖P_b y‖ per frequency band (1 = lowest)\n"
+            f"training subset, softmax outputs, {_space_text(table)}; mean over seeds"
+        )
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+def plot_noise_spectrum(
+    spectrum_energy_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
+) -> None:
+    """Share of the energy of the clean one-hot labels and of the label noise (noisy − clean) per band, mean ± sd
+    over seeds (one row per seed: every mode of a seed has the same labels and kernel)."""
+    table, _, _, title = _read_spectrum_table(spectrum_energy_csv, mode_order)
+    per_seed = table.drop_duplicates(["seed", "band"])
+    long = per_seed.melt(id_vars=["seed", "band"], value_vars=["clean_share", "noise_share"], var_name="what")
+    long["what"] = long["what"].map({"clean_share": "clean labels", "noise_share": "label noise (noisy − clean)"})
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.7, 4.2))
+        sns.barplot(data=long, x="band", y="value", hue="what", errorbar="sd", ax=ax,
+                    palette={"clean labels": "black", "label noise (noisy − clean)": "tab:red"})  # fmt: skip
+        ax.set_xlabel("frequency band (1 = lowest, equal counts of eigenvectors)")
+        ax.set_ylabel("share of ‖f‖² in the band")
+        ax.legend(title=None, frameon=False)
+        n = per_seed["seed"].nunique()
+        fig.suptitle(f"{title} — where the labels and the label noise live\n{_space_text(table)}; {n} seed(s)")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+def plot_spectrum_convergence(
+    spectrum_convergence_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
+) -> None:
+    """The epoch at which each band's error makes 50% (top) and 90% (bottom) of its drop against the band, per mode
+    (mean ± sd over seeds), against the noisy (left) and the clean (right) labels; the legend gives each mode's mean
+    Spearman ρ (ρ > 0: low frequencies first)."""
+    table, modes, palette, title = _read_spectrum_table(spectrum_convergence_csv, mode_order)
+    fractions = sorted(table["q"].unique())
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, axes = plt.subplots(len(fractions), len(SPECTRUM_TARGETS), figsize=(FIG_WIDTH, 3.4 * len(fractions)),
+                                 squeeze=False, sharex=True)  # fmt: skip
+        for r, q in enumerate(fractions):
+            for c, target in enumerate(SPECTRUM_TARGETS):
+                ax, rows = axes[r, c], table[(table["q"] == q) & (table["target"] == target)]
+                rho = rows.drop_duplicates(["seed", "mode"]).groupby("mode")["rho"].mean()
+                for mode in modes:
+                    sub = rows[rows["mode"] == mode]
+                    if sub["epoch"].notna().any():
+                        sns.lineplot(data=sub, x="band", y="epoch", color=palette[mode], errorbar="sd", marker="o",
+                                     ax=ax, label=f"{mode} (ρ {rho.get(mode, np.nan):+.2f})")  # fmt: skip
+                ax.set_title(f"{int(q * 100)}% of the drop, vs {target} labels")
+                ax.set_ylabel("epoch")
+                ax.set_xlabel("frequency band (1 = lowest)")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if ax.get_legend() is not None:
+                    ax.legend(frameon=False, fontsize="small")
+        fig.suptitle(f"{title} — convergence epoch per frequency band\n{_n_seeds_text(table)}")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
 PLOTTERS = {name: fn for name, fn in sorted(globals().items()) if name.startswith("plot_") and callable(fn)}
 
 

@@ -81,14 +81,14 @@ def degenerate_deltas(
     rows = []
     for values, group in labels.groupby(keys, sort=True):
         hi, lo = float(group["ratio"].max()), float(group["ratio"].min())
-        reason = _degenerate_reason(hi, lo, high, low, num_classes, normalised_low)
+        reason = degenerate_reason(hi, lo, high, low, num_classes, normalised_low)
         if reason is not None:
             ratio = hi if hi > high else lo
             rows.append({**dict(zip(keys, values, strict=True)), "label_ratio": ratio, "reason": reason})
     return pd.DataFrame(rows, columns=[*keys, "label_ratio", "reason"])
 
 
-def _degenerate_reason(hi, lo, high, low, num_classes, normalised_low) -> str | None:
+def degenerate_reason(hi, lo, high, low, num_classes, normalised_low) -> str | None:
     """Why a width with clean-label ratios in [lo, hi] is degenerate, or None."""
     if hi > high:
         return f"clean-label ratio {hi:.4f} > {high}: the kernel is about the identity (delta too small)"

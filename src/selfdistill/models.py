@@ -446,6 +446,30 @@ def build_model(
     return FastCNN(channels, num_classes, width=width)
 
 
+def classifier_layer(model: nn.Module) -> nn.Linear:
+    """The network's last ``nn.Linear`` (in module order): its classifier in every architecture here, whose input is
+    the penultimate-layer representation."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer, so no penultimate features")
+    return linears[-1]
+
+
+@torch.inference_mode()
+def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Eval-mode penultimate-layer activations of ``x`` (N, C, H, W): the input of :func:`classifier_layer`, caught
+    by a forward pre-hook, so that one mechanism serves every architecture. float32, (N, features), in order."""
+    model.eval()
+    caught: list[torch.Tensor] = []
+    hook = classifier_layer(model).register_forward_pre_hook(lambda _m, args: caught.append(args[0].float()))
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            model(x[start : start + batch_size])
+    finally:
+        hook.remove()
+    return torch.cat(caught).reshape(x.shape[0], -1) if caught else torch.empty((0, 0))
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,5 +1,5 @@
-"""Frequency analysis, summaries and the study config (uses PLAN, RESULTS, MODES, code_of, runs, run_data and
-run_files of common.smk)."""
+"""Frequency analysis, spectrum, summaries and the study config (uses PLAN, RESULTS, MODES, code_of, runs, run_data,
+spectrum_model and run_files of common.smk)."""
 
 from selfdistill.studies import write_snapshot
 
@@ -29,6 +29,90 @@ rule frequency:
         "frequency analysis of {wildcards.setting}/seed{wildcards.seed}/{wildcards.mode}"
     script:
         "../scripts/frequency.py"
+
+
+rule spectrum:
+    """The frequency spectrum of one run's stored softmax outputs on the training subset: per band and epoch the
+    relative error against the noisy and the clean labels, the labels' and the noise's energy per band, and the
+    kernel's distance from the identity per delta (docs/science.md, "Frequency spectrum and convergence order")."""
+    input:
+        data=run_data,
+        outputs=f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/outputs.h5",
+        model=spectrum_model,
+        code=code_of("spectrum.py"),
+    output:
+        spectrum=f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/spectrum.csv",
+        energy=f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/spectrum_energy.csv",
+        kernel=f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/kernel.csv",
+    log:
+        f"{RESULTS}/{{setting}}/logs/seed{{seed}}/spectrum_{{mode}}.log",
+    benchmark:
+        f"{RESULTS}/{{setting}}/benchmarks/seed{{seed}}/spectrum_{{mode}}.tsv"
+    conda:
+        "../../envs/selfdistill.yaml"
+    resources:
+        mem_mb=PLAN.frequency_mem_mb,
+    params:
+        deltas=config["frequency"]["deltas"],
+        spectrum_delta=config["frequency"]["spectrum_delta"],
+        bands=config["frequency"]["bands"],
+        delta_scale=config["frequency"]["delta_scale"],
+        inputs=config["frequency"]["inputs"],
+        space=config["frequency"]["space"],
+    message:
+        "frequency spectrum of {wildcards.setting}/seed{wildcards.seed}/{wildcards.mode}"
+    script:
+        "../scripts/spectrum.py"
+
+
+rule aggregate_spectrum:
+    """Tidy all runs' spectrum, energy and kernel tables into one CSV each."""
+    input:
+        spectrum=run_files("spectrum.csv"),
+        energy=run_files("spectrum_energy.csv"),
+        kernel=run_files("kernel.csv"),
+        code=code_of("aggregate_spectrum.py"),
+    output:
+        spectrum=f"{RESULTS}/{{setting}}/spectrum.csv",
+        energy=f"{RESULTS}/{{setting}}/spectrum_energy.csv",
+        kernel=f"{RESULTS}/{{setting}}/kernel.csv",
+    log:
+        f"{RESULTS}/{{setting}}/logs/aggregate_spectrum.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    params:
+        runs=runs,
+    message:
+        "spectrum tables of {wildcards.setting}: {output.spectrum}"
+    script:
+        "../scripts/aggregate_spectrum.py"
+
+
+rule spectrum_summary:
+    """Per run the convergence epoch of each band (50% and 90% of its drop) and Spearman's rho of band against
+    epoch; per mode the mean rho over seeds with its 95% t-interval and whether low frequencies converge first."""
+    input:
+        spectrum=f"{RESULTS}/{{setting}}/spectrum.csv",
+        energy=f"{RESULTS}/{{setting}}/spectrum_energy.csv",
+        kernel=f"{RESULTS}/{{setting}}/kernel.csv",
+        code=code_of("spectrum_summary.py"),
+    output:
+        csv=report(
+            f"{RESULTS}/{{setting}}/spectrum_summary.csv",
+            caption="../report/spectrum_summary.rst",
+            category="Summary",
+            subcategory="{setting}",
+        ),
+        md=f"{RESULTS}/{{setting}}/spectrum_summary.md",
+        convergence=f"{RESULTS}/{{setting}}/spectrum_convergence.csv",
+    log:
+        f"{RESULTS}/{{setting}}/logs/spectrum_summary.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    message:
+        "spectrum summary of {wildcards.setting}: {output.md}"
+    script:
+        "../scripts/spectrum_summary.py"
 
 
 rule aggregate:

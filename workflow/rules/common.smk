@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from selfdistill.figure_table import figure as figure_entry
-from selfdistill.mode_names import TEACHER_OF
+from selfdistill.mode_names import REFERENCE_MODE, TEACHER_OF
 from selfdistill.planning import FIGURES, PlanError, library_files, plan_study
 from selfdistill.noise_spec import NoiseSpec
 
@@ -92,6 +92,14 @@ def teacher_weights(wildcards):
     return f"{run}/model_early_stopped.pt"
 
 
+def spectrum_model(wildcards):
+    """Input function: with frequency.space features, the same seed's early-stopped reference model, whose
+    penultimate features the spectrum's kernel is built on; nothing in input space."""
+    if config["frequency"]["space"] != "features":
+        return []
+    return [f"{RESULTS}/{wildcards.setting}/seed{wildcards.seed}/{REFERENCE_MODE}/model_early_stopped.pt"]
+
+
 def setting_config(section):
     """Params function: one section of the config the setting trains with (its variant's, if any)."""
     return lambda wildcards: PLAN.setting_config[wildcards.setting][section]
@@ -108,6 +116,7 @@ def human_label_file(wildcards):
 def all_targets():
     """Every figure and summary of every setting of the study."""
     files = ["summary.csv", "summary.md", "summary.html", "histories.csv", "frequency.csv", "frequency_summary.md"]
+    files += ["spectrum_summary.md"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
     study = [f"{RESULTS}/{name}" for name in ("config.yaml", "study.json", "summary.csv", "summary.md", "overview.png")]
     return study + [f"{RESULTS}/{setting}/{name}" for setting in PLAN.settings for name in files]
