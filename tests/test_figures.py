@@ -12,7 +12,7 @@ import pytest
 from matplotlib.container import BarContainer
 
 from selfdistill import figures
-from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY, HISTORIES, ReportCaption
+from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY, HISTORIES, MEMORISATION, ReportCaption
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODES = ("ce", "self_distill", "bootstrap_soft")
@@ -117,6 +117,29 @@ def make_frequency(seeds=(0, 1), modes=MODES, n_epochs=6, with_rel=True) -> pd.D
     return pd.DataFrame(rows)
 
 
+def make_memorisation(seeds=(0, 1), modes=MODES, **_) -> pd.DataFrame:
+    """Synthetic per-(run, quintile) memorisation table: ce memorises more, rising with agreement."""
+    rows = []
+    for seed in seeds:
+        for mode in modes:
+            for q in range(1, 6):
+                level = 0.5 + 0.08 * q if mode == "ce" else 0.1 + 0.03 * q
+                rows.append(
+                    {
+                        "dataset": "cifar10",
+                        "noise": "pair40",
+                        "seed": seed,
+                        "mode": mode,
+                        "delta_config": 0.05,
+                        "quintile": q,
+                        "n": 20,
+                        "agreement_mean": 0.2 * q - 0.1,
+                        "share_memorised": level + 0.02 * seed,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def assert_png(path) -> None:
     """A non-empty PNG that matplotlib can read back, no wider than 12 in at the figure dpi, no temp beside it."""
     data = path.read_bytes()
@@ -139,6 +162,7 @@ def csvs(tmp_path):
         f = folder / "frequency.csv"
         make_histories(**hist_kw).to_csv(h, index=False)
         make_frequency(**kw).to_csv(f, index=False)
+        make_memorisation(**kw).to_csv(folder / MEMORISATION, index=False)
         return h, f
 
     return write
@@ -167,7 +191,7 @@ def test_figures_render(csvs, tmp_path, variant):
     hist, freq = csvs(variant, **options)
     for name in names:
         out = tmp_path / f"out_{variant}_{name}" / f"{name}.png"
-        source = {FREQUENCY: freq, HISTORIES: hist}[ENTRIES[name].table]
+        source = {FREQUENCY: freq, HISTORIES: hist, MEMORISATION: hist.parent / MEMORISATION}[ENTRIES[name].table]
         figures.plotter(ENTRIES[name].plotter)(source, out)
         assert_png(out)
 
@@ -536,7 +560,7 @@ def test_every_table_entry_has_its_plotter_with_its_options():
     import inspect
 
     config = _default_config()
-    first_argument = {HISTORIES: "histories_csv", FREQUENCY: "frequency_csv"}
+    first_argument = {HISTORIES: "histories_csv", FREQUENCY: "frequency_csv", MEMORISATION: "memorisation_csv"}
     for entry in FIGURE_TABLE:
         params = inspect.signature(figures.plotter(entry.plotter)).parameters
         assert list(params)[:2] == [first_argument[entry.table], "out_png"], entry.name
@@ -555,7 +579,8 @@ def test_figures_render_with_the_options_of_the_default_study(csvs, tmp_path):
     config = _default_config()
     for entry in FIGURE_TABLE:
         out = tmp_path / entry.name / f"{entry.name}.png"
-        figures.plot(entry.plotter, {HISTORIES: hist, FREQUENCY: freq}[entry.table], out, **entry.plot_options(config))
+        tables = {HISTORIES: hist, FREQUENCY: freq, MEMORISATION: hist.parent / MEMORISATION}
+        figures.plot(entry.plotter, tables[entry.table], out, **entry.plot_options(config))
         assert_png(out)
 
 
@@ -584,3 +609,28 @@ def test_captions_follow_the_config():
     config["val_fraction"] = 0
     assert "network's logits against" in ENTRIES["frequency_error"].report_caption(config).text
     assert ENTRIES["accuracy_bars"].report_caption(config).text.endswith("no early-stopped reference line.")
+
+
+def test_memorisation_by_agreement_draws_seed_means_and_intervals(tmp_path, drawn):
+    table = make_memorisation(seeds=(0, 1, 2), modes=("ce", "self_distill"))
+    # one seed's empty quintile is left out of that quintile's mean and interval
+    table.loc[
+        (table["seed"] == 2) & (table["mode"] == "self_distill") & (table["quintile"] == 1), "share_memorised"
+    ] = np.nan
+    path = tmp_path / MEMORISATION
+    table.to_csv(path, index=False)
+    figures.plot_memorisation_by_agreement(path, tmp_path / "fig" / "m.png", mode_order=["self_distill", "ce"])
+    assert_png(tmp_path / "fig" / "m.png")
+    (fig,) = drawn
+    ax = fig.axes[0]
+    x, y = line(ax, "ce")
+    assert x == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(y, [100 * (0.5 + 0.08 * q + 0.02) for q in range(1, 6)])
+    _, y = line(ax, "self_distill")
+    assert y[0] == pytest.approx(100 * (0.13 + 0.01))
+    bands = figures.interval_by(
+        table[table["mode"] == "ce"].assign(v=lambda d: 100 * d["share_memorised"]), "quintile", "v"
+    )
+    half = 4.302652729911275 * 2.0 / np.sqrt(3)
+    np.testing.assert_allclose(bands["high"] - bands["mean"], half)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["self_distill", "ce"]

@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from selfdistill.figure_table import figure as figure_entry
-from selfdistill.planning import FIGURES, PlanError, library_files, plan_study
+from selfdistill.planning import FIGURES, MEMORISATION_TARGETS, PlanError, library_files, plan_study
 from selfdistill.noise_spec import NoiseSpec
 
 # Every config problem stops the plan before any job starts, in one line that names the key (or the file and line);
@@ -89,6 +89,7 @@ def all_targets():
     """Every figure and summary of every setting of the study."""
     files = ["summary.csv", "summary.md", "summary.html", "histories.csv", "frequency.csv", "frequency_summary.md"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
+    files += list(MEMORISATION_TARGETS)
     study = [f"{RESULTS}/{name}" for name in ("config.yaml", "study.json", "summary.csv", "summary.md", "overview.png")]
     return study + [f"{RESULTS}/{setting}/{name}" for setting in PLAN.settings for name in files]
 
