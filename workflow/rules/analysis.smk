@@ -159,8 +159,8 @@ rule study_summary:
         "../scripts/study_summary.py"
 
 
-# Memorisation of noisy labels by local label agreement (issue 18 §2; docs/science.md, "Memorisation of noisy
-# labels, sample by sample").
+# Memorisation of noisy labels by local label agreement (issue 18 §2):
+# docs/science.md, "Memorisation of noisy labels, sample by sample".
 
 
 rule memorisation:
