@@ -270,3 +270,22 @@ def test_summary_step_writes_its_tables(tmp_path):
     assert per_run.iloc[0]["share_memorised"] == pytest.approx(samples.loc[samples["noisy"], "memorised"].mean())
     assert quint.groupby(["seed", "mode"])["n"].sum().tolist() == per_run["n_noisy"].tolist()
     assert (tmp_path / "out" / "s.md").read_text().startswith("## Memorisation")
+
+
+def test_the_default_width_is_the_smallest_non_degenerate_delta(tmp_path):
+    rows = []
+    for seed in (0, 1):
+        for rel, ratio in ((0.02, 0.9995 if seed else 0.99), (0.05, 0.9), (0.2, 0.6)):
+            for split in ("train_subset", "test"):
+                rows.append(
+                    {"seed": seed, "split": split, "source": "labels_clean", "delta": 3 * rel, "delta_rel": rel}
+                )
+                rows[-1]["ratio"] = ratio if split == "train_subset" else 0.5
+    path = tmp_path / "frequency.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    # δ 0.02 is about the identity in one run of the setting, so it is skipped
+    assert mem.agreement_delta(None, path, num_classes=10) == 0.05
+    assert mem.agreement_delta(0.02, path, num_classes=10) == 0.02
+    pd.DataFrame(rows).assign(ratio=0.9999).to_csv(path, index=False)
+    with pytest.raises(mem.InputFileError, match="set frequency.agreement_delta"):
+        mem.agreement_delta(None, path, num_classes=10)
