@@ -39,6 +39,7 @@ localrules:
     aggregate,
     aggregate_frequency,
     frequency_summary,
+    memorisation_summary,
     study_summary,
     study_config,
     figure,

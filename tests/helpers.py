@@ -24,6 +24,7 @@ import yaml
 
 from selfdistill.checkpoint import FAULT_ENV
 from selfdistill.figure_table import FIGURE_TABLE
+from selfdistill.planning import MEMORISATION_TARGETS
 
 # ----------------------------------------------------------------------------------------------------------------
 # The repository, the smoke study and Snakemake
@@ -117,11 +118,14 @@ def expected_targets() -> list[Path]:
     smoke = yaml.safe_load(SMOKE.read_text())
     files = [SETTING / name for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv")]
     files += [SETTING / "figures" / f"{fig}.png" for fig in FIGURES]
+    files += [SETTING / name for name in MEMORISATION_TARGETS]
     for seed in smoke["seeds"]:
         files.append(SETTING / f"seed{seed}" / "data.h5")
         for mode in smoke["modes"]:
             run = SETTING / f"seed{seed}" / mode
-            files += [run / name for name in ("history.csv", "outputs.h5", "model.pt", "frequency.csv")]
+            files += [
+                run / name for name in ("history.csv", "outputs.h5", "model.pt", "frequency.csv", "memorisation.csv")
+            ]
     return files
 
 

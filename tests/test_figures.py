@@ -16,6 +16,7 @@ from selfdistill.figure_table import (
     FIGURE_TABLE,
     FREQUENCY,
     HISTORIES,
+    MEMORISATION,
     SPECTRUM,
     SPECTRUM_CONVERGENCE,
     SPECTRUM_ENERGY,
@@ -147,6 +148,29 @@ def make_spectrum(seeds=(0, 1), modes=MODES, n_epochs=6, bands=4, **_) -> tuple[
     return pd.DataFrame(rows), pd.DataFrame(energy)
 
 
+def make_memorisation(seeds=(0, 1), modes=MODES, **_) -> pd.DataFrame:
+    """Synthetic per-(run, quintile) memorisation table: ce memorises more, rising with agreement."""
+    rows = []
+    for seed in seeds:
+        for mode in modes:
+            for q in range(1, 6):
+                level = 0.5 + 0.08 * q if mode == "ce" else 0.1 + 0.03 * q
+                rows.append(
+                    {
+                        "dataset": "cifar10",
+                        "noise": "pair40",
+                        "seed": seed,
+                        "mode": mode,
+                        "delta_config": 0.05,
+                        "quintile": q,
+                        "n": 20,
+                        "agreement_mean": 0.2 * q - 0.1,
+                        "share_memorised": level + 0.02 * seed,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def assert_png(path) -> None:
     """A non-empty PNG that matplotlib can read back, no wider than 12 in at the figure dpi, no temp beside it."""
     data = path.read_bytes()
@@ -173,6 +197,7 @@ def csvs(tmp_path):
         spectrum.to_csv(folder / SPECTRUM, index=False)
         energy.to_csv(folder / SPECTRUM_ENERGY, index=False)
         convergence_table(spectrum).to_csv(folder / SPECTRUM_CONVERGENCE, index=False)
+        make_memorisation(**kw).to_csv(folder / MEMORISATION, index=False)
         return h, f
 
     return write
@@ -576,6 +601,7 @@ def test_every_table_entry_has_its_plotter_with_its_options():
         SPECTRUM: "spectrum_csv",
         SPECTRUM_ENERGY: "spectrum_energy_csv",
         SPECTRUM_CONVERGENCE: "spectrum_convergence_csv",
+        MEMORISATION: "memorisation_csv",
     }
     for entry in FIGURE_TABLE:
         params = inspect.signature(figures.plotter(entry.plotter)).parameters
@@ -652,3 +678,28 @@ def test_spectrum_figures_draw_the_means(tmp_path, drawn):
     label = next(ln.get_label() for ln in ax.lines if ln.get_label().startswith("ce"))
     _, ys = line(ax, label)
     assert ys == pytest.approx(rows.groupby("band")["epoch"].mean().tolist())
+
+
+def test_memorisation_by_agreement_draws_seed_means_and_intervals(tmp_path, drawn):
+    table = make_memorisation(seeds=(0, 1, 2), modes=("ce", "self_distill"))
+    # one seed's empty quintile is left out of that quintile's mean and interval
+    table.loc[
+        (table["seed"] == 2) & (table["mode"] == "self_distill") & (table["quintile"] == 1), "share_memorised"
+    ] = np.nan
+    path = tmp_path / MEMORISATION
+    table.to_csv(path, index=False)
+    figures.plot_memorisation_by_agreement(path, tmp_path / "fig" / "m.png", mode_order=["self_distill", "ce"])
+    assert_png(tmp_path / "fig" / "m.png")
+    (fig,) = drawn
+    ax = fig.axes[0]
+    x, y = line(ax, "ce")
+    assert x == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(y, [100 * (0.5 + 0.08 * q + 0.02) for q in range(1, 6)])
+    _, y = line(ax, "self_distill")
+    assert y[0] == pytest.approx(100 * (0.13 + 0.01))
+    bands = figures.interval_by(
+        table[table["mode"] == "ce"].assign(v=lambda d: 100 * d["share_memorised"]), "quintile", "v"
+    )
+    half = 4.302652729911275 * 2.0 / np.sqrt(3)
+    np.testing.assert_allclose(bands["high"] - bands["mean"], half)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["self_distill", "ce"]

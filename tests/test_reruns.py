@@ -14,14 +14,18 @@ from pathlib import Path
 import pytest
 from helpers import planned_jobs, snakemake
 
-from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY
+from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY, MEMORISATION
 from selfdistill.planning import FIGURES
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 ANALYSIS = {"frequency", "aggregate", "aggregate_frequency", "frequency_summary", "study_summary"}
-# the figures drawn from frequency.csv
+# the memorisation analysis (its kernel is the frequency filter's, so it reruns with it)
+MEMORISATION_RULES = {"memorisation", "memorisation_summary"}
+ANALYSIS |= MEMORISATION_RULES
+# the figures drawn from frequency.csv, and from memorisation.csv
 FREQUENCY_FIGURES = [entry.name for entry in FIGURE_TABLE if entry.table == FREQUENCY]
+MEMORISATION_FIGURES = [entry.name for entry in FIGURE_TABLE if entry.table == MEMORISATION]
 
 
 def _figure_rules(jobs) -> set[str]:
@@ -67,8 +71,18 @@ def test_editing_the_figures_reruns_only_the_figures(smoke_copy):
 
 def test_editing_the_frequency_analysis_reruns_it_and_its_figures_only(smoke_copy):
     jobs = _rerun_after_editing(smoke_copy, "frequency.py")
-    assert set(jobs) - _figure_rules(jobs) == {"frequency", "aggregate_frequency", "frequency_summary"}
-    assert jobs["frequency"] == 6 and sum(jobs[rule] for rule in _figure_rules(jobs)) == len(FREQUENCY_FIGURES)
+    assert (
+        set(jobs) - _figure_rules(jobs)
+        == {"frequency", "aggregate_frequency", "frequency_summary"} | MEMORISATION_RULES
+    )
+    figures = len(FREQUENCY_FIGURES) + len(MEMORISATION_FIGURES)
+    assert jobs["frequency"] == 6 and sum(jobs[rule] for rule in _figure_rules(jobs)) == figures
+
+
+def test_editing_the_memorisation_analysis_reruns_it_and_its_figure_only(smoke_copy):
+    jobs = _rerun_after_editing(smoke_copy, "memorisation.py")
+    assert set(jobs) - _figure_rules(jobs) == MEMORISATION_RULES
+    assert jobs["memorisation"] == 6 and sum(jobs[rule] for rule in _figure_rules(jobs)) == len(MEMORISATION_FIGURES)
 
 
 def test_editing_training_reruns_training_and_what_depends_on_it(smoke_copy):

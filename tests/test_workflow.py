@@ -115,3 +115,17 @@ def test_cuda_job_on_a_node_without_gpu_fails_fast(tmp_path):
     log = (tmp_path / SETTING / "logs" / "seed0" / "train_ce.log").read_text()
     assert "device 'cuda' requested but no CUDA device is visible on node" in (log + failed.stdout + failed.stderr)
     assert not (tmp_path / run / "history.csv").exists()
+
+
+def test_memorisation_rules_in_the_smoke_study(smoke_study):
+    """Every run's per-sample table covers its training subset; the summary has ρ and q5 − q1 per mode and the share
+    difference for every mode but the reference, at one agreement width (the smallest non-degenerate δ)."""
+    smoke = yaml.safe_load(SMOKE.read_text())
+    per_run = pd.read_csv(smoke_study / SETTING / "memorisation_runs.csv")
+    assert len(per_run) == len(smoke["seeds"]) * len(smoke["modes"])
+    assert per_run["delta_config"].nunique() == 1 and per_run["delta_config"].iloc[0] in smoke["frequency"]["deltas"]
+    samples = pd.read_csv(smoke_study / SETTING / "seed0" / "ce" / "memorisation.csv")
+    assert len(samples) == smoke["frequency"]["train_subset"] and samples["noisy"].any()
+    summary = pd.read_csv(smoke_study / SETTING / "memorisation_summary.csv")
+    assert set(summary["quantity"]) == {"rho", "q5_minus_q1", "share_minus_reference"}
+    assert len(summary) == 3 * len(smoke["modes"]) - 1

@@ -26,6 +26,7 @@ FREQUENCY = "frequency.csv"
 SPECTRUM = "spectrum.csv"
 SPECTRUM_ENERGY = "spectrum_energy.csv"
 SPECTRUM_CONVERGENCE = "spectrum_convergence.csv"
+MEMORISATION = "memorisation.csv"
 
 
 def frequency_source(config: Mapping) -> str:
@@ -251,6 +252,20 @@ FIGURE_TABLE: tuple[Figure, ...] = (
             marks early-stopped cross-entropy: self-distillation "beats early stopping" when its last-epoch bar
             reaches it.
             {no_validation}
+        """,
+    ),
+    Figure(
+        name="memorisation_by_agreement",
+        table=MEMORISATION,
+        plotter="plot_memorisation_by_agreement",
+        caption="""
+            For the training samples of the analysed subset whose label was flipped: the percentage whose noisy label
+            the network predicts at the last epoch (memorised), per quintile of their local label agreement (q1: the
+            fifth whose neighbours, weighted by the Gaussian kernel of the frequency filter, least often carry the
+            same noisy label; q5: most often), one line per mode, mean over seeds with the 95% t-interval over seeds
+            as a band (none for a single seed). A low-agreement noisy label is a high-frequency feature of the label
+            function; the frequency principle predicts that it is fitted last, so a line that rises from q1 to q5
+            says the mode memorises the smooth noise first and the isolated noise last, or never.
         """,
     ),
 )

@@ -28,6 +28,7 @@ from . import frequency_stats
 from .aggregate import per_run_summary
 from .io import atomic_output, check_producer, logged_step
 from .mode_names import REFERENCE_MODE
+from .stats import t_interval
 
 log = logging.getLogger(__name__)
 
@@ -904,6 +905,57 @@ def plot_accuracy_bars(histories_csv: PathLike, out_png: PathLike, mode_order: S
             else "\nno validation split: no early-stopping signal, so no early-stopped bar"
         )
         fig.suptitle(f"{title} — test accuracy by stopping rule, mean ± sd over {_seed_range(acc)}{note}")
+        fig.tight_layout()
+        _save(fig, out_png)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# memorisation by local label agreement
+# --------------------------------------------------------------------------------------------------------------
+
+
+def interval_by(data: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Mean and 95% t-interval over seeds (:func:`selfdistill.stats.t_interval`; NaN bounds for one seed) of ``y``
+    per ``x``; a seed's NaN (an empty quintile) is left out."""
+    rows = []
+    for value, group in data.groupby(x, sort=True):
+        interval = t_interval(group[y].tolist())
+        rows.append({x: value, "mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n})
+    return pd.DataFrame(rows, columns=[x, "mean", "low", "high", "n"])
+
+
+def plot_memorisation_by_agreement(
+    memorisation_csv: PathLike, out_png: PathLike, mode_order: Sequence[str] | None = None
+) -> None:
+    """Share of the noisy samples memorised by the last epoch (%) against their agreement quintile, one line per
+    mode, mean over seeds with a 95% t-interval band."""
+    check_producer(memorisation_csv)
+    table = pd.read_csv(memorisation_csv)
+    if table.empty:
+        raise ValueError(f"{memorisation_csv}: no rows")
+    title = _setting_title(table)
+    modes = ordered_modes(table["mode"].unique(), mode_order)
+    palette = mode_palette(modes)
+    table = _percent(table[table["mode"].isin(modes)], ["share_memorised"])
+    widths = ", ".join(f"{d:g}" for d in sorted(table["delta_config"].unique()))
+    axes_style, context = _style()
+    with axes_style, context:
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        for m in modes:
+            stats = interval_by(table[table["mode"] == m], "quintile", "share_memorised").dropna(subset=["mean"])
+            ax.plot(stats["quintile"], stats["mean"], color=palette[m], lw=1.8, marker="o", label=m)
+            band = stats.dropna(subset=["low"])
+            if not band.empty:
+                ax.fill_between(band["quintile"], band["low"], band["high"], color=palette[m], alpha=0.2, lw=0)
+        ax.set_xticks(list(range(1, 6)), ["q1\nlowest", "q2", "q3", "q4", "q5\nhighest"])
+        ax.set_xlabel("local label agreement of the noisy sample (quintile)")
+        ax.set_ylabel("memorised by the last epoch (%)")
+        ax.set_ylim(-2, 102)
+        ax.legend(loc="best", frameon=False)
+        fig.suptitle(
+            f"{title} — noisy labels memorised by local label agreement (δ = {widths})\n"
+            f"mean over {_seed_range(table)}, band: 95% t-interval over seeds"
+        )
         fig.tight_layout()
         _save(fig, out_png)
 

@@ -62,6 +62,7 @@ __all__ = [
     "EPOCH_SECONDS",
     "FIGURES",
     "FIXED_SPLITS",
+    "MEMORISATION_TARGETS",
     "PlanError",
     "SplitSizes",
     "StudyPlan",
@@ -94,6 +95,13 @@ __all__ = [
 
 #: Every figure the pipeline builds per dataset/noise setting (file stem = name), in the figure table's order.
 FIGURES = tuple(entry.name for entry in FIGURE_TABLE)
+#: The memorisation analysis's outputs per setting (rule memorisation_summary), targets of the study.
+MEMORISATION_TARGETS = (
+    "memorisation.csv",
+    "memorisation_runs.csv",
+    "memorisation_summary.csv",
+    "memorisation_summary.md",
+)
 
 
 def train_params(config: Mapping) -> dict:

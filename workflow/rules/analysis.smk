@@ -241,3 +241,64 @@ rule study_summary:
         "study summary: {output.md}"
     script:
         "../scripts/study_summary.py"
+
+
+# Memorisation of noisy labels by local label agreement (issue 18 §2):
+# docs/science.md, "Memorisation of noisy labels, sample by sample".
+
+
+rule memorisation:
+    """Per training sample of one run's analysed subset: local label agreement and memorisation epoch. The
+    agreement width defaults to the smallest non-degenerate delta of the setting's frequency table."""
+    input:
+        data=run_data,
+        outputs=f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/outputs.h5",
+        frequency=f"{RESULTS}/{{setting}}/frequency.csv",
+        code=code_of("memorisation.py"),
+    output:
+        f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/memorisation.csv",
+    log:
+        f"{RESULTS}/{{setting}}/logs/seed{{seed}}/memorisation_{{mode}}.log",
+    benchmark:
+        f"{RESULTS}/{{setting}}/benchmarks/seed{{seed}}/memorisation_{{mode}}.tsv"
+    conda:
+        "../../envs/selfdistill.yaml"
+    resources:
+        mem_mb=PLAN.frequency_mem_mb,
+    params:
+        delta=config["frequency"]["agreement_delta"],
+        delta_scale=config["frequency"]["delta_scale"],
+        inputs=config["frequency"]["inputs"],
+        num_classes=PLAN.num_classes,
+    message:
+        "memorisation analysis of {wildcards.setting}/seed{wildcards.seed}/{wildcards.mode}"
+    script:
+        "../scripts/memorisation.py"
+
+
+rule memorisation_summary:
+    """Per setting: share memorised per agreement quintile (the figure's table), per-run measures, and over seeds
+    per mode ρ(agreement, memorisation epoch), q5 − q1 and each mode − the reference mode's share memorised."""
+    input:
+        tables=run_files("memorisation.csv"),
+        code=code_of("memorisation_summary.py"),
+    output:
+        quintiles=f"{RESULTS}/{{setting}}/memorisation.csv",
+        runs=f"{RESULTS}/{{setting}}/memorisation_runs.csv",
+        csv=report(
+            f"{RESULTS}/{{setting}}/memorisation_summary.csv",
+            caption="../report/memorisation_summary.rst",
+            category="Summary",
+            subcategory="{setting}",
+        ),
+        md=f"{RESULTS}/{{setting}}/memorisation_summary.md",
+    log:
+        f"{RESULTS}/{{setting}}/logs/memorisation_summary.log",
+    conda:
+        "../../envs/selfdistill.yaml"
+    params:
+        runs=runs,
+    message:
+        "memorisation summary of {wildcards.setting}: {output.md}"
+    script:
+        "../scripts/memorisation_summary.py"

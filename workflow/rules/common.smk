@@ -9,7 +9,7 @@ from snakemake.logging import logger
 
 from selfdistill.figure_table import figure as figure_entry
 from selfdistill.mode_names import REFERENCE_MODE, TEACHER_OF
-from selfdistill.planning import FIGURES, PlanError, library_files, plan_study
+from selfdistill.planning import FIGURES, MEMORISATION_TARGETS, PlanError, library_files, plan_study
 from selfdistill.noise_spec import NoiseSpec
 
 # `--resources gpu=N` as given (None when not: Snakemake 9 wraps resources in objects, 8 keeps plain values)
@@ -118,6 +118,7 @@ def all_targets():
     files = ["summary.csv", "summary.md", "summary.html", "histories.csv", "frequency.csv", "frequency_summary.md"]
     files += ["spectrum_summary.md"]
     files += [f"figures/{figure}.png" for figure in FIGURES]
+    files += list(MEMORISATION_TARGETS)
     study = [f"{RESULTS}/{name}" for name in ("config.yaml", "study.json", "summary.csv", "summary.md", "overview.png")]
     return study + [f"{RESULTS}/{setting}/{name}" for setting in PLAN.settings for name in files]
 
