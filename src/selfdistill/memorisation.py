@@ -30,7 +30,8 @@ from scipy import stats as _scipy_stats
 from .frequency import FrequencyFilter
 from .frequency_stats import degenerate_deltas, with_delta_config
 from .io import InputFileError, atomic_output, check_producer, logged_step
-from .outputs import check_inputs, read_inputs, read_outputs, stored_normalisation
+from .outputs import read_outputs
+from .spectrum import analysis_points
 
 log = logging.getLogger(__name__)
 
@@ -229,18 +230,19 @@ def analyse_memorisation(
     delta_scale: str = "absolute",
     inputs: str = "pixels",
     num_classes: int | None = None,
+    space: str = "input",
+    model_path: str | os.PathLike | None = None,
     log_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Pipeline step: one run's per-sample agreement and memorisation epoch on its training subset, as
     memorisation.csv (:data:`SAMPLE_COLUMNS`). Inputs and stored outputs are read and checked as the frequency step
     reads them (:func:`selfdistill.outputs.read_outputs`, :func:`~selfdistill.outputs.check_inputs`,
     :func:`~selfdistill.outputs.read_inputs`); ``delta`` (``frequency.agreement_delta``, None: the default of
-    :func:`agreement_delta`) is in the ``delta_scale`` unit."""
+    :func:`agreement_delta`) is in the ``delta_scale`` unit. ``space`` (``frequency.space``) and ``model_path``
+    choose the points the kernel is built on, as for the spectrum (:func:`selfdistill.spectrum.analysis_points`)."""
     chosen = agreement_delta(delta, frequency_csv, num_classes)
     run = read_outputs(outputs_path, (PREDICTION_SOURCE,))
-    pixel_max = check_inputs(data_path, run)
-    norm = stored_normalisation(run) if inputs == "normalised" else None
-    points = read_inputs(data_path, run, _SPLIT, pixel_max=pixel_max, norm=norm)
+    points = analysis_points(space, data_path, run, _SPLIT, inputs, model_path)
     stored = run.splits[_SPLIT]
     weights, absolute = neighbour_weights(points, chosen, delta_scale)
     agreement = local_agreement(weights, stored.labels["noisy"])

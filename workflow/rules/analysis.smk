@@ -254,6 +254,8 @@ rule memorisation:
         data=run_data,
         outputs=f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/outputs.h5",
         frequency=f"{RESULTS}/{{setting}}/frequency.csv",
+        # with frequency.space features: the reference model whose features the kernel is built on
+        model=spectrum_model,
         code=code_of("memorisation.py"),
     output:
         f"{RESULTS}/{{setting}}/seed{{seed}}/{{mode}}/memorisation.csv",
@@ -270,6 +272,7 @@ rule memorisation:
         delta_scale=config["frequency"]["delta_scale"],
         inputs=config["frequency"]["inputs"],
         num_classes=PLAN.num_classes,
+        space=config["frequency"]["space"],
     message:
         "memorisation analysis of {wildcards.setting}/seed{wildcards.seed}/{wildcards.mode}"
     script:

@@ -12,5 +12,7 @@ analyse_memorisation(
     delta_scale=sm.params.delta_scale,
     inputs=sm.params.inputs,
     num_classes=sm.params.num_classes,
+    space=sm.params.space,
+    model_path=sm.input.get("model") or None,
     log_path=sm.log[0],
 )
