@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import random
 
+import mnist1d.data
 import numpy as np
 import pytest
 import torch
 
-import mnist1d.data
 from selfdistill.data import build_corrupted_dataset, read_corrupted
 from selfdistill.dataset_files import DATASET_SHAPES, FIXED_SPLITS
 from selfdistill.datasets import load_dataset
