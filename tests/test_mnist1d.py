@@ -7,13 +7,16 @@ import random
 
 import mnist1d.data
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from selfdistill.data import build_corrupted_dataset, read_corrupted
 from selfdistill.dataset_files import DATASET_SHAPES, FIXED_SPLITS
 from selfdistill.datasets import load_dataset
+from selfdistill.frequency import analyse_run
 from selfdistill.models import build_model, count_parameters
+from selfdistill.training import train_run
 
 TINY = 60
 
@@ -164,3 +167,37 @@ def test_mlp_matches_float64_loops():
         h = [_relu(a) for a in dense(p["linear1.weight"], p["linear1.bias"], v)]
         h = [a + _relu(c) for a, c in zip(h, dense(p["linear2.weight"], p["linear2.bias"], h), strict=True)]
         np.testing.assert_allclose(got[n], dense(p["linear3.weight"], p["linear3.bias"], h), rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------- training, frequency
+
+
+def _train(data, out_dir, optimizer):
+    out_dir.mkdir()
+    return train_run(
+        data,
+        out_dir / "history.csv",
+        out_dir / "outputs.h5",
+        out_dir / "model.pt",
+        mode="ce",
+        seed=0,
+        model={"arch": "mnist1d_cnn", "width": 4},
+        train={"epochs": 2, "batch_size": 8, "lr": 0.01, "optimizer": optimizer, "schedule": "constant"},
+        freq_subset=20,
+        device="cpu",
+        run_name=f"test/mnist1d/{optimizer}",
+    )
+
+
+def test_float32_signals_train_with_adam_reproducibly_and_feed_the_frequency_analysis(tiny_generator, tmp_path):
+    data = tmp_path / "data.h5"
+    build_corrupted_dataset(data, "mnist1d", {"type": "pair", "rate": 0.4}, seed=0, val_fraction=0.25)
+    timing = ["epoch_seconds"]
+    first = _train(data, tmp_path / "adam_a", "adam").drop(columns=timing)
+    pd.testing.assert_frame_equal(first, _train(data, tmp_path / "adam_b", "adam").drop(columns=timing))
+    # Adam and SGD take different steps from the same initialisation and batches
+    sgd = _train(data, tmp_path / "sgd", "sgd").drop(columns=timing)
+    assert not np.allclose(first["train_loss"], sgd["train_loss"])
+    table = analyse_run(data, tmp_path / "adam_a" / "outputs.h5", tmp_path / "f.csv", [0.05, 0.1], "median")
+    assert set(table["split"]) == {"train_subset", "test"}
+    assert np.isfinite(table["ratio"]).all()
