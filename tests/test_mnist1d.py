@@ -4,6 +4,7 @@ global random state left alone), its HDF5 round trip, and the two networks of th
 from __future__ import annotations
 
 import random
+import sys
 
 import mnist1d.data
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from selfdistill.data import build_corrupted_dataset, read_corrupted
 from selfdistill.dataset_files import DATASET_SHAPES, FIXED_SPLITS
-from selfdistill.datasets import load_dataset
+from selfdistill.datasets import DatasetNotFoundError, load_dataset
 from selfdistill.frequency import analyse_run
 from selfdistill.models import build_model, count_parameters
 from selfdistill.training import train_run
@@ -201,3 +202,9 @@ def test_float32_signals_train_with_adam_reproducibly_and_feed_the_frequency_ana
     table = analyse_run(data, tmp_path / "adam_a" / "outputs.h5", tmp_path / "f.csv", [0.05, 0.1], "median")
     assert set(table["split"]) == {"train_subset", "test"}
     assert np.isfinite(table["ratio"]).all()
+
+
+def test_missing_package_is_one_line_naming_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    with pytest.raises(DatasetNotFoundError, match=r"^mnist1d needs the mnist1d package.*pip install"):
+        load_dataset("mnist1d")

@@ -106,7 +106,13 @@ def _mnist1d_arrays() -> dict:
     (``set_seed(42)``) and draws from them; their states are restored afterwards, so loading changes nothing else."""
     import random
 
-    from mnist1d.data import get_dataset_args, make_dataset
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as err:
+        raise DatasetNotFoundError(
+            f"mnist1d needs the mnist1d package, which generates it ({err}); install it with pip install 'mnist1d>=0.0.2' "
+            f"(a dependency of this project: pip install -e .)"
+        ) from None
 
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
