@@ -208,3 +208,8 @@ def test_missing_package_is_one_line_naming_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
     with pytest.raises(DatasetNotFoundError, match=r"^mnist1d needs the mnist1d package.*pip install"):
         load_dataset("mnist1d")
+
+
+def test_small_cnn_on_a_signal_is_one_line_naming_the_networks_that_fit():
+    with pytest.raises(ValueError, match=r"small_cnn needs inputs of at least 2×2 pixels .* got 1×40; .*mnist1d_cnn"):
+        build_model("small_cnn", (1, 1, 40), 10)

@@ -489,6 +489,11 @@ def build_model(
     if arch == "mlp":
         return MLP(channels * height * width_px, num_classes, width=width, depth=depth)
     if arch == "small_cnn":
+        if min(height, width_px) < 2:
+            raise ValueError(
+                f"small_cnn needs inputs of at least 2×2 pixels (it max-pools 2×2), got {height}×{width_px}; "
+                f"for 1-D signals use mnist1d_cnn or mnist1d_mlp"
+            )
         return SmallCNN(channels, num_classes, width=width)
     if arch == "shake_shake_26_2x32d":
         return ShakeShakeResNet(channels, num_classes, width=width)
