@@ -52,6 +52,8 @@ ARCHITECTURES = (
     "mnist1d_mlp",
     "mnist1d_cnn",
 )
+#: The MNIST-1D benchmark's networks, built for 1-D signals (they take any input, read as one sequence).
+SIGNAL_ARCHITECTURES = ("mnist1d_mlp", "mnist1d_cnn")
 #: Width used when the config leaves ``model.width`` empty: hidden units (mlp), first-stage channels (small_cnn,
 #: shake_shake_26_2x32d: stages w, 2w, 4w; preact_resnet18: stages w, 2w, 4w, 8w) or first conv group channels
 #: (fast_cnn: groups w, 4w, 4w).
