@@ -21,7 +21,7 @@ import torch
 from selfdistill import device as devices
 from selfdistill.dataset_files import DEFAULT_DATA_ROOT
 from selfdistill.losses import ce_loss
-from selfdistill.models import ARCHITECTURES, build_model, count_parameters
+from selfdistill.models import ARCHITECTURES, SIGNAL_ARCHITECTURES, build_model, count_parameters
 
 from .common import (
     COLUMNS,
@@ -78,7 +78,8 @@ def train_step_benchmark(
 ) -> pd.DataFrame:
     """Training images/s (forward + backward + SGD step) per architecture and batch size, on random inputs.
 
-    ``archs`` defaults to every architecture of :data:`selfdistill.models.ARCHITECTURES` but ``mlp``; warm-up
+    ``archs`` defaults to every image architecture of :data:`selfdistill.models.ARCHITECTURES` but ``mlp`` (not the
+    MNIST-1D networks, :data:`~selfdistill.models.SIGNAL_ARCHITECTURES`); warm-up
     and timed steps default to 5 and 20 on CUDA, 1 and 2 on CPU. ``ratio``: images/s relative to
     the study's network (``model.arch`` of ``config``, the original study ``config/cifar10_seed.yaml``) at the
     same batch size; ``ratio_batch``: relative to the same network at the first batch size. ``batch_sizes``
@@ -91,7 +92,8 @@ def train_step_benchmark(
     batch_sizes = (settings.batch_size, 4 * settings.batch_size) if batch_sizes is None else tuple(batch_sizes)
     dev = configure_device(device, threads)
     cuda = dev.type == "cuda"
-    archs = [a for a in ARCHITECTURES if a != "mlp"] if archs is None else list(archs)
+    images = [a for a in ARCHITECTURES if a != "mlp" and a not in SIGNAL_ARCHITECTURES]
+    archs = images if archs is None else list(archs)
     warmup = (5 if cuda else 1) if warmup is None else warmup
     steps = (20 if cuda else 2) if steps is None else steps
     if steps < 1:

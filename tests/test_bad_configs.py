@@ -111,7 +111,7 @@ BAD = [
     # ---- enums and other schema rules
     ("enum-mode", put("modes", ["ce", "distill"]), ["modes[1] = 'distill' is not allowed", "self_distill_seq"]),
     ("enum-noise-type", put("noise.0.type", "gauss"), ["noise[0].type = 'gauss' is not allowed", "symmetric"]),
-    ("enum-dataset", put("dataset", "imagenet"), ["dataset = 'imagenet' is not allowed", "digits, cifar10"]),
+    ("enum-dataset", put("dataset", "imagenet"), ["dataset = 'imagenet' is not allowed", "digits, mnist1d, cifar10"]),
     ("enum-arch", put("model.arch", "resnet18"), ["model.arch = 'resnet18' is not allowed", "preact_resnet18"]),
     ("enum-schedule", put("train.schedule", "step"), ["train.schedule = 'step' is not allowed", "cosine"]),
     ("enum-source", put("frequency.sources", ["probs", "softmax"]), ["frequency.sources[1] = 'softmax'"]),

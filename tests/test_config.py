@@ -90,6 +90,30 @@ def test_study_configs_merged_over_the_default_build_their_network(files):
     assert model["arch"] == arch and models.count_parameters(net) == n_params
 
 
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [
+        ("config/mnist1d.yaml", {"": ("mnist1d_cnn", 5_210)}),
+        ("config/mnist1d_clean.yaml", {"cnn": ("mnist1d_cnn", 5_210), "mlp": ("mnist1d_mlp", 15_210)}),
+    ],
+)
+def test_mnist1d_configs_merged_over_the_default_build_the_benchmarks_networks(rel, expected):
+    """MNIST-1D signals are 1×40 images of one channel; config.yaml's digits MLP width must not leak into them."""
+    from snakemake.utils import update_config
+
+    merged = load("config.yaml")
+    update_config(merged, load(rel))
+    assert explain(merged) is None
+    assert merged["dataset"] == "mnist1d" and merged["train"]["optimizer"] == "adam"
+    variants = merged.get("variants") or {"": {}}
+    built = {}
+    for name, override in variants.items():
+        model = {**merged["model"], **override.get("model", {})}
+        net = models.build_model(model["arch"], (1, 1, 40), 10, model.get("width"), model.get("depth", 2))
+        built[name] = (model["arch"], models.count_parameters(net))
+    assert built == expected
+
+
 def test_empty_config_is_valid():
     """Every key has a default, so an empty mapping is valid too."""
     assert explain({}) is None

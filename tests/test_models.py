@@ -84,7 +84,7 @@ def test_unknown_arch_names_every_allowed_arch():
         build_model("resnet", CIFAR, 10)
     assert str(err.value) == (
         "unknown architecture 'resnet'; allowed: mlp, small_cnn, shake_shake_26_2x32d, "
-        "shake_shake_26_2x32d_original, preact_resnet18, fast_cnn"
+        "shake_shake_26_2x32d_original, preact_resnet18, fast_cnn, mnist1d_mlp, mnist1d_cnn"
     )
 
 

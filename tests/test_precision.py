@@ -22,7 +22,15 @@ from selfdistill.training import TrainSettings, device_network, train_run
 CIFAR = (3, 32, 32)
 SHAKE_ARCHS = ("shake_shake_26_2x32d", "shake_shake_26_2x32d_original")
 #: small widths so that every architecture runs in well under a second on a CPU
-SMALL_WIDTH = {"mlp": 16, "small_cnn": 4, "preact_resnet18": 4, "fast_cnn": 4, **dict.fromkeys(SHAKE_ARCHS, 4)}
+SMALL_WIDTH = {
+    "mlp": 16,
+    "small_cnn": 4,
+    "preact_resnet18": 4,
+    "fast_cnn": 4,
+    "mnist1d_mlp": 8,
+    "mnist1d_cnn": 4,
+    **dict.fromkeys(SHAKE_ARCHS, 4),
+}
 
 
 # ----------------------------------------------------------------------------------------------------- resolution

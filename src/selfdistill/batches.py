@@ -22,7 +22,8 @@ _STATS_BLOCK = 1 << 20
 
 
 class DeviceImages:
-    """A split's images resident on the device as uint8 NCHW, normalised per batch with train statistics."""
+    """A split's images resident on the device as uint8 NCHW (float32 for MNIST-1D's signals), normalised per batch
+    with train statistics."""
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from .config_errors import StrictValidator, load_schema, schema_error
-from .dataset_files import DATASET_CHANNELS, DATASET_SHAPES, FIXED_SPLITS, dataset_option_problem
+from .dataset_files import CIFAR_FOLDERS, DATASET_CHANNELS, DATASET_SHAPES, dataset_option_problem
 from .mode_names import TEACHER_OF
 from .noise_spec import NoiseSpec
 from .splits import split_sizes
@@ -212,7 +212,7 @@ def noise_problems(config: Mapping) -> list[str]:
         problems += _rate_problems(entry, where)
         problems += _foreign_key_problems(entry, where)
         problems += _class_map_problems(entry, where, dataset)
-        if kind == "human" and dataset not in FIXED_SPLITS:
+        if kind == "human" and dataset not in CIFAR_FOLDERS:
             problems.append(
                 f"invalid config: {where} is human noise, which needs annotators' labels of the training images "
                 f"(CIFAR-10N, for cifar10); {dataset} has none: use pair, symmetric or asymmetric noise"

@@ -3,7 +3,7 @@
 HDF5 layout (one file per dataset × noise × seed)::
 
     /train, /val, /test            groups, each with
-        images        uint8 (N, H, W, C), as stored by the dataset
+        images        uint8 (N, H, W, C), as stored by the dataset (float32 in [0, 1] for mnist1d)
         labels_clean  int64 (N,)
         labels_noisy  int64 (N,)        (test: equal to clean; test labels are never corrupted)
         is_noisy      bool  (N,)
@@ -146,9 +146,14 @@ def build_corrupted_dataset(
     )
 
 
+#: The dtypes images are stored in: uint8 (the image datasets) or float32 (MNIST-1D's signals).
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
 def _write_split(h5: h5py.File, name: str, images, clean, noisy, is_noisy, index) -> None:
     group = h5.create_group(name)
-    group.create_dataset("images", data=np.ascontiguousarray(images, dtype=np.uint8), compression="gzip")
+    dtype = images.dtype if images.dtype in IMAGE_DTYPES else np.uint8
+    group.create_dataset("images", data=np.ascontiguousarray(images, dtype=dtype), compression="gzip")
     group.create_dataset("labels_clean", data=np.asarray(clean, dtype=np.int64))
     group.create_dataset("labels_noisy", data=np.asarray(noisy, dtype=np.int64))
     group.create_dataset("is_noisy", data=np.asarray(is_noisy, dtype=bool))
@@ -200,9 +205,10 @@ def _check_splits(path, splits: dict[str, Split], attrs: dict) -> None:
             f"names; {_REBUILD_DATA}"
         )
     for name, split in splits.items():
-        if split.images.ndim != 4 or split.images.dtype != np.uint8:
+        if split.images.ndim != 4 or split.images.dtype not in IMAGE_DTYPES:
             raise InputFileError(
-                f"{path}: /{name}/images is {split.images.dtype} {split.images.shape}, expected uint8 (N, H, W, C); "
+                f"{path}: /{name}/images is {split.images.dtype} {split.images.shape}, expected uint8 or float32 "
+                f"(N, H, W, C); "
                 f"{_REBUILD_DATA}"
             )
         n = split.images.shape[0]

@@ -9,24 +9,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-DATASETS = ("digits", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist1d", "cifar10", "cifar100")
 #: (images, classes) of each dataset (digits: all 1,797 images, whatever the split).
 DATASET_SHAPES = {
     "digits": (1797, 10),
+    "mnist1d": (5000, 10),
     "cifar10": (60000, 10),
     "cifar100": (60000, 100),
 }
-#: Image channels of each dataset (the digits are 8×8 grey images: 1 channel, also for the MLP on flat pixels).
-DATASET_CHANNELS = {"digits": 1, "cifar10": 3, "cifar100": 3}
+#: Image channels of each dataset (the digits are 8×8 grey images: 1 channel, also for the MLP on flat pixels; an
+#: MNIST-1D signal is one channel of 1×40).
+DATASET_CHANNELS = {"digits": 1, "mnist1d": 1, "cifar10": 3, "cifar100": 3}
 #: (training images, test images) of the datasets with a fixed split; digits' split is drawn with
 #: ``dataset_options.test_fraction`` (:func:`selfdistill.splits.split_sizes`). The validation split is taken from
 #: the training images.
-FIXED_SPLITS = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+FIXED_SPLITS = {"mnist1d": (4000, 1000), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
 #: Share of the digits in their test split when ``dataset_options.test_fraction`` is not given.
 DIGITS_TEST_FRACTION = 0.2
 #: The ``dataset_options`` keys each dataset's loader takes (the config schema lists them all).
 DATASET_OPTIONS = {
     "digits": ("test_fraction", "split_seed"),
+    "mnist1d": (),
     "cifar10": ("data_root", "download", "verify_md5"),
     "cifar100": ("data_root", "download", "verify_md5"),
 }
@@ -67,7 +70,5 @@ def dataset_option_problem(dataset: str, options: Mapping) -> str | None:
     foreign = sorted(set(options) - set(DATASET_OPTIONS[dataset]))
     if not foreign:
         return None
-    return (
-        f"invalid config: dataset_options {', '.join(foreign)} do not apply to {dataset}; "
-        f"it takes {', '.join(DATASET_OPTIONS[dataset])}"
-    )
+    takes = ", ".join(DATASET_OPTIONS[dataset]) or "none"
+    return f"invalid config: dataset_options {', '.join(foreign)} do not apply to {dataset}; it takes {takes}"

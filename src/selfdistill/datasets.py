@@ -1,8 +1,16 @@
-"""Raw datasets as uint8 image arrays (N, H, W, C) with integer labels, before any label noise.
+"""Raw datasets as image arrays (N, H, W, C) with integer labels, before any label noise: uint8 for the image
+datasets, float32 in [0, 1] for MNIST-1D.
 
 ``digits`` is scikit-learn's bundled handwritten digits (1,797 8×8 images, pixel values 0–16, no download),
 the embedded default that lets the whole study run in minutes on a laptop. Its train/test split is fixed
 (stratified 80/20, ``split_seed``) and does not depend on the run seed, so every run is tested on the same images.
+
+``mnist1d`` is the MNIST-1D benchmark (Greydanus 2020): 5,000 one-dimensional signals of length 40, 10 classes,
+made offline by the ``mnist1d`` package's own generator (``make_dataset`` with ``get_dataset_args()``'s defaults,
+seed 42; never its download path), split as the package splits them (the first 4,000 for training, the last 1,000
+for testing). Each signal is an image of 1×40 pixels and one channel; the package's values (standardised over all
+5,000) are mapped affinely onto [0, 1] with the minimum and maximum over all 5,000, so that the pipeline's
+[0, 1] pixel scale holds (the per-channel normalisation of training undoes the map).
 
 ``cifar10`` and ``cifar100`` are read by torchvision's own dataset classes from ``data_root`` (the python
 version, ``cifar-10-batches-py/`` or ``cifar-100-python/``), in torchvision's order, which is also the order of the
@@ -38,6 +46,7 @@ __all__ = [
     "load_cifar",
     "load_dataset",
     "load_digits",
+    "load_mnist1d",
 ]
 
 
@@ -47,10 +56,10 @@ class DatasetNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class RawDataset:
-    """Images stay in the dataset's own integer scale; ``pixel_max`` maps them to [0, 1]."""
+    """Images stay in the dataset's own scale; ``pixel_max`` maps them to [0, 1]."""
 
     name: str
-    # uint8 (N, H, W, C)
+    # uint8 (N, H, W, C); float32 in [0, 1] for mnist1d
     train_images: np.ndarray
     # int64 (N,)
     train_labels: np.ndarray
@@ -89,6 +98,49 @@ def load_digits(test_fraction: float = DIGITS_TEST_FRACTION, split_seed: int = 0
         test_labels=labels[idx_test],
         class_names=tuple(str(c) for c in bunch.target_names),
         pixel_max=16.0,
+    )
+
+
+def _mnist1d_arrays() -> dict:
+    """The package's ``make_dataset`` with its default arguments. It seeds NumPy's and Python's global generators
+    (``set_seed(42)``) and draws from them; their states are restored afterwards, so loading changes nothing else."""
+    import random
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as err:
+        raise DatasetNotFoundError(
+            f"mnist1d needs the mnist1d package, which generates it ({err}); install it with pip install 'mnist1d>=0.0.2' "
+            f"(a dependency of this project: pip install -e .)"
+        ) from None
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        return make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def load_mnist1d() -> RawDataset:
+    """MNIST-1D as the ``mnist1d`` package generates it by default (4,000 train / 1,000 test signals of length 40),
+    as float32 images (N, 1, 40, 1) mapped onto [0, 1]."""
+    data = _mnist1d_arrays()
+    lo = min(data["x"].min(), data["x_test"].min())
+    hi = max(data["x"].max(), data["x_test"].max())
+
+    def images(x: np.ndarray) -> np.ndarray:
+        scaled = np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        return np.ascontiguousarray(scaled[:, None, :, None])
+
+    return RawDataset(
+        name="mnist1d",
+        train_images=images(data["x"]),
+        train_labels=np.asarray(data["y"], dtype=np.int64),
+        test_images=images(data["x_test"]),
+        test_labels=np.asarray(data["y_test"], dtype=np.int64),
+        class_names=tuple(str(c) for c in range(10)),
+        pixel_max=1.0,
     )
 
 
@@ -177,4 +229,6 @@ def load_dataset(name: str, **options) -> RawDataset:
         raise ValueError(problem)
     if name == "digits":
         return load_digits(**options)
+    if name == "mnist1d":
+        return load_mnist1d()
     return load_cifar(name, **options)

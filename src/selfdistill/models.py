@@ -26,6 +26,13 @@
   data: the stem is an ordinary trainable conv (airbench initialises it from the training set's patch whitening and
   freezes its weights), and the network runs in whatever precision the training engine chooses.
 
+- ``mnist1d_mlp`` and ``mnist1d_cnn`` are the MLP and the 1-D CNN of the MNIST-1D benchmark (Greydanus 2020), in the
+  layout of its repository's ``notebooks/models.py`` (``MLPBase``, ``ConvBase``; docs/science.md, "MNIST-1D"). The MLP:
+  linear → ReLU, a residual hidden layer h + ReLU(linear(h)), linear head; 100 hidden units, 15,210 parameters for 40
+  inputs. The CNN reads the input as one sequence (channels × H·W): three ReLU convs (kernel 5 stride 2 padding 1,
+  then kernel 3 stride 2 padding 1 twice) of 25 channels, flattened into a linear head; 5,210 parameters for 40
+  samples (the flattened length follows the input's).
+
 ``width`` overrides the base width (``DEFAULT_WIDTH``); ``depth`` only applies to ``mlp``.
 """
 
@@ -42,7 +49,11 @@ ARCHITECTURES = (
     "shake_shake_26_2x32d_original",
     "preact_resnet18",
     "fast_cnn",
+    "mnist1d_mlp",
+    "mnist1d_cnn",
 )
+#: The MNIST-1D benchmark's networks, built for 1-D signals (they take any input, read as one sequence).
+SIGNAL_ARCHITECTURES = ("mnist1d_mlp", "mnist1d_cnn")
 #: Width used when the config leaves ``model.width`` empty: hidden units (mlp), first-stage channels (small_cnn,
 #: shake_shake_26_2x32d: stages w, 2w, 4w; preact_resnet18: stages w, 2w, 4w, 8w) or first conv group channels
 #: (fast_cnn: groups w, 4w, 4w).
@@ -53,6 +64,8 @@ DEFAULT_WIDTH = {
     "shake_shake_26_2x32d_original": 32,
     "preact_resnet18": 64,
     "fast_cnn": 64,
+    "mnist1d_mlp": 100,
+    "mnist1d_cnn": 25,
 }
 
 #: fast_cnn's BatchNorm settings, airbench94's: running statistics updated with PyTorch momentum 0.4 (airbench's
@@ -396,6 +409,50 @@ class FastCNN(nn.Module):
         return self.linear(self.pool(self.groups(self.stem(x)))) * FAST_CNN_OUTPUT_SCALE
 
 
+# ------------------------------------------------------------------------------------------------------- mnist-1d
+
+
+class ResidualMLP(nn.Module):
+    """Flatten → Linear → ReLU → h + ReLU(Linear(h)) → Linear: MNIST-1D's ``MLPBase``."""
+
+    def __init__(self, in_features: int, num_classes: int, width: int = 100):
+        super().__init__()
+        self.linear1 = nn.Linear(in_features, width)
+        self.linear2 = nn.Linear(width, width)
+        self.linear3 = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.linear1(x.flatten(1)))
+        h = h + F.relu(self.linear2(h))
+        return self.linear3(h)
+
+
+def _conv1d_length(length: int, kernel: int, stride: int = 2, padding: int = 1) -> int:
+    return (length + 2 * padding - kernel) // stride + 1
+
+
+class SignalCNN(nn.Module):
+    """Three ReLU Conv1d (kernel 5, 3, 3; stride 2; padding 1) of ``width`` channels, flattened, linear head: MNIST-1D's
+    ``ConvBase``. An (N, C, H, W) input is read as C channels of one sequence of H·W samples."""
+
+    def __init__(self, in_channels: int, length: int, num_classes: int, width: int = 25):
+        super().__init__()
+        out = _conv1d_length(_conv1d_length(_conv1d_length(length, 5), 3), 3)
+        if out < 1:
+            raise ValueError(f"mnist1d_cnn needs sequences of at least 4 samples, got {length}")
+        self.conv1 = nn.Conv1d(in_channels, width, 5, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(width, width, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(width, width, 3, stride=2, padding=1)
+        self.linear = nn.Linear(width * out, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        h = F.relu(self.conv1(h))
+        h = F.relu(self.conv2(h))
+        h = F.relu(self.conv3(h))
+        return self.linear(h.flatten(1))
+
+
 # ------------------------------------------------------------------------------------------- float32 head
 
 
@@ -434,6 +491,11 @@ def build_model(
     if arch == "mlp":
         return MLP(channels * height * width_px, num_classes, width=width, depth=depth)
     if arch == "small_cnn":
+        if min(height, width_px) < 2:
+            raise ValueError(
+                f"small_cnn needs inputs of at least 2×2 pixels (it max-pools 2×2), got {height}×{width_px}; "
+                f"for 1-D signals use mnist1d_cnn or mnist1d_mlp"
+            )
         return SmallCNN(channels, num_classes, width=width)
     if arch == "shake_shake_26_2x32d":
         return ShakeShakeResNet(channels, num_classes, width=width)
@@ -441,6 +503,10 @@ def build_model(
         return OriginalShakeShakeResNet(channels, num_classes, width=width)
     if arch == "preact_resnet18":
         return PreActResNet18(channels, num_classes, width=width)
+    if arch == "mnist1d_mlp":
+        return ResidualMLP(channels * height * width_px, num_classes, width=width)
+    if arch == "mnist1d_cnn":
+        return SignalCNN(channels, height * width_px, num_classes, width=width)
     if not FastCNN.min_size_ok(height, width_px):
         raise ValueError(f"fast_cnn needs inputs of at least 9×9 pixels, got {height}×{width_px}")
     return FastCNN(channels, num_classes, width=width)

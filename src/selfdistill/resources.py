@@ -12,18 +12,19 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .dataset_files import DATASET_SHAPES
+from .dataset_files import CIFAR_FOLDERS, DATASET_SHAPES
 from .epochs import output_bytes_per_epoch, recorded_epochs
 
 
 def train_mem_mb(dataset: str) -> int:
-    """Memory (MB) a training job asks for: digits is tiny; CIFAR holds 150 MB of uint8 images on the host, the
-    HDF5 read buffers and the CUDA runtime (~2 GB)."""
-    return 4000 if dataset == "digits" else 12000
+    """Memory (MB) a training job asks for: digits and MNIST-1D are tiny; CIFAR holds 150 MB of uint8 images on the
+    host, the HDF5 read buffers and the CUDA runtime (~2 GB)."""
+    return 12000 if dataset in CIFAR_FOLDERS else 4000
 
 
 #: Rough seconds per epoch (training + evaluation) by dataset family, network and device, for planning job runtimes
-#: only; digits runs take well under a second. ``train.epoch_seconds`` overrides them.
+#: only; digits and MNIST-1D epochs take about a second or less (the 1 s fallback). ``train.epoch_seconds`` overrides
+#: them.
 EPOCH_SECONDS = {
     ("cifar", "shake_shake_26_2x32d", "cuda"): 30,
     ("cifar", "shake_shake_26_2x32d_original", "cuda"): 30,
@@ -50,8 +51,9 @@ class TrainTime:
 
 
 def epoch_seconds(config: Mapping, device: str) -> float:
-    """Seconds of one epoch on ``device``: ``train.epoch_seconds``, else :data:`EPOCH_SECONDS` (1 s for digits)."""
-    family = "digits" if config["dataset"] == "digits" else "cifar"
+    """Seconds of one epoch on ``device``: ``train.epoch_seconds``, else :data:`EPOCH_SECONDS` (1 s for digits and
+    MNIST-1D)."""
+    family = "cifar" if config["dataset"] in CIFAR_FOLDERS else config["dataset"]
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     return config["train"].get("epoch_seconds") or EPOCH_SECONDS.get(
         (family, config["model"]["arch"], device_type), 1.0

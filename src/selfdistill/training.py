@@ -75,6 +75,8 @@ class TrainSettings:
 
     epochs: int = 60
     batch_size: int = 32
+    # sgd | adam
+    optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -247,15 +249,18 @@ class TrainingRun:
         self.forward = torch.compile(self.net) if self.cfg.compile and self.dev.is_cuda else self.net
 
     def _build_optimiser(self) -> None:
-        """SGD and its lr schedule (cosine over all steps or epochs, or constant)."""
+        """SGD (or Adam, ``train.optimizer``) and its lr schedule (cosine over all steps or epochs, or constant)."""
         cfg = self.cfg
-        self.optimiser = torch.optim.SGD(
-            self.net.parameters(),
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            nesterov=cfg.nesterov,
-        )
+        if cfg.optimizer == "adam":
+            self.optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.optimiser = torch.optim.SGD(
+                self.net.parameters(),
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                weight_decay=cfg.weight_decay,
+                nesterov=cfg.nesterov,
+            )
         self.scheduler = lr_schedule(self.optimiser, cfg, self.n_train)
 
     def state_dict(self) -> dict[str, Any]:
