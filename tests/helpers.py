@@ -2,19 +2,21 @@
 
 - the repository, the smoke study's facts, and the one way the tests run Snakemake (:func:`snakemake`,
   :func:`snakemake_command` for a run that the test signals or kills itself);
-- training in a new process, as a Snakemake job does (:func:`run`, :func:`attempts`);
+- training in a new process, as a Snakemake job does, forked from a server that imported the library once
+  (:func:`run`, :func:`attempts`);
 - the float64 pure-Python references of the losses (math.exp / math.log loops over Python floats).
 """
 
 from __future__ import annotations
 
-import json
 import math
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -146,18 +148,68 @@ def planned_jobs(output: str) -> dict[str, int]:
 MODEL = {"arch": "mlp", "width": 32, "depth": 1}
 TRAIN = {"epochs": 4, "batch_size": 64, "lr": 0.05}
 DISTILL = {"seq_alpha": 0.5, "seq_warmup": 1, "seq_ramp": 1}
-RUNNER = """
-import json, sys
-from selfdistill.training import train_run
-args = json.loads(sys.argv[1])
-out = args.pop("out")
-train_run(args.pop("data"), f"{out}/history.csv", f"{out}/outputs.h5", f"{out}/model.pt",
-          out_early_stopped=f"{out}/model_early_stopped.pt", log_path=args.pop("log"), **args)
-"""
+#: the training processes of :func:`run` are forked from one server process that imported the library once (and
+#: torch's compiler front end, which building an optimiser imports): a process that imported them itself spends
+#: about 3 s of CPU on it before training, for every one of the tests' ~60 killed, resumed and rerun trainings
+FORKSERVER = multiprocessing.get_context("forkserver")
+FORKSERVER.set_forkserver_preload(["selfdistill.training", "torch._dynamo"])
 
 
-def run(data, out: Path, mode="ce", fault=None, train=None, wait=True, log_dir=None, **extra):
-    """Train in a new process (like a Snakemake job); returns the finished process, or the running one.
+class Trainer:
+    """A training process started by :func:`run`, read like a finished or running ``subprocess.Popen``:
+    ``returncode`` (negative: killed by that signal), ``stdout`` and ``stderr`` (text, once it has ended)."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, output: Path):
+        self.process, self.output, self.stdout, self.stderr = process, output, None, None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"training in {self.output}", timeout)
+        if self.stdout is None:
+            self.stdout = (self.output / "stdout").read_text()
+            self.stderr = (self.output / "stderr").read_text()
+            shutil.rmtree(self.output)
+        return self.process.exitcode
+
+
+def _train(args: dict, environ: dict, output: str) -> None:
+    """The body of a :func:`run` process: this run's environment, its output to files, then one training run."""
+    os.environ.clear()
+    os.environ.update(environ)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        os.dup2(os.open(Path(output) / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    from selfdistill.training import train_run
+
+    out = args.pop("out")
+    train_run(
+        args.pop("data"),
+        f"{out}/history.csv",
+        f"{out}/outputs.h5",
+        f"{out}/model.pt",
+        out_early_stopped=f"{out}/model_early_stopped.pt",
+        log_path=args.pop("log"),
+        **args,
+    )
+
+
+def run(data, out: Path, mode="ce", fault=None, train=None, wait=True, log_dir=None, **extra) -> Trainer:
+    """Train in a new process (like a Snakemake job: its own pid, signals and exit status, ``fault`` its
+    ``SELFDISTILL_FAULT``); returns it finished (``wait``, at most 300 s), else running.
 
     The log goes to ``log_dir`` (default ``out``)/train.log."""
     out.mkdir(parents=True, exist_ok=True)
@@ -177,10 +229,13 @@ def run(data, out: Path, mode="ce", fault=None, train=None, wait=True, log_dir=N
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
     if fault:
         env[FAULT_ENV] = fault
-    cmd = [sys.executable, "-c", RUNNER, json.dumps(args)]
-    if not wait:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    output = Path(tempfile.mkdtemp(prefix="trainer-"))
+    process = FORKSERVER.Process(target=_train, args=(args, env, str(output)))
+    process.start()
+    trainer = Trainer(process, output)
+    if wait:
+        trainer.wait(timeout=300)
+    return trainer
 
 
 def attempts(out: Path) -> tuple[str, str]:

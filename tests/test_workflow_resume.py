@@ -1,5 +1,12 @@
 """Through Snakemake: kill -9 the training jobs and Snakemake itself mid-run, unlock, rerun; the runs resume from
-their checkpoints, lose at most one epoch of work each, and end exactly like an uninterrupted study."""
+their checkpoints, lose at most one epoch of work each, and end exactly like an uninterrupted study.
+
+The killed study is the smoke study (config/smoke.yaml) built in its own folder; its uninterrupted reference is the
+session's smoke study (tests/conftest.py, ``smoke_study``), the same config built once for every test. So that the
+kill lands mid-run without racing a timer, every training job of the killed build stops itself (SIGSTOP, through
+the ``SELFDISTILL_FAULT`` hook of selfdistill.checkpoint) half-way through its second epoch, after its first epoch
+was checkpointed and logged; with two cores Snakemake then waits on two frozen jobs, and the test kills the lot.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +24,13 @@ import pytest
 import yaml
 from helpers import SETTING, SMOKE, snakemake, snakemake_command
 
+from selfdistill.checkpoint import FAULT_ENV
+
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
-EPOCHS = 150
+EPOCHS = yaml.safe_load(SMOKE.read_text())["train"]["epochs"]
+#: where each training job of the killed build freezes: half-way through epoch 2, one epoch checkpointed
+FREEZE = "mid_epoch:2:STOP"
+FROZEN = "fault injection: SIGSTOP at mid_epoch of epoch 2"
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) ")
 RESUMED = re.compile(r"resumed from checkpoint at epoch (\d+) of \d+(?:, step \d+)? \((\d+) epochs done\)")
 
@@ -36,43 +48,38 @@ def last_logged_epoch(text: str) -> int:
     return max((int(m.group(1)) for m in EPOCH_LINE.finditer(text)), default=0)
 
 
-@pytest.fixture(scope="module")
-def longer(tmp_path_factory) -> Path:
-    """An override of the smoke study whose training runs take several seconds each."""
-    path = tmp_path_factory.mktemp("override") / "longer.yaml"
-    # the same study name: the results land where the smoke study's would
-    override = {"study": "smoke", "train": {"epochs": EPOCHS}, "frequency": {"record_epochs": {"every": 10}}}
-    path.write_text(yaml.safe_dump(override))
-    return path
+def kill_mid_run(workdir: Path) -> dict[Path, int]:
+    """Start the smoke study in ``workdir``, wait until two training jobs are frozen mid-run, then SIGKILL Snakemake
+    and every job at once; {run: last epoch its log shows} of the runs that had started."""
+    env = os.environ | {FAULT_ENV: FREEZE}
+    cmd = snakemake_command(workdir)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            logs = [train_log(workdir, r) for r in runs()]
+            if sum(FROZEN in p.read_text() for p in logs if p.is_file()) >= 2:
+                break
+            assert proc.poll() is None, "Snakemake ended before two training jobs were mid-run"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    return {r: last_logged_epoch(train_log(workdir, r).read_text()) for r in runs() if train_log(workdir, r).is_file()}
 
 
-def test_kill_9_of_snakemake_and_jobs_then_unlock_and_rerun_resumes(tmp_path_factory, longer):
-    killed_dir, reference_dir = tmp_path_factory.mktemp("killed"), tmp_path_factory.mktemp("reference")
-    # its own builds, not the session's smoke study: training runs of 150 epochs, long enough to be killed midway, and
-    # an uninterrupted reference of the same config
-    cmd = snakemake_command(killed_dir, configfile=[SMOKE, longer])
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # wait until two training jobs are well into their runs, then kill Snakemake and every job at once
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        logs = [train_log(killed_dir, r) for r in runs()]
-        progress = [last_logged_epoch(p.read_text()) for p in logs if p.is_file()]
-        if sum(e >= 20 for e in progress) >= 2:
-            break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    before = {
-        r: last_logged_epoch(train_log(killed_dir, r).read_text()) for r in runs() if train_log(killed_dir, r).is_file()
-    }
+def test_kill_9_of_snakemake_and_jobs_then_unlock_and_rerun_resumes(smoke_study, tmp_path):
+    killed_dir = tmp_path / "killed"
+    killed_dir.mkdir()
+    before = kill_mid_run(killed_dir)
     interrupted = {r: e for r, e in before.items() if 0 < e < EPOCHS}
-    assert interrupted, before
+    assert len(interrupted) >= 2, before
 
     # a killed Snakemake leaves its lock: the rerun needs --unlock first
-    locked = snakemake(killed_dir, "-n", configfile=[SMOKE, longer], check=False)
+    locked = snakemake(killed_dir, "-n", check=False)
     assert "LockException" in locked.stdout + locked.stderr or "locked" in (locked.stdout + locked.stderr).lower()
-    snakemake(killed_dir, "--unlock", configfile=[SMOKE, longer])
-    snakemake(killed_dir, configfile=[SMOKE, longer])
+    snakemake(killed_dir, "--unlock")
+    snakemake(killed_dir)
 
     for run, logged in interrupted.items():
         text = train_log(killed_dir, run).read_text()
@@ -84,7 +91,8 @@ def test_kill_9_of_snakemake_and_jobs_then_unlock_and_rerun_resumes(tmp_path_fac
         print(f"{run}: {logged} epochs logged before the kill, resumed with {done} done")
         assert not (killed_dir / run / "checkpoint").exists()
 
-    snakemake(reference_dir, configfile=[SMOKE, longer])
+    # the uninterrupted reference: the session's smoke study, the same config built without a kill
+    reference_dir = smoke_study
     timing = ["epoch_seconds"]
     for run in runs():
         a = pd.read_csv(killed_dir / run / "history.csv").drop(columns=timing)
