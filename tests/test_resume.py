@@ -21,7 +21,7 @@ import torch
 from helpers import DISTILL, MODEL, TRAIN, attempts, run
 
 from selfdistill.checkpoint import STATE_FILE
-from selfdistill.io import setup_logging
+from selfdistill.io import TIMING_COLUMNS, setup_logging
 from selfdistill.modes import REGISTRY
 from selfdistill.training import train_run
 
@@ -56,7 +56,7 @@ def run_here(data, out: Path, mode="ce", train=None, **extra) -> pd.DataFrame:
 
 def assert_same_run(a: Path, b: Path) -> None:
     """history (timing aside), outputs.h5 arrays and both weight files are identical."""
-    timing = ["epoch_seconds"]
+    timing = list(TIMING_COLUMNS)
     pd.testing.assert_frame_equal(
         pd.read_csv(a / "history.csv").drop(columns=timing), pd.read_csv(b / "history.csv").drop(columns=timing)
     )

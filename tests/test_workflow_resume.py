@@ -17,6 +17,8 @@ import pytest
 import yaml
 from helpers import SETTING, SMOKE, snakemake, snakemake_command
 
+from selfdistill.io import TIMING_COLUMNS
+
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 EPOCHS = 150
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) ")
@@ -85,7 +87,7 @@ def test_kill_9_of_snakemake_and_jobs_then_unlock_and_rerun_resumes(tmp_path_fac
         assert not (killed_dir / run / "checkpoint").exists()
 
     snakemake(reference_dir, configfile=[SMOKE, longer])
-    timing = ["epoch_seconds"]
+    timing = list(TIMING_COLUMNS)
     for run in runs():
         a = pd.read_csv(killed_dir / run / "history.csv").drop(columns=timing)
         b = pd.read_csv(reference_dir / run / "history.csv").drop(columns=timing)
