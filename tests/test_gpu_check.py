@@ -74,3 +74,23 @@ def test_timings_of_packed_runs_and_the_projection(tmp_path):
     configs = {p["config"]: p for p in projected}
     assert "config/original.yaml" in configs and "config/smoke.yaml" not in configs
     assert configs["config/original.yaml"]["run_epochs"] == 2 * 1800
+
+
+def test_projection_takes_the_fastest_packing_that_fits_in_memory():
+    """config/original.yaml: 2 runs × 1800 epochs of the original Shake-Shake in float32, eager."""
+    from pathlib import Path
+
+    from selfdistill.gpu_measure import projections
+    from selfdistill.gpu_timings import TimingRow
+
+    def row(k, epoch_s, peak):
+        return TimingRow(
+            "shake_shake_26_2x32d_original", 128, "float32", "none", "GPU", 80_000.0, k, peak, epoch_s=epoch_s
+        )
+
+    # 2 at once: 12 s an epoch each, so 6 s of wall time per epoch; 8 at once would be faster but does not fit
+    rows = [row(1, 10.0, 3000.0), row(2, 12.0, 3000.0), row(8, 16.0, 20_000.0)]
+    repo = Path(__file__).resolve().parents[1]
+    original = {p["config"]: p for p in projections(rows, repo, "cuda")}["config/original.yaml"]
+    assert (original["runs"], original["run_epochs"], original["concurrent"]) == (2, 3600, 2)
+    assert original["wall_hours"] == 3600 * 12.0 / 2 / 3600
