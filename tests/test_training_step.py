@@ -95,18 +95,27 @@ def test_shake_noise_differs_between_steps_and_repeats_with_the_seed():
     assert draw_shake_noise(0, 5, torch.device("cpu")) is None
 
 
-@pytest.mark.parametrize("mode_name", ["self_distill_seq", "interp_stored"])
-def test_traced_step_takes_noise_state_and_a_smaller_last_batch(monkeypatch, mode_name):
-    """torch.compile's graph capture (dynamo and AOTAutograd, without the C++ code generation, which is slow on a
-    CPU): Shake-Shake with α/β as inputs, a mode with per-sample state, a second graph for the last batch."""
+@pytest.mark.parametrize(
+    ("arch", "backend", "mode_name"),
+    [
+        ("small_cnn", "eager", "interp_stored"),
+        pytest.param(SHAKE, "eager", "interp_stored", marks=pytest.mark.slow),
+        pytest.param(SHAKE, "aot_eager", "interp_stored", marks=pytest.mark.slow),
+        pytest.param(SHAKE, "aot_eager", "self_distill_seq", marks=pytest.mark.slow),
+    ],
+)
+def test_traced_step_takes_noise_state_and_a_smaller_last_batch(monkeypatch, arch, backend, mode_name):
+    """torch.compile's graph capture without the C++ code generation, which is slow on a CPU (dynamo; with
+    ``aot_eager`` also AOTAutograd's backward graph; 20-35 s each for Shake-Shake): Shake-Shake with α/β as inputs,
+    a mode with per-sample state, a second graph for the last batch."""
     real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", dynamic=False))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend=backend, dynamic=False))
     monkeypatch.setattr(ts, "compile_unsupported", lambda dev: None)
     torch._dynamo.reset()
-    traced = _with_step(SHAKE, mode_name, "default")
+    traced = _with_step(arch, mode_name, "default")
     assert traced[2].compile_mode == "default"
     assert traced[2]._compiled_sizes == {16, 8}
-    _assert_same(_with_step(SHAKE, mode_name), traced, exact=False)
+    _assert_same(_with_step(arch, mode_name), traced, exact=False)
 
 
 def _warnings(caplog) -> list[str]:
