@@ -206,3 +206,25 @@ def test_compiled_run_resumes_exactly_after_a_signal(digits_pair40, tmp_path, mo
     pd.testing.assert_frame_equal(whole, resumed, check_exact=True)
     eager = _run(digits_pair40, tmp_path / "eager", "none").drop(columns=timing)
     pd.testing.assert_frame_equal(whole, eager, check_exact=False, rtol=1e-3)
+
+
+@pytest.mark.parametrize("n", [0, 1, 23])
+def test_evaluation_gives_the_logits_of_a_plain_batched_loop(n):
+    """predict_logits (one preallocated device tensor, inference mode) equals the plain loop it replaced: each
+    batch's logits in eval mode, concatenated; an empty split gives (0, C)."""
+    import contextlib
+
+    import numpy as np
+
+    from selfdistill.batches import DeviceImages, channel_stats, make_batch, predict_logits
+
+    pixels = np.random.default_rng(0).integers(0, 256, (max(n, 1), 8, 8, 1), dtype=np.uint8)[:n]
+    mean, std = channel_stats(pixels, 255.0) if n else (torch.zeros(1), torch.ones(1))
+    images = DeviceImages(pixels, torch.device("cpu"), 255.0, mean, std)
+    torch.manual_seed(0)
+    net = build_model(SHAKE, (1, 8, 8), 10, width=2)
+    logits = predict_logits(net, images, 5, contextlib.nullcontext, 10)
+    with torch.no_grad():
+        plain = [net(make_batch(images, torch.arange(s, min(s + 5, n)))) for s in range(0, n, 5)]
+    assert logits.shape == (n, 10) and not net.training
+    assert torch.equal(logits, torch.cat(plain) if plain else torch.empty((0, 10)))
