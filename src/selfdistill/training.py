@@ -699,6 +699,7 @@ def run_record(run: TrainingRun) -> dict:
         "device_name": run.dev.name(),
         "precision": run.dev.precision,
         "precision_setting": run.cfg.precision,
+        "compile": run.step.compile_mode,
         "torch": torch.__version__,
     }
 
