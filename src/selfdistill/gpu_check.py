@@ -62,6 +62,8 @@ from .training import RunSpec, TrainingRun, TrainSettings, device_network, train
 log = logging.getLogger("selfdistill.gpu_check")
 
 ARCHS = ("shake_shake_26_2x32d", "preact_resnet18", "fast_cnn")
+#: the compile mode of the CUDA resume check
+RO = "reduce-overhead"
 CIFAR_TRAIN_IMAGES = 45_000
 #: the timings' sizes (steps timed per run, images evaluated) of a full check and of ``--tiny``
 TIMING_SIZES = {
@@ -160,15 +162,23 @@ def input_pipeline_rate(dev: RunDevice, n: int, batch: int, rounds: int = 3) -> 
 
 
 def resume_difference(
-    arch: str, data: Path, work: Path, device: str, epochs: int, batch: int, precision: str = "auto"
+    arch: str,
+    data: Path,
+    work: Path,
+    device: str,
+    epochs: int,
+    batch: int,
+    precision: str = "auto",
+    compile_mode: str = "none",
 ) -> float:
     """Largest |difference| of history values between a run interrupted by SIGUSR1 in epoch 2 and resumed, and the
-    same run uninterrupted (``nan`` if the interrupted run did not stop as planned)."""
+    same run uninterrupted, in ``train.compile`` mode ``compile_mode`` (``nan`` if the interrupted run did not stop
+    as planned)."""
     settings = {"epochs": epochs, "batch_size": batch, "lr": 0.05, "augment": "crop_flip", "weight_decay": 5e-4}
-    settings["precision"] = precision
+    settings |= {"precision": precision, "compile": compile_mode}
 
     def train(folder: str) -> pd.DataFrame:
-        out = work / arch / folder
+        out = work / arch / compile_mode / folder
         return train_run(
             data,
             out / "history.csv",
@@ -241,6 +251,9 @@ def arch_rows(
     device = str(dev.torch_device)
     diff = resume_difference(arch, data, work, device, size["resume_epochs"], size["batch"], precision)
     rows.append(_row("resume", arch, diff, "max |history diff|", "SIGUSR1 in epoch 2, resumed vs uninterrupted"))
+    if compiled and dev.is_cuda:
+        diff = resume_difference(arch, data, work, device, size["resume_epochs"], size["batch"], precision, RO)
+        rows.append(_row("resume_compiled", arch, diff, "max |history diff|", f"the same, train.compile {RO}"))
     seconds = checkpoint_seconds(arch, data, work, dev, precision=precision)
     share = seconds / (CIFAR_TRAIN_IMAGES / rate)
     rows.append(_row("checkpoint", arch, seconds, "s", f"{100 * share:.3g}% of a 45,000-image epoch's training"))
