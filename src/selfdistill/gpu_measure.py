@@ -25,15 +25,13 @@ import torch
 
 from .batches import DeviceImages, channel_stats, make_batch, predict_logits
 from .device import configure
-from .gpu_timings import TimingRow
+from .gpu_timings import EPOCH_EVAL_IMAGES, EPOCH_TRAIN_IMAGES, TimingRow
 from .mode_names import REFERENCE_MODE
 from .models import build_model
 from .modes import build_mode
 from .training import device_network
 from .training_step import TrainingStep
 
-#: one CIFAR-10 epoch of the pipeline: 45,000 training images; evaluation of train, val (5,000) and test (10,000)
-EPOCH_TRAIN_IMAGES, EPOCH_EVAL_IMAGES = 45_000, 60_000
 #: the original study's batch size, at which the timings are taken
 BATCH = 128
 

@@ -43,6 +43,10 @@ COLUMNS = (
     "eval_s",
     "epoch_s",
 )
+#: What one measured epoch holds: 45,000 training images (CIFAR-10 less its 10% validation split), then the evaluation
+#: of the train, val and test splits (45,000 + 5,000 + 10,000 images).
+EPOCH_TRAIN_IMAGES = 45_000
+EPOCH_EVAL_IMAGES = 60_000
 #: The columns every row must fill: what identifies the measurement.
 KEY_COLUMNS = ("arch", "batch_size", "precision", "compile", "device_name", "concurrent")
 
