@@ -70,6 +70,9 @@ class TrainingStep:
         self.compile_mode = self._supported(compile_mode)
         self._compiled: Callable | None = None
         if self.compile_mode != "none":
+            # every step compiles the same code: graphs of an earlier step in this process (the self-check's many
+            # runs) would count against torch.compile's recompile limit, beyond which it silently runs eagerly
+            torch._dynamo.reset()
             mode_arg = "reduce-overhead" if self.compile_mode == "reduce-overhead" and dev.is_cuda else "default"
             self._compiled = torch.compile(self.forward_loss, mode=mode_arg, dynamic=False)
         #: batch sizes whose graph compiled (a new size compiles once, and may still fall back)
