@@ -258,6 +258,7 @@ def test_a_run_records_its_precision(digits_pair40, tmp_path):
     assert record["device"] == "cpu" and record["device_name"] == RunDevice(torch.device("cpu")).name()
     # the CPU ignores the bf16 setting: the record says what the run really computed in
     assert record["precision"] == "float32" and record["precision_setting"] == "bf16"
+    assert record["compile"] == "none"
     with h5py.File(out / "outputs.h5") as h5:
         assert h5.attrs["precision"] == "float32"
     for name in ("model.pt", "model_early_stopped.pt"):

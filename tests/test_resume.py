@@ -21,7 +21,7 @@ import torch
 from helpers import DISTILL, MODEL, TRAIN, attempts, run
 
 from selfdistill.checkpoint import STATE_FILE
-from selfdistill.io import setup_logging
+from selfdistill.io import TIMING_COLUMNS, setup_logging
 from selfdistill.mode_names import TEACHER_OF
 from selfdistill.modes import REGISTRY
 from selfdistill.training import train_run
@@ -62,7 +62,7 @@ def teacher_of(root: Path, mode: str) -> dict:
 
 def assert_same_run(a: Path, b: Path) -> None:
     """history (timing aside), outputs.h5 arrays and both weight files are identical."""
-    timing = ["epoch_seconds"]
+    timing = list(TIMING_COLUMNS)
     pd.testing.assert_frame_equal(
         pd.read_csv(a / "history.csv").drop(columns=timing), pd.read_csv(b / "history.csv").drop(columns=timing)
     )

@@ -155,7 +155,7 @@ def test_execution_only_settings_add_nothing_to_the_name(tmp_path):
         {"dataset_options": {"download": True}},
         {"dataset_options": {"data_root": "/data", "verify_md5": False}},
         {"train": {key: 1 for key in ("threads", "runtime", "epoch_seconds", "checkpoint_every")} | {"device": "cpu"}},
-        {"train": {"eval_batch_size": 64, "compile": True}},
+        {"train": {"eval_batch_size": 64, "compile": "default"}},
     ):
         assert study_name({"study": "mine"}, [study], overrides) == "mine", overrides
     # and with a result-changing value, only that one is named

@@ -25,7 +25,7 @@ EXECUTION_CHANGES = [
     "train={epoch_seconds: 2.5}",
     "train={checkpoint_every: 3}",
     "train={eval_batch_size: 64}",
-    "train={compile: true}",
+    "train={compile: reduce-overhead}",
 ]
 
 

@@ -18,7 +18,7 @@ from selfdistill.checkpoint import CheckpointFolder
 from selfdistill.console import ConsoleProgress, format_duration
 from selfdistill.data import build_corrupted_dataset
 from selfdistill.device import check_device as resolve_device
-from selfdistill.io import HISTORY_COLUMNS, setup_logging
+from selfdistill.io import HISTORY_COLUMNS, TIMING_COLUMNS, setup_logging
 from selfdistill.models import build_model, count_parameters
 from selfdistill.training import Progress, TrainSettings, lr_schedule, train_run
 
@@ -60,7 +60,7 @@ def test_same_seed_gives_identical_history_and_outputs(digits_pair40, tmp_path, 
     (tmp_path / "b").mkdir()
     first = _train(digits_pair40, tmp_path / "a", mode)
     second = _train(digits_pair40, tmp_path / "b", mode)
-    timing = ["epoch_seconds"]
+    timing = list(TIMING_COLUMNS)
     pd.testing.assert_frame_equal(first.drop(columns=timing), second.drop(columns=timing))
     on_disk = pd.read_csv(tmp_path / "a" / "history.csv")
     assert list(on_disk.columns) == list(HISTORY_COLUMNS)

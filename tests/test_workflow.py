@@ -14,6 +14,8 @@ import torch
 import yaml
 from helpers import FIGURES, REPO, SETTING, SMOKE, expected_targets, planned_jobs, snakemake
 
+from selfdistill.io import TIMING_COLUMNS
+
 # starts Snakemake: the smoke study itself is built once per session (tests/conftest.py, smoke_study)
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -55,8 +57,8 @@ def test_cpu_training_is_reproducible(smoke_study, tmp_path):
     """A fresh directory, same config and seed: identical labels and identical history (timing aside)."""
     run = SETTING / "seed0" / "self_distill"
     snakemake(tmp_path, str(run / "history.csv"))
-    first = pd.read_csv(smoke_study / run / "history.csv").drop(columns="epoch_seconds")
-    second = pd.read_csv(tmp_path / run / "history.csv").drop(columns="epoch_seconds")
+    first = pd.read_csv(smoke_study / run / "history.csv").drop(columns=list(TIMING_COLUMNS))
+    second = pd.read_csv(tmp_path / run / "history.csv").drop(columns=list(TIMING_COLUMNS))
     pd.testing.assert_frame_equal(first, second)
     with (
         h5py.File(smoke_study / SETTING / "seed0/data.h5") as a,

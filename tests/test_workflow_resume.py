@@ -25,6 +25,7 @@ import yaml
 from helpers import SETTING, SMOKE, snakemake, snakemake_command
 
 from selfdistill.checkpoint import FAULT_ENV
+from selfdistill.io import TIMING_COLUMNS
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 EPOCHS = yaml.safe_load(SMOKE.read_text())["train"]["epochs"]
@@ -93,7 +94,7 @@ def test_kill_9_of_snakemake_and_jobs_then_unlock_and_rerun_resumes(smoke_study,
 
     # the uninterrupted reference: the session's smoke study, the same config built without a kill
     reference_dir = smoke_study
-    timing = ["epoch_seconds"]
+    timing = list(TIMING_COLUMNS)
     for run in runs():
         a = pd.read_csv(killed_dir / run / "history.csv").drop(columns=timing)
         b = pd.read_csv(reference_dir / run / "history.csv").drop(columns=timing)

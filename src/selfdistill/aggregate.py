@@ -25,6 +25,7 @@ from .collapse import COLLAPSE_SHARE, collapse_text
 from .io import (
     FREQUENCY_CSV_COLUMNS,
     HISTORY_COLUMNS,
+    TIMING_COLUMNS,
     InputFileError,
     atomic_output,
     check_producer,
@@ -59,7 +60,7 @@ FINITE_COLUMNS = (
     "test_acc",
     "test_pred_top_class",
     "test_pred_top_share",
-    "epoch_seconds",
+    *TIMING_COLUMNS,
 )
 #: history columns of the validation split: finite in every row when the run has one, empty in every row otherwise
 VALIDATION_COLUMNS = ("val_loss", "val_acc")
@@ -74,7 +75,7 @@ HISTORY_RANGES = {
     "train_loss": (-math.inf, math.inf, "a training loss"),
     "lr": (0.0, math.inf, "a learning rate"),
     "distill_weight": (0.0, 1.0, "a share of the target"),
-    "epoch_seconds": (0.0, math.inf, "a duration"),
+    **{col: (0.0, math.inf, "a duration") for col in TIMING_COLUMNS},
 }
 FREQUENCY_COLUMNS = FREQUENCY_CSV_COLUMNS
 FREQUENCY_SPLITS = ("train_subset", "test")

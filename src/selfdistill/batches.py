@@ -120,15 +120,20 @@ def predict_logits(
     autocast,
     num_classes: int,
 ) -> torch.Tensor:
-    """Eval-mode float32 logits for every image of ``images``, in order."""
+    """Eval-mode float32 logits for every image of ``images``, in order.
+
+    Fast on a GPU without changing a number: no autograd (``inference_mode``), the run's precision (``autocast``),
+    channels_last batches (:func:`make_batch`), batches of ``batch_size`` (``train.eval_batch_size``), and every
+    batch's logits written into one preallocated device tensor, so there is no host sync per batch."""
     model.eval()
-    # start from an empty (0, C) block so that an empty split (val_fraction 0) gives (0, C) logits
-    out = [torch.empty((0, num_classes), device=images.data.device)]
-    for start in range(0, len(images), batch_size):
-        rows = torch.arange(start, min(start + batch_size, len(images)), device=images.data.device)
+    n, dev = len(images), images.data.device
+    # an empty split (val_fraction 0) gives (0, C) logits
+    out = torch.empty((n, num_classes), device=dev)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
         with autocast():
-            out.append(model(make_batch(images, rows)).float())
-    return torch.cat(out)
+            out[start:stop] = model(make_batch(images, torch.arange(start, stop, device=dev))).float()
+    return out
 
 
 def make_batch(

@@ -17,7 +17,16 @@ data.h5. Per network (:data:`ARCHS`) it measures
   (45,000 training images at the measured train-step rate);
 
 and once: ``input_pipeline`` (images/s of device-resident batches with crop + flip) and ``frequency`` (seconds of
-the frequency analysis of a run's stored outputs). Finishes in a few minutes on one GPU.
+the frequency analysis of a run's stored outputs).
+
+Then the timings (:mod:`selfdistill.gpu_measure`), written to ``--timings`` (default
+:data:`selfdistill.gpu_timings.DEFAULT_PATH`, the file the planner reads) and printed as a second table: per
+network, training and evaluation images/s at batch 128 for each precision (``--precisions``) and compile mode
+(``--compile-modes``) with one run, and with 2, 4 and 8 concurrent runs (``--concurrent``, separate processes,
+``--pack-compile`` mode, each precision); each run's peak memory; the CIFAR-10 epoch's training and evaluation
+seconds; and the projected wall time of every shipped CIFAR config on this device.
+
+    python -m selfdistill.gpu_check --archs shake_shake_26_2x32d_original   # one network, about 6 minutes
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ from .checkpoint import FAULT_ENV, CheckpointFolder
 from .data import _write_split
 from .device import PRECISIONS, RunDevice, acquire, configure
 from .frequency import frequency_table
+from .gpu_measure import BATCH, measure_timings, projections, timings_markdown
+from .gpu_timings import DEFAULT_PATH, TimingRow, write_timings
 from .io import atomic_output, setup_logging
 from .models import build_model
 from .signals import Preempted
@@ -51,7 +62,24 @@ from .training import RunSpec, TrainingRun, TrainSettings, device_network, train
 log = logging.getLogger("selfdistill.gpu_check")
 
 ARCHS = ("shake_shake_26_2x32d", "preact_resnet18", "fast_cnn")
+#: the compile mode of the CUDA resume check
+RO = "reduce-overhead"
 CIFAR_TRAIN_IMAGES = 45_000
+#: the timings' sizes (steps timed per run, images evaluated) of a full check and of ``--tiny``
+TIMING_SIZES = {
+    False: {"batch": BATCH, "steps": 50, "eval_images": 10_000, "eval_batch": 2048},
+    True: {"batch": 8, "steps": 2, "eval_images": 64, "eval_batch": 32},
+}
+#: what the timings measure by default: a full check, and ``--tiny`` (the same code paths, CPU-sized)
+TIMING_GRID = {
+    False: {
+        "precisions": ("bf16", "tf32", "float32"),
+        "compile_modes": ("none", "reduce-overhead"),
+        "concurrent": (1, 2, 4, 8),
+        "pack_compile": "none",
+    },
+    True: {"precisions": ("float32",), "compile_modes": ("none",), "concurrent": (1, 2), "pack_compile": "none"},
+}
 #: sizes of a full check and of ``--tiny``
 SIZES = {
     False: {"n_train": 4096, "batch": 256, "steps": 20, "resume_epochs": 3, "freq_n": 5000, "freq_epochs": 20},
@@ -134,15 +162,23 @@ def input_pipeline_rate(dev: RunDevice, n: int, batch: int, rounds: int = 3) -> 
 
 
 def resume_difference(
-    arch: str, data: Path, work: Path, device: str, epochs: int, batch: int, precision: str = "auto"
+    arch: str,
+    data: Path,
+    work: Path,
+    device: str,
+    epochs: int,
+    batch: int,
+    precision: str = "auto",
+    compile_mode: str = "none",
 ) -> float:
     """Largest |difference| of history values between a run interrupted by SIGUSR1 in epoch 2 and resumed, and the
-    same run uninterrupted (``nan`` if the interrupted run did not stop as planned)."""
+    same run uninterrupted, in ``train.compile`` mode ``compile_mode`` (``nan`` if the interrupted run did not stop
+    as planned)."""
     settings = {"epochs": epochs, "batch_size": batch, "lr": 0.05, "augment": "crop_flip", "weight_decay": 5e-4}
-    settings["precision"] = precision
+    settings |= {"precision": precision, "compile": compile_mode}
 
     def train(folder: str) -> pd.DataFrame:
-        out = work / arch / folder
+        out = work / arch / compile_mode / folder
         return train_run(
             data,
             out / "history.csv",
@@ -215,6 +251,9 @@ def arch_rows(
     device = str(dev.torch_device)
     diff = resume_difference(arch, data, work, device, size["resume_epochs"], size["batch"], precision)
     rows.append(_row("resume", arch, diff, "max |history diff|", "SIGUSR1 in epoch 2, resumed vs uninterrupted"))
+    if compiled and dev.is_cuda:
+        diff = resume_difference(arch, data, work, device, size["resume_epochs"], size["batch"], precision, RO)
+        rows.append(_row("resume_compiled", arch, diff, "max |history diff|", f"the same, train.compile {RO}"))
     seconds = checkpoint_seconds(arch, data, work, dev, precision=precision)
     share = seconds / (CIFAR_TRAIN_IMAGES / rate)
     rows.append(_row("checkpoint", arch, seconds, "s", f"{100 * share:.3g}% of a 45,000-image epoch's training"))
@@ -258,6 +297,38 @@ def gpu_check(
     return table
 
 
+def gpu_timings(
+    device: str = "auto",
+    *,
+    tiny: bool = False,
+    archs: Sequence[str] = ARCHS,
+    out: str | os.PathLike | None = DEFAULT_PATH,
+    **grid,
+) -> tuple[list[TimingRow], list[dict]]:
+    """The timings (:data:`TIMING_GRID`, overridden by ``grid``) and the shipped CIFAR configs' projected wall
+    times; the rows are written to ``out`` (gpu_timings.csv) unless it is None. Single runs for every precision
+    and compile mode; packed runs (2, 4, 8) in the ``pack_compile`` mode for every precision."""
+    grid = TIMING_GRID[tiny] | grid
+    sizes = TIMING_SIZES[tiny]
+    device = device if device != "auto" else _auto()
+    dev_type = torch.device(device).type
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rows = measure_timings(archs, device, grid["precisions"], grid["compile_modes"], (1,), work, **sizes)
+        packed = [k for k in grid["concurrent"] if k > 1]
+        if packed:
+            rows += measure_timings(archs, device, grid["precisions"], (grid["pack_compile"],), packed, work, **sizes)
+    if out is not None:
+        write_timings(out, rows)
+    repo = Path(__file__).resolve().parents[2]
+    projected = projections(rows, repo, dev_type) if (repo / "config").is_dir() else []
+    return rows, projected
+
+
+def _auto() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """The table as markdown rows (values with 4 significant digits)."""
     lines = ["| check | network | value | unit | note |", "|---|---|---|---|---|"]
@@ -280,7 +351,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="as train.precision: auto (default), bf16, tf32, float32",
     )
     parser.add_argument("--out", help="also write the table as CSV here")
+    parser.add_argument("--timings", default=DEFAULT_PATH, help=f"the timings CSV (default {DEFAULT_PATH})")
+    parser.add_argument("--precisions", help="comma-separated precisions of the timings (default bf16,tf32,float32)")
+    parser.add_argument("--compile-modes", help="comma-separated train.compile modes (default none,reduce-overhead)")
+    parser.add_argument("--concurrent", help="comma-separated runs sharing the device (default 1,2,4,8)")
+    parser.add_argument("--pack-compile", help="the compile mode of the packed runs (default none)")
     args = parser.parse_args(argv)
+    grid = {
+        key: tuple(int(v) if key == "concurrent" else v for v in value.split(","))
+        for key, value in (
+            ("precisions", args.precisions),
+            ("compile_modes", args.compile_modes),
+            ("concurrent", args.concurrent),
+        )
+        if value
+    }
+    if args.pack_compile:
+        grid["pack_compile"] = args.pack_compile
     setup_logging(None)
     with contextlib.suppress(BrokenPipeError):
         table = gpu_check(
@@ -292,6 +379,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             precision=args.precision,
         )
         print(to_markdown(table))
+        rows, projected = gpu_timings(
+            args.device, tiny=args.tiny, archs=args.archs.split(","), out=args.timings, **grid
+        )
+        print()
+        print(timings_markdown(rows, projected))
 
 
 if __name__ == "__main__":

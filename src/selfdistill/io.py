@@ -20,6 +20,9 @@ import numpy as np
 
 F = TypeVar("F", bound=Callable)
 
+#: the history columns that time an epoch (seconds): all of it, its training and its evaluation; they differ from
+#: one run of the same config to the next, the other columns do not
+TIMING_COLUMNS = ("epoch_seconds", "train_seconds", "eval_seconds")
 #: the columns of a run's history.csv, in order (written by the train step, checked by the aggregate step)
 HISTORY_COLUMNS = (
     "epoch",
@@ -36,7 +39,7 @@ HISTORY_COLUMNS = (
     "test_pred_top_class",
     "test_pred_top_share",
     "distill_weight",
-    "epoch_seconds",
+    *TIMING_COLUMNS,
 )
 #: the columns of a run's frequency.csv, in order (written by the frequency step, checked by the aggregate step)
 FREQUENCY_CSV_COLUMNS = (

@@ -165,14 +165,46 @@ class ShakeMix(torch.autograd.Function):
         return (beta * grad).to(grad.dtype), ((1 - beta) * grad).to(grad.dtype), None, None
 
 
-def shake_shake(a: torch.Tensor, b: torch.Tensor, training: bool) -> torch.Tensor:
+def shake_shake(a: torch.Tensor, b: torch.Tensor, training: bool, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Mix two branch outputs: per-sample α forward / independent β backward (drawn in that order) when training,
-    the fixed 0.5/0.5 average otherwise."""
+    the fixed 0.5/0.5 average otherwise. ``noise`` = (α, β) stacked, shape (2, N, 1, 1, 1), when drawn beforehand
+    (:func:`draw_shake_noise`); they are drawn here otherwise."""
     if not training:
         return 0.5 * (a + b)
-    alpha = uniform_per_sample(a)
-    beta = uniform_per_sample(a)
+    if noise is None:
+        alpha = uniform_per_sample(a)
+        beta = uniform_per_sample(a)
+    else:
+        alpha, beta = noise[0], noise[1]
     return ShakeMix.apply(a, b, alpha, beta)
+
+
+def shake_blocks(net: nn.Module) -> list[nn.Module]:
+    """``net``'s Shake-Shake blocks in the order its forward pass runs them (none for other networks)."""
+    return [m for m in net.modules() if isinstance(m, ShakeBlock)]
+
+
+def draw_shake_noise(n_blocks: int, batch: int, device: torch.device) -> torch.Tensor | None:
+    """The per-sample α and β of every Shake-Shake block for one training batch, drawn outside the network as its
+    forward pass would draw them (α then β per block, in block order, from the same global generator), stacked as
+    (n_blocks, 2, N, 1, 1, 1); ``None`` for a network without blocks. Drawn here, they are an input of a compiled
+    step, not random numbers inside its graph, and a checkpoint's generator state reproduces them on resume."""
+    if not n_blocks:
+        return None
+    draws = [torch.rand(batch, 1, 1, 1, device=device, dtype=torch.float32) for _ in range(2 * n_blocks)]
+    return torch.stack(draws).view(n_blocks, 2, batch, 1, 1, 1)
+
+
+def run_shake_stages(stages: nn.Sequential, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    """``stages`` (Sequentials of :class:`ShakeBlock`) on ``x``, block ``i`` mixing with ``noise[i]`` when given."""
+    if noise is None:
+        return stages(x)
+    i = 0
+    for stage in stages:
+        for block in stage:
+            x = block(x, noise[i])
+            i += 1
+    return x
 
 
 class OriginalShakeSkip(nn.Module):
@@ -230,8 +262,8 @@ class ShakeBlock(nn.Module):
             nn.BatchNorm2d(cout),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mixed = shake_shake(self.branch1(x), self.branch2(x), self.training)
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        mixed = shake_shake(self.branch1(x), self.branch2(x), self.training, noise)
         return self.shortcut(x) + mixed
 
 
@@ -270,8 +302,9 @@ class ShakeShakeResNet(nn.Module):
         )
         _init_resnet(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))
+    def forward(self, x: torch.Tensor, shake_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; ``shake_noise`` is :func:`draw_shake_noise`'s α and β (drawn inside the blocks when ``None``)."""
+        return self.head(run_shake_stages(self.stages, self.stem(x), shake_noise))
 
 
 class OriginalShakeShakeResNet(nn.Module):
@@ -289,8 +322,9 @@ class OriginalShakeShakeResNet(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
         _init_resnet(self, zero_linear_bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))
+    def forward(self, x: torch.Tensor, shake_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; ``shake_noise`` is :func:`draw_shake_noise`'s α and β (drawn inside the blocks when ``None``)."""
+        return self.head(run_shake_stages(self.stages, self.stem(x), shake_noise))
 
 
 # ----------------------------------------------------------------------------------------------- preact resnet-18

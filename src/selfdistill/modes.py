@@ -4,6 +4,12 @@ A mode is everything that differs between the ways of training on noisy labels: 
 happens at the end of an epoch, the share of the target taken from the network itself (the history's
 ``distill_weight``), and the state that must survive a restart. The training loop knows nothing else about modes.
 
+A mini-batch's loss is split in three, so that it can be compiled (:mod:`selfdistill.training_step`): the rows of the
+mode's per-sample state the batch needs, gathered outside (:meth:`Mode.batch_state`); the loss as a pure function of
+the logits, the labels and those tensors (:meth:`Mode.batch_loss`, which also returns what the mode records); and
+the update of the mode's state from that record, outside again (:meth:`Mode.after_step`). :meth:`Mode.loss` is the
+three in a row.
+
 To add a mode: write a subclass of :class:`Mode` here with ``name = "my_mode"`` (its keyword arguments are its
 parameters, with the defaults the schema states), add the name to ``modes`` in
 ``workflow/schemas/config.schema.yaml`` and its parameters to the schema's ``distill`` section (each with
@@ -68,8 +74,24 @@ class Mode:
         """Called before an epoch's first batch (reset per-epoch accumulators)."""
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """The mini-batch loss from the network's ``logits``, the batch's noisy ``labels`` and its row ``idx``."""
+        """The mini-batch loss from the network's ``logits``, the batch's noisy ``labels`` and its row ``idx``
+        (:meth:`batch_state`, :meth:`batch_loss` and :meth:`after_step` in a row)."""
+        loss, record = self.batch_loss(logits, labels, *self.batch_state(idx))
+        self.after_step(idx, record)
+        return loss
+
+    def batch_state(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The rows ``idx`` of the mode's per-sample state that :meth:`batch_loss` reads (copies; none by default)."""
+        return ()
+
+    def batch_loss(self, logits: torch.Tensor, labels: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The loss and what :meth:`after_step` records, as a pure function of the logits, the noisy labels and the
+        :meth:`batch_state` tensors: it reads only the mode's fixed parameters and changes nothing (it may run
+        compiled)."""
         raise NotImplementedError
+
+    def after_step(self, idx: torch.Tensor, record: Any) -> None:
+        """Update the mode's state from :meth:`batch_loss`'s record (nothing by default)."""
 
     def end_epoch(self, epoch: int, train_probs: torch.Tensor) -> None:
         """Called after epoch ``epoch`` (1-based) with eval-mode softmax outputs of the un-augmented training split."""
@@ -106,8 +128,9 @@ class _BatchMeanWeight(Mode):
         self._weight_sum = torch.zeros((), device=self.labels.device)
         self._weight_count = 0
 
-    def _record(self, weight: torch.Tensor) -> None:
-        self._weight_sum += weight
+    def after_step(self, idx, record: torch.Tensor) -> None:
+        """``record`` is the batch's weight."""
+        self._weight_sum += record
         self._weight_count += 1
 
     def distill_weight(self) -> float:
@@ -126,8 +149,8 @@ class CrossEntropy(Mode):
 
     name = "ce"
 
-    def loss(self, logits, labels, idx):
-        return ce_loss(logits, labels)[0]
+    def batch_loss(self, logits, labels):
+        return ce_loss(logits, labels)[0], None
 
 
 class SelfDistill(_BatchMeanWeight):
@@ -136,10 +159,8 @@ class SelfDistill(_BatchMeanWeight):
 
     name = "self_distill"
 
-    def loss(self, logits, labels, idx):
-        loss, lam = self_distill_loss(logits, labels)
-        self._record(lam)
-        return loss
+    def batch_loss(self, logits, labels):
+        return self_distill_loss(logits, labels)
 
 
 class SequentialSelfDistill(Mode):
@@ -156,8 +177,11 @@ class SequentialSelfDistill(Mode):
         self.soft = F.one_hot(labels, num_classes).float()
         self._alpha_e = None
 
-    def loss(self, logits, labels, idx):
-        return soft_cross_entropy(logits, self.soft[idx])
+    def batch_state(self, idx):
+        return (self.soft[idx],)
+
+    def batch_loss(self, logits, labels, soft):
+        return soft_cross_entropy(logits, soft), None
 
     def end_epoch(self, epoch, train_probs):
         self._alpha_e = seq_alpha(epoch, self.alpha, self.warmup, self.ramp)
@@ -183,8 +207,8 @@ class BootstrapSoft(Mode):
         super().__init__(labels, num_classes)
         self.beta = bootstrap_soft_beta
 
-    def loss(self, logits, labels, idx):
-        return bootstrap_soft_loss(logits, labels, self.beta)[0]
+    def batch_loss(self, logits, labels):
+        return bootstrap_soft_loss(logits, labels, self.beta)[0], None
 
     def distill_weight(self):
         return 1 - self.beta
@@ -199,8 +223,8 @@ class BootstrapHard(Mode):
         super().__init__(labels, num_classes)
         self.beta = bootstrap_hard_beta
 
-    def loss(self, logits, labels, idx):
-        return bootstrap_hard_loss(logits, labels, self.beta)[0]
+    def batch_loss(self, logits, labels):
+        return bootstrap_hard_loss(logits, labels, self.beta)[0], None
 
     def distill_weight(self):
         return 1 - self.beta
@@ -231,8 +255,8 @@ class InterpolateSoft(Mode):
         super().__init__(labels, num_classes)
         self.lam = interp_soft_lambda
 
-    def loss(self, logits, labels, idx):
-        return interpolation_kl(logits, labels, F.softmax(logits.detach().float(), dim=1), self.lam)
+    def batch_loss(self, logits, labels):
+        return interpolation_kl(logits, labels, F.softmax(logits.detach().float(), dim=1), self.lam), None
 
     def distill_weight(self):
         return self.lam
@@ -249,10 +273,15 @@ class InterpolateStored(Mode):
         self.lam = interp_stored_lambda
         self.stored = F.one_hot(labels, num_classes).float()
 
-    def loss(self, logits, labels, idx):
-        loss = interpolation_kl(logits, labels, self.stored[idx], self.lam)
-        self.stored[idx] = F.softmax(logits.detach().float(), dim=1)
-        return loss
+    def batch_state(self, idx):
+        return (self.stored[idx],)
+
+    def batch_loss(self, logits, labels, stored):
+        """The loss, and the batch's softmax outputs, which :meth:`after_step` stores."""
+        return interpolation_kl(logits, labels, stored, self.lam), F.softmax(logits.detach().float(), dim=1)
+
+    def after_step(self, idx, record):
+        self.stored[idx] = record
 
     def distill_weight(self):
         return self.lam
@@ -273,9 +302,9 @@ class InterpolateHard(Mode):
         super().__init__(labels, num_classes)
         self.lam = interp_hard_lambda
 
-    def loss(self, logits, labels, idx):
+    def batch_loss(self, logits, labels):
         teacher = F.one_hot(logits.detach().argmax(dim=1), self.num_classes)
-        return interpolation_kl(logits, labels, teacher, self.lam)
+        return interpolation_kl(logits, labels, teacher, self.lam), None
 
     def distill_weight(self):
         return self.lam
@@ -298,7 +327,7 @@ class InterpolateAgreement(_BatchMeanWeight):
         super().__init__(labels, num_classes)
         self.scale, self.temperature = interp_agree_scale, interp_agree_temperature
 
-    def loss(self, logits, labels, idx):
+    def batch_loss(self, logits, labels):
         z = logits.detach().float()
         pred = z.argmax(dim=1)
         lam = self.scale * (pred == labels).float().mean()
@@ -306,8 +335,7 @@ class InterpolateAgreement(_BatchMeanWeight):
             teacher = F.one_hot(pred, self.num_classes)
         else:
             teacher = F.softmax(z / self.temperature, dim=1)
-        self._record(lam)
-        return interpolation_kl(logits, labels, teacher, lam)
+        return interpolation_kl(logits, labels, teacher, lam), lam
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -338,10 +366,13 @@ class DistillEarlyTeacher(Mode):
             )
         self.targets = teacher_targets(teacher_logits, self.labels, self.temperature, self.label_weight)
 
-    def loss(self, logits, labels, idx):
+    def batch_state(self, idx):
         if self.targets is None:
             raise RuntimeError("distill_early_teacher has no teacher targets: set_teacher was never called")
-        return soft_cross_entropy(logits, self.targets[idx])
+        return (self.targets[idx],)
+
+    def batch_loss(self, logits, labels, targets):
+        return soft_cross_entropy(logits, targets), None
 
     def distill_weight(self):
         return 1 - self.label_weight
@@ -370,9 +401,15 @@ class EarlyLearningRegularization(Mode):
         self.lam, self.beta = elr_lambda, elr_beta
         self.ensemble = torch.zeros(len(labels), num_classes, device=labels.device)
 
-    def loss(self, logits, labels, idx):
-        loss, self.ensemble[idx] = elr_loss(logits, labels, self.ensemble[idx], self.lam, self.beta)
-        return loss
+    def batch_state(self, idx):
+        return (self.ensemble[idx],)
+
+    def batch_loss(self, logits, labels, ensemble):
+        """The loss and the batch's updated ensemble rows (written back by :meth:`after_step`)."""
+        return elr_loss(logits, labels, ensemble, self.lam, self.beta)
+
+    def after_step(self, idx, record):
+        self.ensemble[idx] = record
 
     def state_dict(self):
         return {"ensemble": self.ensemble}

@@ -65,6 +65,7 @@ from .modes import Mode, build_mode
 from .outputs import write_outputs
 from .run_guard import hold_run, watch_snakemake
 from .signals import Preempted, StopRequest, stop_on_signals
+from .training_step import TrainingStep
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,8 @@ class TrainSettings:
     normalize: Any = "split"
     crop_padding: int = 4
     eval_batch_size: int = 1024
-    # torch.compile the network (worth it on CUDA for long runs)
-    compile: bool = False
+    # none | default | reduce-overhead (selfdistill.training_step: torch.compile of forward, loss and backward)
+    compile: str = "none"
     # epochs between checkpoints; 0 = never
     checkpoint_every: int = 1
     # auto | bf16 | tf32 | float32 (selfdistill.device.resolve_precision; the CPU always computes in float32)
@@ -208,6 +209,7 @@ class TrainingRun:
         self.order_gen = torch.Generator().manual_seed(spec.seed)
         self.aug_gen = torch.Generator(device=dev.torch_device).manual_seed(spec.seed + 1)
         self.mode: Mode = build_mode(spec.mode, self.y_train, self.num_classes, dict(spec.distill))
+        self.step = TrainingStep(self.net, self.mode, dev, self.cfg.compile)
         per_epoch = output_bytes_per_epoch(self.subset.size, self.test_subset.size, self.num_classes)
         self.stored_epochs = recorded_epochs(self.cfg.epochs, spec.record_epochs, per_epoch)
         self.progress = Progress()
@@ -238,15 +240,12 @@ class TrainingRun:
         self.test_subset_t = torch.from_numpy(self.test_subset).to(dev)
 
     def _build_network(self) -> None:
-        """The seeded network; ``forward`` is what the loop calls (compiled on CUDA if asked), ``net`` what is saved."""
+        """The seeded network on the device (:attr:`step` trains it, compiled if asked; evaluation runs it eagerly)."""
         torch.manual_seed(self.spec.seed)
         model = self.spec.model
         shape = tuple(self.images["train"].data.shape[1:])
         net = build_model(model["arch"], shape, self.num_classes, model.get("width"), model.get("depth", 2))
         self.net = device_network(net, self.dev)
-        if self.cfg.compile and not self.dev.is_cuda:
-            log.info("train.compile applies to CUDA runs only; running %s eagerly", self.dev.torch_device)
-        self.forward = torch.compile(self.net) if self.cfg.compile and self.dev.is_cuda else self.net
 
     def _build_optimiser(self) -> None:
         """SGD (or Adam, ``train.optimizer``) and its lr schedule (cosine over all steps or epochs, or constant)."""
@@ -526,12 +525,16 @@ def run_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopRequest) -> 
     """One epoch: train, evaluate, the mode's end-of-epoch update, history row, stored outputs, best, checkpoint."""
     p, epoch = run.progress, run.progress.epoch
     start = time.perf_counter()
+    # train_one_epoch ends by reading the loss on the host, evaluate by synchronising: the split is the device's
     train_loss = train_one_epoch(run, folder, stop)
+    trained = time.perf_counter()
     logits = evaluate(run)
+    evaluated = time.perf_counter()
     run.mode.end_epoch(epoch, F.softmax(logits["train"], dim=1))
     row = history_row(run, epoch, logits, train_loss)
     store_outputs(run, folder, epoch, logits)
     row["epoch_seconds"] = time.perf_counter() - start
+    row["train_seconds"], row["eval_seconds"] = trained - start, evaluated - trained
     p.rows.append(row)
     track_best(run, row)
     p.epoch, p.step, p.perm, p.loss_sum = epoch + 1, 0, None, None
@@ -555,7 +558,7 @@ def train_one_epoch(run: TrainingRun, folder: CheckpointFolder, stop: StopReques
         p.perm = torch.randperm(run.n_train, generator=run.order_gen).to(run.dev.torch_device)
         p.loss_sum = torch.zeros((), device=run.dev.torch_device)
     chunks = epoch_batches(p.perm, cfg.batch_size)
-    run.forward.train()
+    run.net.train()
     for idx in chunks[p.step :]:
         loss, p.lr = train_step(run, idx)
         p.loss_sum += loss * idx.numel()
@@ -581,11 +584,7 @@ def train_step(run: TrainingRun, idx: torch.Tensor) -> tuple[torch.Tensor, float
     cfg = run.cfg
     padding = cfg.crop_padding if cfg.augment == "crop_flip" else None
     xb = make_batch(run.images["train"], idx, padding, run.aug_gen)
-    with run.dev.autocast():
-        logits = run.forward(xb)
-    loss = run.mode.loss(logits, run.y_train[idx], idx)
-    run.optimiser.zero_grad(set_to_none=True)
-    loss.backward()
+    loss = run.step(xb, run.y_train[idx], idx)
     lr = run.optimiser.param_groups[0]["lr"]
     run.optimiser.step()
     if cfg.schedule_unit == "step":
@@ -594,11 +593,14 @@ def train_step(run: TrainingRun, idx: torch.Tensor) -> tuple[torch.Tensor, float
 
 
 def evaluate(run: TrainingRun) -> dict[str, torch.Tensor]:
-    """Eval-mode float32 logits of the full (un-augmented) training, validation and test splits."""
-    return {
-        name: predict_logits(run.forward, run.images[name], run.cfg.eval_batch_size, run.dev.autocast, run.num_classes)
+    """Eval-mode float32 logits of the full (un-augmented) training, validation and test splits, computed by the
+    time it returns (synchronised, so that the epoch's train/eval split of time is the device's)."""
+    logits = {
+        name: predict_logits(run.net, run.images[name], run.cfg.eval_batch_size, run.dev.autocast, run.num_classes)
         for name in ("train", "val", "test")
     }
+    run.dev.synchronize()
+    return logits
 
 
 def history_row(run: TrainingRun, epoch: int, logits: Mapping[str, torch.Tensor], train_loss: float) -> dict:
@@ -762,6 +764,7 @@ def run_record(run: TrainingRun) -> dict:
         "device_name": run.dev.name(),
         "precision": run.dev.precision,
         "precision_setting": run.cfg.precision,
+        "compile": run.step.compile_mode,
         "torch": torch.__version__,
         **teacher_record(run),
     }
