@@ -15,6 +15,7 @@ from selfdistill.dataset_files import DATASETS
 from selfdistill.device import PLANNED_DEVICE_ENV, planned_device
 from selfdistill.execution import section_keys
 from selfdistill.modes import REGISTRY
+from selfdistill.schema import SCHEMA_PATH
 from selfdistill.training import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def test_library_files_follow_imports_inside_functions(tmp_path):
     assert cfg.library_files(script) == []
 
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 
 
 def test_distill_params_keep_only_the_modes_keys():

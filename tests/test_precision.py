@@ -293,7 +293,7 @@ def test_a_bf16_run_stores_float32_logits(digits_pair40, tmp_path, monkeypatch):
 
 
 def test_schema_default_equals_the_library_default(repo):
-    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((repo / "src/selfdistill/config.schema.yaml").read_text())
     prop = schema["properties"]["train"]["properties"]["precision"]
     assert prop["default"] == TrainSettings().precision == "auto"
     assert prop["enum"] == list(PRECISIONS)
