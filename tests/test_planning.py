@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -77,16 +78,19 @@ def test_distill_params_keep_only_the_modes_keys():
 
 
 def test_schema_distill_keys_are_the_mode_classes_parameters():
-    """The schema's x-mode annotations and each mode class's keyword parameters (and defaults) agree."""
+    """The schema's x-mode annotations and each mode class's keyword-only parameters agree (every distill key is
+    some mode's parameter and every parameter a distill key of its mode); the parameters have no defaults of their
+    own, only the schema's."""
     keys = cfg.distill_keys(SCHEMA)
-    schema = yaml.safe_load(SCHEMA.read_text())
-    props = schema["properties"]["distill"]["properties"]
+    props = schema()["properties"]["distill"]["properties"]
     assert set(keys) == set(REGISTRY)
+    assert sorted(key for mode_keys in keys.values() for key in mode_keys) == sorted(props)
     for name, cls in REGISTRY.items():
         params = cls.parameters()
         assert set(keys[name]) == set(params), name
-        for key, default in params.items():
-            assert props[key]["default"] == default, key
+        assert params == {key: props[key]["default"] for key in params}, name
+        signature = inspect.signature(cls.__init__).parameters.values()
+        assert all(p.default is p.empty for p in signature if p.kind is p.KEYWORD_ONLY), name
 
 
 def test_train_settings_fields_are_the_schemas_train_keys():
