@@ -21,9 +21,10 @@ from selfdistill.planning import (
     split_sizes,
     with_defaults,
 )
+from selfdistill.schema import SCHEMA_PATH
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 SMOKE = REPO / "config" / "smoke.yaml"
 
 

@@ -19,9 +19,10 @@ from selfdistill.planning import (
     human_label_problem,
     noise_settings,
 )
+from selfdistill.schema import SCHEMA_PATH
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 
 
 def load(rel):

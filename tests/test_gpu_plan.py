@@ -16,9 +16,10 @@ from selfdistill import gpu_plan, planning
 from selfdistill.gpu_plan import Gpu, auto_runs_per_gpu, packing_speedup, plan_gpus
 from selfdistill.gpu_slots import RUNS_PER_GPU_ENV
 from selfdistill.gpu_timings import read_timings
+from selfdistill.schema import SCHEMA_PATH
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 H200 = Gpu("NVIDIA H200", 150_000.0)
 #: a hand-made timings file: Shake-Shake (the original's layout) at batch 128 in float32, alone and packed by 2 and 4,
 #: on an H200 (one row without the GPU's memory); the same network in bf16 on another GPU; a row of batch 256

@@ -30,6 +30,7 @@ from helpers import (
 
 from selfdistill.mode_names import TEACHER_OF
 from selfdistill.modes import REGISTRY, Mode, build_mode
+from selfdistill.schema import section_defaults
 
 N_TRAIN = 40
 
@@ -75,6 +76,28 @@ def test_parameters_of_other_modes_are_ignored():
         "bootstrap_soft", torch.zeros(3, dtype=torch.long), 2, {"seq_alpha": 0.9, "bootstrap_soft_beta": 0.5}
     )
     assert mode.beta == 0.5
+
+
+def test_left_out_parameters_take_the_schemas_defaults():
+    """The schema is the parameters' one source of defaults: a mode built without them has the schema's values."""
+    defaults = section_defaults("distill")
+    mode = build_mode("self_distill_seq", torch.zeros(3, dtype=torch.long), 2, {"seq_ramp": 7})
+    assert (mode.alpha, mode.warmup, mode.ramp) == (defaults["seq_alpha"], defaults["seq_warmup"], 7)
+    assert build_mode("interp_agree", torch.zeros(3, dtype=torch.long), 2).temperature is None
+
+
+def test_a_parameter_missing_from_the_schema_stops_the_mode_definition():
+    with pytest.raises(
+        ValueError, match=r"mode 'no_such_mode': parameter no_such_weight has no default in the distill"
+    ):
+
+        class NoSuchMode(Mode):
+            name = "no_such_mode"
+
+            def __init__(self, labels, num_classes, *, seq_alpha, no_such_weight):
+                super().__init__(labels, num_classes)
+
+    assert "no_such_mode" not in REGISTRY
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ from selfdistill.dataset_files import DATASETS
 from selfdistill.device import PLANNED_DEVICE_ENV, planned_device
 from selfdistill.execution import section_keys
 from selfdistill.modes import REGISTRY
-from selfdistill.training import TrainSettings
+from selfdistill.schema import SCHEMA_PATH, schema
+from selfdistill.training import TrainSettings, train_settings
 
 REPO = Path(__file__).resolve().parents[1]
 # benchmark.py runs code in benchmarks/, whose rule inputs tests/test_benchmarks.py checks
@@ -54,7 +56,7 @@ def test_library_files_follow_imports_inside_functions(tmp_path):
     assert cfg.library_files(script) == []
 
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 
 
 def test_distill_params_keep_only_the_modes_keys():
@@ -76,26 +78,36 @@ def test_distill_params_keep_only_the_modes_keys():
 
 
 def test_schema_distill_keys_are_the_mode_classes_parameters():
-    """The schema's x-mode annotations and each mode class's keyword parameters (and defaults) agree."""
+    """The schema's x-mode annotations and each mode class's keyword-only parameters agree (every distill key is
+    some mode's parameter and every parameter a distill key of its mode); the parameters have no defaults of their
+    own, only the schema's."""
     keys = cfg.distill_keys(SCHEMA)
-    schema = yaml.safe_load(SCHEMA.read_text())
-    props = schema["properties"]["distill"]["properties"]
+    props = schema()["properties"]["distill"]["properties"]
     assert set(keys) == set(REGISTRY)
+    assert sorted(key for mode_keys in keys.values() for key in mode_keys) == sorted(props)
     for name, cls in REGISTRY.items():
         params = cls.parameters()
         assert set(keys[name]) == set(params), name
-        for key, default in params.items():
-            assert props[key]["default"] == default, key
+        assert params == {key: props[key]["default"] for key in params}, name
+        signature = inspect.signature(cls.__init__).parameters.values()
+        assert all(p.default is p.empty for p in signature if p.kind is p.KEYWORD_ONLY), name
 
 
-def test_library_defaults_equal_schema_defaults():
-    """A notebook user calling the library directly gets the same defaults as a pipeline user."""
-    schema = yaml.safe_load(SCHEMA.read_text())
-    props = schema["properties"]["train"]["properties"]
-    for field in dataclasses.fields(TrainSettings):
-        assert props[field.name]["default"] == field.default, field.name
-    # the schema's other train keys are execution-only ones that the loop gets as arguments or never needs
-    assert set(props) - {f.name for f in dataclasses.fields(TrainSettings)} <= set(section_keys("train"))
+def test_train_settings_fields_are_the_schemas_train_keys():
+    """Every field of TrainSettings is a schema ``train`` key with a default and has none of its own (the schema is
+    the one source of defaults); the schema's other train keys are exactly the execution-only ones that the loop
+    gets as arguments or never needs. So a notebook user gets the pipeline's defaults."""
+    props = schema()["properties"]["train"]["properties"]
+    settings = dataclasses.fields(TrainSettings)
+    names = {f.name for f in settings}
+    assert names <= set(props)
+    assert set(props) - names == set(section_keys("train")) - names
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in settings)
+    assert all("default" in props[name] for name in names)
+    assert train_settings({}) == TrainSettings(**{name: props[name]["default"] for name in names})
+    assert train_settings({"lr": 0.5, "threads": 4, "device": "cpu"}) == dataclasses.replace(train_settings({}), lr=0.5)
+    with pytest.raises(TypeError, match="no_such_key"):
+        train_settings({"no_such_key": 1})
 
 
 def test_planned_device(monkeypatch):

@@ -17,7 +17,8 @@ from selfdistill import device as devices
 from selfdistill import models, training
 from selfdistill.device import PRECISIONS, RunDevice, apply_precision, configure, resolve_precision
 from selfdistill.models import ARCHITECTURES, Float32Linear, build_model, float32_head
-from selfdistill.training import TrainSettings, device_network, train_run
+from selfdistill.schema import schema
+from selfdistill.training import device_network, train_run
 
 CIFAR = (3, 32, 32)
 SHAKE_ARCHS = ("shake_shake_26_2x32d", "shake_shake_26_2x32d_original")
@@ -292,10 +293,11 @@ def test_a_bf16_run_stores_float32_logits(digits_pair40, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------------- config
 
 
-def test_schema_default_equals_the_library_default(repo):
-    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
-    prop = schema["properties"]["train"]["properties"]["precision"]
-    assert prop["default"] == TrainSettings().precision == "auto"
+def test_schema_precision_default_and_values():
+    """The library's settings left without a precision take the schema's default, auto; the schema offers exactly
+    the precisions the device module knows."""
+    prop = schema()["properties"]["train"]["properties"]["precision"]
+    assert prop["default"] == training.train_settings({}).precision == "auto"
     assert prop["enum"] == list(PRECISIONS)
 
 

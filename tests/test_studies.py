@@ -9,6 +9,7 @@ import yaml
 from helpers import snakemake
 
 from selfdistill.planning import load_schema
+from selfdistill.schema import SCHEMA_PATH
 from selfdistill.studies import (
     Setting,
     override_slug,
@@ -20,7 +21,7 @@ from selfdistill.studies import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = load_schema(SCHEMA_PATH)
 SHIPPED = [REPO / "config.yaml", *sorted((REPO / "config").glob("*.yaml"))]
 
 

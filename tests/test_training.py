@@ -20,7 +20,7 @@ from selfdistill.data import build_corrupted_dataset
 from selfdistill.device import check_device as resolve_device
 from selfdistill.io import HISTORY_COLUMNS, TIMING_COLUMNS, setup_logging
 from selfdistill.models import build_model, count_parameters
-from selfdistill.training import Progress, TrainSettings, lr_schedule, train_run
+from selfdistill.training import Progress, lr_schedule, train_run, train_settings
 
 MODEL = {"arch": "mlp", "width": 32, "depth": 1}
 TRAIN = {"epochs": 3, "batch_size": 64, "lr": 0.05}
@@ -320,7 +320,7 @@ def test_epoch_ahead_schedule_is_the_originals_for_all_1800_epochs():
     weight = torch.nn.Parameter(torch.zeros(1))
     weight.grad = torch.zeros(1)
     optimiser = torch.optim.SGD([weight], lr=0.04, momentum=0.9, weight_decay=1e-4)
-    cfg = TrainSettings(epochs=1800, batch_size=128, lr=0.04, schedule_unit="epoch_ahead")
+    cfg = train_settings({"epochs": 1800, "batch_size": 128, "lr": 0.04, "schedule_unit": "epoch_ahead"})
     scheduler = lr_schedule(optimiser, cfg, n_train=50_000)
     used = []
     for _ in range(1800):

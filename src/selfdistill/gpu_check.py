@@ -57,7 +57,7 @@ from .gpu_timings import DEFAULT_PATH, TimingRow, write_timings
 from .io import atomic_output, setup_logging
 from .models import build_model
 from .signals import Preempted
-from .training import RunSpec, TrainingRun, TrainSettings, device_network, train_run
+from .training import RunSpec, TrainingRun, device_network, train_run, train_settings
 
 log = logging.getLogger("selfdistill.gpu_check")
 
@@ -212,7 +212,7 @@ def checkpoint_seconds(
     arch: str, data: Path, work: Path, dev: RunDevice, repeats: int = 3, precision: str = "auto"
 ) -> float:
     """Median seconds to write ``arch``'s full training checkpoint (weights, momentum, RNG, history) atomically."""
-    settings = TrainSettings(epochs=2, precision=precision)
+    settings = train_settings({"epochs": 2, "precision": precision})
     spec = RunSpec("ce", 0, {"arch": arch, "width": None}, settings, {}, 64, 64, "all")
     run = TrainingRun(data, spec, dev, f"gpu_check/{arch}/checkpoint")
     folder = CheckpointFolder(work / arch / "checkpoint", "gpu-check")

@@ -29,6 +29,7 @@ from .gpu_timings import EPOCH_EVAL_IMAGES, EPOCH_TRAIN_IMAGES, TimingRow
 from .mode_names import REFERENCE_MODE
 from .models import build_model
 from .modes import build_mode
+from .schema import SCHEMA_PATH
 from .training import device_network
 from .training_step import TrainingStep
 
@@ -227,9 +228,8 @@ def projections(rows: Sequence[TimingRow], repo: Path, device_type: str) -> list
     from .device import resolve_precision
 
     out = []
-    schema = repo / "workflow" / "schemas" / "config.schema.yaml"
     for path in sorted((repo / "config").glob("*.yaml")):
-        settings = _study_runs(path, schema)
+        settings = _study_runs(path, SCHEMA_PATH)
         if not settings or not settings[0]["dataset"].startswith("cifar"):
             continue
         first = settings[0]

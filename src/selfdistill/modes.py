@@ -10,11 +10,11 @@ the logits, the labels and those tensors (:meth:`Mode.batch_loss`, which also re
 the update of the mode's state from that record, outside again (:meth:`Mode.after_step`). :meth:`Mode.loss` is the
 three in a row.
 
-To add a mode: write a subclass of :class:`Mode` here with ``name = "my_mode"`` (its keyword arguments are its
-parameters, with the defaults the schema states), add the name to ``modes`` in
-``workflow/schemas/config.schema.yaml`` and its parameters to the schema's ``distill`` section (each with
-``x-mode: my_mode``, so that only its own runs rerun when they change), and test its loss against a float64
-reference in ``tests/test_modes.py``.
+To add a mode: write a subclass of :class:`Mode` here with ``name = "my_mode"`` (its keyword-only arguments,
+without defaults, are its parameters), add the name to ``modes`` in ``src/selfdistill/config.schema.yaml`` and its
+parameters with their defaults to the schema's ``distill`` section (each with ``x-mode: my_mode``, so that only its
+own runs rerun when they change), and test its loss against a float64 reference in ``tests/test_modes.py``. The
+schema is the parameters' one source of defaults: a parameter it lacks stops the import of this module.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .losses import (
     teacher_targets,
     update_soft_labels,
 )
+from .schema import SCHEMA_PATH, section_defaults
 
 #: name → class, filled by :class:`Mode` subclasses as they are defined
 REGISTRY: dict[str, type[Mode]] = {}
@@ -54,6 +55,7 @@ class Mode:
         super().__init_subclass__(**kwargs)
         # helper bases without a name of their own (``_BatchMeanWeight``) are not modes
         if "name" in cls.__dict__:
+            cls.parameters()  # a parameter without a schema default stops the definition, before registering
             REGISTRY[cls.name] = cls
 
     def __init__(self, labels: torch.Tensor, num_classes: int):
@@ -62,13 +64,17 @@ class Mode:
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:
-        """The mode's parameters (the config's ``distill`` keys it reads) and their defaults."""
-        signature = inspect.signature(cls.__init__)
-        return {
-            p.name: p.default
-            for p in signature.parameters.values()
-            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
-        }
+        """The mode's parameters (its keyword-only arguments: the config's ``distill`` keys it reads) and their
+        defaults, read from the schema's ``distill`` section; a parameter missing there is a ValueError."""
+        names = [p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        defaults = section_defaults("distill")
+        missing = [name for name in names if name not in defaults]
+        if missing:
+            raise ValueError(
+                f"mode {cls.name!r}: parameter {', '.join(missing)} has no default in the distill section of "
+                f"{SCHEMA_PATH} (add it there with x-mode: {cls.name})"
+            )
+        return {name: defaults[name] for name in names}
 
     def start_epoch(self) -> None:
         """Called before an epoch's first batch (reset per-epoch accumulators)."""
@@ -109,12 +115,14 @@ class Mode:
 
 
 def build_mode(name: str, labels: torch.Tensor, num_classes: int, params: dict | None = None) -> Mode:
-    """The mode ``name`` for a run, with its parameters from the config's ``distill`` section (others ignored)."""
+    """The mode ``name`` for a run, with its parameters from the config's ``distill`` section ``params`` (others
+    ignored), those left out taking the schema's defaults."""
     if name not in REGISTRY:
         raise ValueError(f"unknown mode {name!r}; allowed: {', '.join(REGISTRY)}")
     cls = REGISTRY[name]
-    own = {key: value for key, value in (params or {}).items() if key in cls.parameters()}
-    return cls(labels, num_classes, **own)
+    defaults = cls.parameters()
+    own = {key: value for key, value in (params or {}).items() if key in defaults}
+    return cls(labels, num_classes, **(defaults | own))
 
 
 class _BatchMeanWeight(Mode):
@@ -171,7 +179,7 @@ class SequentialSelfDistill(Mode):
 
     name = "self_distill_seq"
 
-    def __init__(self, labels, num_classes, *, seq_alpha: float = 0.3, seq_warmup: int = 5, seq_ramp: int = 0):
+    def __init__(self, labels, num_classes, *, seq_alpha: float, seq_warmup: int, seq_ramp: int):
         super().__init__(labels, num_classes)
         self.alpha, self.warmup, self.ramp = seq_alpha, seq_warmup, seq_ramp
         self.soft = F.one_hot(labels, num_classes).float()
@@ -203,7 +211,7 @@ class BootstrapSoft(Mode):
 
     name = "bootstrap_soft"
 
-    def __init__(self, labels, num_classes, *, bootstrap_soft_beta: float = 0.95):
+    def __init__(self, labels, num_classes, *, bootstrap_soft_beta: float):
         super().__init__(labels, num_classes)
         self.beta = bootstrap_soft_beta
 
@@ -219,7 +227,7 @@ class BootstrapHard(Mode):
 
     name = "bootstrap_hard"
 
-    def __init__(self, labels, num_classes, *, bootstrap_hard_beta: float = 0.8):
+    def __init__(self, labels, num_classes, *, bootstrap_hard_beta: float):
         super().__init__(labels, num_classes)
         self.beta = bootstrap_hard_beta
 
@@ -247,11 +255,12 @@ def interpolation_kl(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.
 
 
 class InterpolateSoft(Mode):
-    """``interp_soft``: fixed λ (0.2) towards the network's own softmax prediction, q = p (detached)."""
+    """``interp_soft``: fixed λ (``interp_soft_lambda``) towards the network's own softmax prediction, q = p
+    (detached)."""
 
     name = "interp_soft"
 
-    def __init__(self, labels, num_classes, *, interp_soft_lambda: float = 0.2):
+    def __init__(self, labels, num_classes, *, interp_soft_lambda: float):
         super().__init__(labels, num_classes)
         self.lam = interp_soft_lambda
 
@@ -263,12 +272,13 @@ class InterpolateSoft(Mode):
 
 
 class InterpolateStored(Mode):
-    """``interp_stored``: fixed λ (0.1) towards a stored earlier prediction: q_i is the softmax output the network
-    gave sample ``i`` the last time it trained on it (its one-hot noisy label before the first time)."""
+    """``interp_stored``: fixed λ (``interp_stored_lambda``) towards a stored earlier prediction: q_i is the softmax
+    output the network gave sample ``i`` the last time it trained on it (its one-hot noisy label before the first
+    time)."""
 
     name = "interp_stored"
 
-    def __init__(self, labels, num_classes, *, interp_stored_lambda: float = 0.1):
+    def __init__(self, labels, num_classes, *, interp_stored_lambda: float):
         super().__init__(labels, num_classes)
         self.lam = interp_stored_lambda
         self.stored = F.one_hot(labels, num_classes).float()
@@ -294,11 +304,12 @@ class InterpolateStored(Mode):
 
 
 class InterpolateHard(Mode):
-    """``interp_hard``: fixed λ (0.1) towards the network's hard prediction, q = onehot(argmax z)."""
+    """``interp_hard``: fixed λ (``interp_hard_lambda``) towards the network's hard prediction,
+    q = onehot(argmax z)."""
 
     name = "interp_hard"
 
-    def __init__(self, labels, num_classes, *, interp_hard_lambda: float = 0.1):
+    def __init__(self, labels, num_classes, *, interp_hard_lambda: float):
         super().__init__(labels, num_classes)
         self.lam = interp_hard_lambda
 
@@ -311,8 +322,8 @@ class InterpolateHard(Mode):
 
 
 class InterpolateAgreement(_BatchMeanWeight):
-    """``interp_agree``: λ = scale (0.9) × the batch's agreement between argmax z and y, towards the hard prediction
-    (``interp_agree_temperature: null``) or the temperature-softened prediction softmax(z / T)."""
+    """``interp_agree``: λ = ``interp_agree_scale`` × the batch's agreement between argmax z and y, towards the
+    hard prediction (``interp_agree_temperature: null``) or the temperature-softened prediction softmax(z / T)."""
 
     name = "interp_agree"
 
@@ -321,8 +332,8 @@ class InterpolateAgreement(_BatchMeanWeight):
         labels,
         num_classes,
         *,
-        interp_agree_scale: float = 0.9,
-        interp_agree_temperature: float | None = None,
+        interp_agree_scale: float,
+        interp_agree_temperature: float | None,
     ):
         super().__init__(labels, num_classes)
         self.scale, self.temperature = interp_agree_scale, interp_agree_temperature
@@ -352,7 +363,7 @@ class DistillEarlyTeacher(Mode):
 
     name = "distill_early_teacher"
 
-    def __init__(self, labels, num_classes, *, teacher_temperature: float = 1.0, teacher_label_weight: float = 0.0):
+    def __init__(self, labels, num_classes, *, teacher_temperature: float, teacher_label_weight: float):
         super().__init__(labels, num_classes)
         self.temperature, self.label_weight = teacher_temperature, teacher_label_weight
         self.targets: torch.Tensor | None = None
@@ -391,12 +402,12 @@ class EarlyLearningRegularization(Mode):
     """``elr`` (Liu et al. 2020, "Early-Learning Regularization Prevents Memorization of Noisy Labels"):
     loss = CE(z, y) + λ·mean log(1 − ⟨tᵢ, pᵢ⟩), tᵢ a per-sample temporal ensemble of the clamped predictions,
     updated at every visit before the loss (:func:`selfdistill.losses.elr_loss`) and starting at 0, as in the
-    authors' ELR/model/loss.py. Defaults: their ELR/config_cifar10.json (symmetric noise), λ = 3, β = 0.7
+    authors' ELR/model/loss.py. The schema's defaults are their ELR/config_cifar10.json's (symmetric noise)
     (ELR/config_cifar10_asym.json uses λ = 1, β = 0.9). The history reports no weight (λ is not a share)."""
 
     name = "elr"
 
-    def __init__(self, labels, num_classes, *, elr_lambda: float = 3.0, elr_beta: float = 0.7):
+    def __init__(self, labels, num_classes, *, elr_lambda: float, elr_beta: float):
         super().__init__(labels, num_classes)
         self.lam, self.beta = elr_lambda, elr_beta
         self.ensemble = torch.zeros(len(labels), num_classes, device=labels.device)

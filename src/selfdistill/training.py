@@ -64,6 +64,7 @@ from .models import build_model, count_parameters, float32_head
 from .modes import Mode, build_mode
 from .outputs import write_outputs
 from .run_guard import hold_run, watch_snakemake
+from .schema import section_defaults
 from .signals import Preempted, StopRequest, stop_on_signals
 from .training_step import TrainingStep
 
@@ -72,40 +73,44 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The config's ``train`` section (defaults equal the schema's; a test keeps them in step)."""
+    """The config's ``train`` section as the loop reads it. No defaults here: :func:`train_settings` fills the
+    keys a caller leaves out from the schema, the one place defaults are written (a test checks that every
+    result-changing ``train`` key of the schema is a field and every field a schema key)."""
 
-    epochs: int = 60
-    batch_size: int = 32
+    epochs: int
+    batch_size: int
     # sgd | adam
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    nesterov: bool = False
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    nesterov: bool
     # cosine | constant
-    schedule: str = "cosine"
+    schedule: str
     # step | epoch | epoch_ahead (see lr_schedule)
-    schedule_unit: str = "step"
+    schedule_unit: str
     # none | crop_flip
-    augment: str = "none"
+    augment: str
     #: "split" (the training split's own per-channel mean and std) or {"mean": [...], "std": [...]} on the [0, 1] scale
-    normalize: Any = "split"
-    crop_padding: int = 4
-    eval_batch_size: int = 1024
+    normalize: Any
+    crop_padding: int
+    eval_batch_size: int
     # none | default | reduce-overhead (selfdistill.training_step: torch.compile of forward, loss and backward)
-    compile: str = "none"
+    compile: str
     # epochs between checkpoints; 0 = never
-    checkpoint_every: int = 1
+    checkpoint_every: int
     # auto | bf16 | tf32 | float32 (selfdistill.device.resolve_precision; the CPU always computes in float32)
-    precision: str = "auto"
+    precision: str
 
 
 def train_settings(train: Mapping) -> TrainSettings:
-    """The config's ``train`` values as :class:`TrainSettings`; the execution-only keys that are not settings of
-    the loop (device, threads, runtime, epoch_seconds: they arrive as arguments or only plan the job) are ignored,
-    any other unknown key is a TypeError."""
-    skip = set(section_keys("train")) - {f.name for f in fields(TrainSettings)}
-    return TrainSettings(**{key: value for key, value in train.items() if key not in skip})
+    """The config's ``train`` values as :class:`TrainSettings`, keys left out taking the schema's defaults; the
+    execution-only keys that are not settings of the loop (device, threads, runtime, epoch_seconds: they arrive as
+    arguments or only plan the job) are ignored, any other unknown key is a TypeError."""
+    names = {f.name for f in fields(TrainSettings)}
+    skip = set(section_keys("train")) - names
+    defaults = {key: value for key, value in section_defaults("train").items() if key in names}
+    return TrainSettings(**(defaults | {key: value for key, value in train.items() if key not in skip}))
 
 
 def device_network(net: torch.nn.Module, dev: RunDevice) -> torch.nn.Module:

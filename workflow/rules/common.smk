@@ -11,6 +11,7 @@ from selfdistill.figure_table import figure as figure_entry
 from selfdistill.mode_names import REFERENCE_MODE, TEACHER_OF
 from selfdistill.planning import FIGURES, MEMORISATION_TARGETS, PlanError, library_files, plan_study
 from selfdistill.noise_spec import NoiseSpec
+from selfdistill.schema import SCHEMA_PATH
 
 # `--resources gpu=N` as given (None when not: Snakemake 9 wraps resources in objects, 8 keeps plain values)
 GIVEN_GPU = getattr(workflow.global_resources.get("gpu"), "value", workflow.global_resources.get("gpu"))
@@ -23,7 +24,7 @@ try:
         config,
         config_files=workflow.configfiles,
         overrides=workflow.config_settings.config,
-        schema_path=workflow.source_path("../schemas/config.schema.yaml"),
+        schema_path=SCHEMA_PATH,
         is_main_process=workflow.is_main_process,
         log=logger,
         gpu_jobs=GIVEN_GPU,
