@@ -13,6 +13,6 @@ analyse_memorisation(
     inputs=sm.params.inputs,
     num_classes=sm.params.num_classes,
     space=sm.params.space,
-    model_path=sm.input.get("model") or None,
+    model_path=sm.input.model[0] if sm.input.model else None,
     log_path=sm.log[0],
 )
