@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from helpers import planned_jobs, snakemake
 
-from selfdistill.figure_table import FIGURE_TABLE, FREQUENCY, MEMORISATION
+from selfdistill.figure_table import (
+    FIGURE_TABLE,
+    FREQUENCY,
+    MEMORISATION,
+    SPECTRUM,
+    SPECTRUM_CONVERGENCE,
+    SPECTRUM_ENERGY,
+)
 from selfdistill.planning import FIGURES
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -22,10 +29,15 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 ANALYSIS = {"frequency", "aggregate", "aggregate_frequency", "frequency_summary", "study_summary"}
 # the memorisation analysis (its kernel is the frequency filter's, so it reruns with it)
 MEMORISATION_RULES = {"memorisation", "memorisation_summary"}
-ANALYSIS |= MEMORISATION_RULES
+# the spectrum (its distances are the frequency filter's; the memorisation analysis takes its points from it)
+SPECTRUM_RULES = {"spectrum", "aggregate_spectrum", "spectrum_summary"}
+ANALYSIS |= MEMORISATION_RULES | SPECTRUM_RULES
 # the figures drawn from frequency.csv, and from memorisation.csv
 FREQUENCY_FIGURES = [entry.name for entry in FIGURE_TABLE if entry.table == FREQUENCY]
 MEMORISATION_FIGURES = [entry.name for entry in FIGURE_TABLE if entry.table == MEMORISATION]
+SPECTRUM_FIGURES = [
+    entry.name for entry in FIGURE_TABLE if entry.table in (SPECTRUM, SPECTRUM_ENERGY, SPECTRUM_CONVERGENCE)
+]
 
 
 def _figure_rules(jobs) -> set[str]:
@@ -73,10 +85,17 @@ def test_editing_the_frequency_analysis_reruns_it_and_its_figures_only(smoke_cop
     jobs = _rerun_after_editing(smoke_copy, "frequency.py")
     assert (
         set(jobs) - _figure_rules(jobs)
-        == {"frequency", "aggregate_frequency", "frequency_summary"} | MEMORISATION_RULES
+        == {"frequency", "aggregate_frequency", "frequency_summary"} | MEMORISATION_RULES | SPECTRUM_RULES
     )
-    figures = len(FREQUENCY_FIGURES) + len(MEMORISATION_FIGURES)
+    figures = len(FREQUENCY_FIGURES) + len(MEMORISATION_FIGURES) + len(SPECTRUM_FIGURES)
     assert jobs["frequency"] == 6 and sum(jobs[rule] for rule in _figure_rules(jobs)) == figures
+
+
+def test_editing_the_spectrum_reruns_it_the_memorisation_analysis_and_their_figures_only(smoke_copy):
+    jobs = _rerun_after_editing(smoke_copy, "spectrum.py")
+    assert set(jobs) - _figure_rules(jobs) == SPECTRUM_RULES | MEMORISATION_RULES
+    figures = len(SPECTRUM_FIGURES) + len(MEMORISATION_FIGURES)
+    assert jobs["spectrum"] == 6 and sum(jobs[rule] for rule in _figure_rules(jobs)) == figures
 
 
 def test_editing_the_memorisation_analysis_reruns_it_and_its_figure_only(smoke_copy):
