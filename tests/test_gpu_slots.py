@@ -274,9 +274,9 @@ def test_module_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_more_concurrent_workers_than_slots_never_share_a_slot(tmp_path):
-    """6 processes started at once on 2 slots: each holds until all 6 reached the lock, so 4 must wait."""
-    n_workers, n_slots = 6, 2
+def _run_workers(tmp_path, n_workers: int, n_slots: int, *extra: str) -> list[dict]:
+    """Start ``n_workers`` slot-claiming processes at once (each holds its slot until all reached the lock) and
+    return their records, checked for never sharing one of the ``n_slots`` slots."""
     state, records = tmp_path / "state", tmp_path / "records"
     records.mkdir()
     workers = [
@@ -290,6 +290,7 @@ def test_more_concurrent_workers_than_slots_never_share_a_slot(tmp_path):
                 f"--state={state}",
                 f"--record={records / f'w{i}.json'}",
                 f"--gate={n_workers}",
+                *extra,
             ]
         )
         for i in range(n_workers)
@@ -297,6 +298,13 @@ def test_more_concurrent_workers_than_slots_never_share_a_slot(tmp_path):
     assert [w.wait(timeout=120) for w in workers] == [0] * n_workers
     found = [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
     check_records(found, n_workers, n_slots)
+    return found
+
+
+def test_more_concurrent_workers_than_slots_never_share_a_slot(tmp_path):
+    """6 processes started at once on 2 slots: each holds until all 6 reached the lock, so 4 must wait."""
+    n_workers, n_slots = 6, 2
+    found = _run_workers(tmp_path, n_workers, n_slots)
     assert sum(r["waited"] for r in found) >= n_workers - n_slots
 
 
@@ -304,27 +312,7 @@ def test_four_jobs_per_fake_gpu_across_processes(tmp_path):
     """8 processes at once on 2 fake GPUs with 2 runs per GPU, as training jobs claim ``cuda``: 4 hold slots at
     once, 2 on each GPU, and the other 4 wait; no slot is ever shared."""
     n_workers, n_gpus, k = 8, 2, 2
-    state, records = tmp_path / "state", tmp_path / "records"
-    records.mkdir()
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                f"--name=w{i}",
-                f"--n-slots={n_gpus * k}",
-                f"--lock-dir={tmp_path / 'locks'}",
-                f"--state={state}",
-                f"--record={records / f'w{i}.json'}",
-                f"--gate={n_workers}",
-                f"--fake-gpus={n_gpus}",
-            ]
-        )
-        for i in range(n_workers)
-    ]
-    assert [w.wait(timeout=120) for w in workers] == [0] * n_workers
-    found = [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
-    check_records(found, n_workers, n_gpus * k)
+    found = _run_workers(tmp_path, n_workers, n_gpus * k, f"--fake-gpus={n_gpus}")
     assert {r["device"] for r in found if r["slot"] % n_gpus == 0} == {"cuda:0"}
     assert {r["device"] for r in found if r["slot"] % n_gpus == 1} == {"cuda:1"}
     assert sum(r["waited"] for r in found) >= n_workers - n_gpus * k
