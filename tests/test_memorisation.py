@@ -10,6 +10,7 @@ import pytest
 
 from selfdistill import memorisation as mem
 from selfdistill import memorisation_stats as ms
+from selfdistill.io import InputFileError, atomic_output
 from selfdistill.mode_names import REFERENCE_MODE
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -289,3 +290,15 @@ def test_the_default_width_is_the_smallest_non_degenerate_delta(tmp_path):
     pd.DataFrame(rows).assign(ratio=0.9999).to_csv(path, index=False)
     with pytest.raises(mem.InputFileError, match="set frequency.agreement_delta"):
         mem.agreement_delta(None, path, num_classes=10)
+
+
+def test_a_run_table_changed_after_its_rule_wrote_it_is_named(tmp_path):
+    """The summary reads each run's memorisation.csv only as rule memorisation wrote it (its producer record)."""
+    path = tmp_path / "memorisation.csv"
+    with atomic_output(path, "rule memorisation") as tmp:
+        pd.DataFrame({"row": [0, 1], "agreement": [0.5, 0.25]}).to_csv(tmp, index=False)
+    run = {"dataset": "digits", "noise": "pair40", "seed": 0, "mode": REFERENCE_MODE}
+    assert len(ms.read_samples([path], [run])) == 2
+    path.write_text(path.read_text().replace("0.25", "0.75"))
+    with pytest.raises(InputFileError, match="memorisation.csv"):
+        ms.read_samples([path], [run])
