@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import concat_runs, paired_differences
-from .io import atomic_output, check_producer, logged_step, setting_keys
+from .io import atomic_output, logged_step, setting_keys
 from .memorisation import QUINTILES, run_measures
 from .mode_names import REFERENCE_MODE
 from .stats import INTERVAL_NAME, t_interval, verdict
@@ -38,19 +38,12 @@ QUANTITIES = {
 SUMMARY_COLUMNS = ("mode", "quantity", "n_seeds", "mean", "ci95_low", "ci95_high", "p_value", "verdict")
 #: the columns of the per-(run, quintile) table the figure draws, after the setting keys
 QUINTILE_COLUMNS = ("seed", "mode", "delta_config", "quintile", "n", "agreement_mean", "share_memorised")
-MEMORISATION_FIX = "delete it and rerun snakemake (rule memorisation rebuilds it)"
 
 
 def read_samples(paths: Sequence[str | os.PathLike], runs: Sequence[dict]) -> pd.DataFrame:
-    """All runs' memorisation.csv (each checked against its producer record), with the run keys in front
-    (:func:`selfdistill.aggregate.concat_runs`)."""
-    return concat_runs(paths, runs, read=_read_checked)
-
-
-def _read_checked(path: str | os.PathLike) -> pd.DataFrame:
-    """One run's memorisation.csv, after checking that its bytes are the ones rule memorisation wrote."""
-    check_producer(path)
-    return pd.read_csv(path)
+    """All runs' memorisation.csv, with the run keys in front (:func:`selfdistill.aggregate.concat_runs`, whose
+    reader checks each file against its producer record)."""
+    return concat_runs(paths, runs)
 
 
 def run_table(samples: pd.DataFrame) -> pd.DataFrame:

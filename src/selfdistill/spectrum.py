@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .frequency import pairwise_sq_dists
+from .frequency import median_sq_dist, pairwise_sq_dists
 from .frequency_stats import degenerate_reason
 from .io import atomic_output, logged_step
 from .mode_names import REFERENCE_MODE
@@ -317,7 +317,7 @@ def analyse_spectrum(
     points = analysis_points(space, data_path, run, SPLIT, inputs, model_path)
     d2 = pairwise_sq_dists(points)
     n = d2.shape[0]
-    scale_to = float(np.median(d2[np.triu_indices(n, 1)])) if delta_scale == "median" else 1.0
+    scale_to = median_sq_dist(d2) if delta_scale == "median" else 1.0
     if not scale_to > 0:
         raise ValueError(f"{outputs_path}: the median squared distance in {space} space is {scale_to}; no width")
     configured = np.asarray(deltas, dtype=np.float64)
