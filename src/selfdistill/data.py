@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .datasets import load_dataset
+from .datasets import RawDataset, load_dataset
 from .io import InputFileError, atomic_output, logged_step, reading_hdf5
 from .noise import (
     NoiseSpec,
@@ -71,19 +71,7 @@ def build_corrupted_dataset(
     raw = load_dataset(dataset, **dict(dataset_options or {}))
     noise_rng, split_rng = _rngs(seed)
     class_map = class_map_for(dataset, spec.class_map) if spec.type == "asymmetric" else None
-    if spec.type == "human":
-        noisy, is_noisy = human_labels(spec.label_file, spec.key, raw.train_labels, raw.num_classes)
-    else:
-        noisy, is_noisy = corrupt_labels(
-            raw.train_labels,
-            spec.type,
-            spec.rate,
-            raw.num_classes,
-            noise_rng,
-            class_map,
-            count=spec.count,
-        )
-
+    noisy, is_noisy = _noisy_labels(raw, spec, noise_rng, class_map)
     n = raw.train_labels.size
     order = split_rng.permutation(n)
     n_val = validation_count(n, val_fraction)
@@ -91,46 +79,11 @@ def build_corrupted_dataset(
 
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as h5:
         for split, rows in parts.items():
-            _write_split(
-                h5,
-                split,
-                raw.train_images[rows],
-                raw.train_labels[rows],
-                noisy[rows],
-                is_noisy[rows],
-                rows,
-            )
+            _write_split(h5, split, raw.train_images[rows], raw.train_labels[rows], noisy[rows], is_noisy[rows], rows)
         test_rows = np.arange(raw.test_labels.size)
-        _write_split(
-            h5,
-            "test",
-            raw.test_images,
-            raw.test_labels,
-            raw.test_labels,
-            np.zeros(test_rows.size, bool),
-            test_rows,
-        )
-        eligible = n if class_map is None else int(np.isin(raw.train_labels, list(class_map)).sum())
-        attrs = {
-            "dataset": dataset,
-            "class_names": np.array(raw.class_names, dtype=h5py.string_dtype()),
-            "num_classes": raw.num_classes,
-            "pixel_max": raw.pixel_max,
-            "seed": seed,
-            "val_fraction": val_fraction,
-            "noise_name": spec.name,
-            "noise_type": spec.type,
-            "noise_count": spec.count if spec.type not in ("none", "human") else "",
-            # human noise has no requested rate: its rate is the annotators'
-            "noise_rate_requested": spec.rate if spec.type != "human" else math.nan,
-            "noise_rate_realised": float(is_noisy.sum() / eligible) if eligible else 0.0,
-            "n_flipped": int(is_noisy.sum()),
-            "transition_matrix": transition_matrix(raw.train_labels, noisy, raw.num_classes),
-            "class_map": json.dumps(class_map or {}),
-            "label_file": spec.label_file if spec.type == "human" else "",
-            "label_key": spec.key if spec.type == "human" else "",
-            "package_version": __version__,
-        }
+        clean = np.zeros(test_rows.size, bool)
+        _write_split(h5, "test", raw.test_images, raw.test_labels, raw.test_labels, clean, test_rows)
+        attrs = _file_attrs(raw, spec, noisy, is_noisy, class_map, dataset, seed, val_fraction)
         h5.attrs.update(attrs)
     log.info(
         "%s/%s seed %d: flipped %d of %d training labels (realised rate %.4f); train %d, val %d, test %d",
@@ -144,6 +97,50 @@ def build_corrupted_dataset(
         parts["val"].size,
         raw.test_labels.size,
     )
+
+
+def _noisy_labels(
+    raw: RawDataset, spec: NoiseSpec, rng: np.random.Generator, class_map: dict[int, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(noisy, is_noisy)`` for the training split: the annotators' labels (human noise) or a draw from ``rng``."""
+    if spec.type == "human":
+        return human_labels(spec.label_file, spec.key, raw.train_labels, raw.num_classes)
+    return corrupt_labels(raw.train_labels, spec.type, spec.rate, raw.num_classes, rng, class_map, count=spec.count)
+
+
+def _file_attrs(
+    raw: RawDataset,
+    spec: NoiseSpec,
+    noisy: np.ndarray,
+    is_noisy: np.ndarray,
+    class_map: dict[int, int] | None,
+    dataset: str,
+    seed: int,
+    val_fraction: float,
+) -> dict:
+    """The file's attributes: where the data came from, the noise asked for and the noise realised."""
+    n = raw.train_labels.size
+    eligible = n if class_map is None else int(np.isin(raw.train_labels, list(class_map)).sum())
+    return {
+        "dataset": dataset,
+        "class_names": np.array(raw.class_names, dtype=h5py.string_dtype()),
+        "num_classes": raw.num_classes,
+        "pixel_max": raw.pixel_max,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "noise_name": spec.name,
+        "noise_type": spec.type,
+        "noise_count": spec.count if spec.type not in ("none", "human") else "",
+        # human noise has no requested rate: its rate is the annotators'
+        "noise_rate_requested": spec.rate if spec.type != "human" else math.nan,
+        "noise_rate_realised": float(is_noisy.sum() / eligible) if eligible else 0.0,
+        "n_flipped": int(is_noisy.sum()),
+        "transition_matrix": transition_matrix(raw.train_labels, noisy, raw.num_classes),
+        "class_map": json.dumps(class_map or {}),
+        "label_file": spec.label_file if spec.type == "human" else "",
+        "label_key": spec.key if spec.type == "human" else "",
+        "package_version": __version__,
+    }
 
 
 #: The dtypes images are stored in: uint8 (the image datasets) or float32 (MNIST-1D's signals).

@@ -17,14 +17,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .batches import DeviceImages, channel_stats, make_batch, predict_logits
-from .device import configure
+from .device import RunDevice, configure
 from .gpu_timings import EPOCH_EVAL_IMAGES, EPOCH_TRAIN_IMAGES, TimingRow
 from .mode_names import REFERENCE_MODE
 from .models import build_model
@@ -89,30 +89,36 @@ def measure_run(
     dev.synchronize()
     _wait_for_peers(ready_dir, index, concurrent)
     net.train()
-    start = time.perf_counter()
-    for idx in rows:
-        train(idx)
-    dev.synchronize()
-    train_rate = batch * len(rows) / (time.perf_counter() - start)
+    train_rate = _rate(lambda: [train(idx) for idx in rows], batch * len(rows), dev)
     rounds = max(1, eval_images // n)
-    start = time.perf_counter()
-    for _ in range(rounds):
-        predict_logits(net, images, eval_batch, dev.autocast, 10)
-    dev.synchronize()
-    eval_rate = rounds * n / (time.perf_counter() - start)
-    peak = None
-    if dev.is_cuda:
-        # PyTorch's reserved memory plus ~500 MB for the CUDA context, which PyTorch does not count
-        peak = torch.cuda.max_memory_reserved(dev.torch_device) / 1e6 + 500
+    eval_rate = _rate(
+        lambda: [predict_logits(net, images, eval_batch, dev.autocast, 10) for _ in range(rounds)], rounds * n, dev
+    )
     return {
         "train_img_s": train_rate,
         "eval_img_s": eval_rate,
-        "peak_mem_mb": peak,
+        "peak_mem_mb": _peak_memory_mb(dev),
         "compile": step.compile_mode,
         "precision": dev.precision,
         "device_name": dev.name(),
         "gpu_mem_mb": torch.cuda.get_device_properties(dev.torch_device).total_memory / 1e6 if dev.is_cuda else None,
     }
+
+
+def _rate(work: Callable[[], object], images: int, dev: RunDevice) -> float:
+    """Images per second of ``work()``, timed up to the device's last kernel."""
+    start = time.perf_counter()
+    work()
+    dev.synchronize()
+    return images / (time.perf_counter() - start)
+
+
+def _peak_memory_mb(dev: RunDevice) -> float | None:
+    """The run's peak device memory (MB); ``None`` on the CPU."""
+    if not dev.is_cuda:
+        return None
+    # PyTorch's reserved memory plus ~500 MB for the CUDA context, which PyTorch does not count
+    return torch.cuda.max_memory_reserved(dev.torch_device) / 1e6 + 500
 
 
 def measure_concurrent(concurrent: int, work: Path, **run_args) -> list[dict]:

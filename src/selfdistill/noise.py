@@ -68,40 +68,16 @@ def corrupt_labels(
     y → y would not flip anything and is rejected.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    if noise_type not in NOISE_TYPES:
-        raise ValueError(f"unknown noise type {noise_type!r}; allowed: {', '.join(NOISE_TYPES)}")
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"noise rate must lie in [0, 1), got {rate}")
-    if count not in NOISE_COUNTS:
-        raise ValueError(f"unknown noise count {count!r}; allowed: {', '.join(NOISE_COUNTS)}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
-    noisy = labels.copy()
+    _check_corruption(labels, noise_type, rate, num_classes, count)
     if noise_type == "none":
-        return noisy, np.zeros(labels.shape, dtype=bool)
-    if noise_type == "asymmetric":
-        if not class_map:
-            raise ValueError("asymmetric noise needs a non-empty class_map")
-        for src, dst in class_map.items():
-            if not (0 <= src < num_classes and 0 <= dst < num_classes) or src == dst:
-                raise ValueError(f"invalid class_map entry {src}→{dst} for {num_classes} classes")
-        eligible = np.flatnonzero(np.isin(labels, list(class_map)))
-    else:
-        eligible = np.arange(labels.size)
-    if count == "bernoulli":
-        chosen = eligible[rng.random(eligible.size) < rate]
-    else:
-        quotas = class_quotas(labels[eligible], rate, num_classes)
-        chosen = np.sort(
-            np.concatenate(
-                [rng.choice(eligible[labels[eligible] == c], size=k, replace=False) for c, k in enumerate(quotas)]
-            )
-        )
-    n_flip = chosen.size
+        return labels.copy(), np.zeros(labels.shape, dtype=bool)
+    eligible = _eligible_rows(labels, noise_type, num_classes, class_map)
+    chosen = _chosen_rows(labels, eligible, rate, num_classes, rng, count)
+    noisy = labels.copy()
     if noise_type == "pair":
         noisy[chosen] = (labels[chosen] + 1) % num_classes
     elif noise_type == "symmetric":
-        offsets = rng.integers(1, num_classes, size=n_flip)
+        offsets = rng.integers(1, num_classes, size=chosen.size)
         noisy[chosen] = (labels[chosen] + offsets) % num_classes
     else:
         lookup = np.arange(num_classes)
@@ -110,6 +86,46 @@ def corrupt_labels(
         noisy[chosen] = lookup[labels[chosen]]
     is_noisy = noisy != labels
     return noisy, is_noisy
+
+
+def _check_corruption(labels: np.ndarray, noise_type: str, rate: float, num_classes: int, count: str) -> None:
+    """One-line errors for arguments :func:`corrupt_labels` cannot use."""
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"unknown noise type {noise_type!r}; allowed: {', '.join(NOISE_TYPES)}")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"noise rate must lie in [0, 1), got {rate}")
+    if count not in NOISE_COUNTS:
+        raise ValueError(f"unknown noise count {count!r}; allowed: {', '.join(NOISE_COUNTS)}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
+
+
+def _eligible_rows(
+    labels: np.ndarray, noise_type: str, num_classes: int, class_map: Mapping[int, int] | None
+) -> np.ndarray:
+    """The rows noise may flip: all of them, or (asymmetric) those whose class is a key of a valid ``class_map``."""
+    if noise_type != "asymmetric":
+        return np.arange(labels.size)
+    if not class_map:
+        raise ValueError("asymmetric noise needs a non-empty class_map")
+    for src, dst in class_map.items():
+        if not (0 <= src < num_classes and 0 <= dst < num_classes) or src == dst:
+            raise ValueError(f"invalid class_map entry {src}→{dst} for {num_classes} classes")
+    return np.flatnonzero(np.isin(labels, list(class_map)))
+
+
+def _chosen_rows(
+    labels: np.ndarray, eligible: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator, count: str
+) -> np.ndarray:
+    """The rows to flip, sorted: a Bernoulli draw per eligible row, or exactly each class's quota."""
+    if count == "bernoulli":
+        return eligible[rng.random(eligible.size) < rate]
+    quotas = class_quotas(labels[eligible], rate, num_classes)
+    return np.sort(
+        np.concatenate(
+            [rng.choice(eligible[labels[eligible] == c], size=k, replace=False) for c, k in enumerate(quotas)]
+        )
+    )
 
 
 def class_quotas(labels: np.ndarray, rate: float, num_classes: int) -> np.ndarray:
@@ -171,6 +187,16 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"label file {path} is not a PyTorch file (neither a torch.save zip archive nor a legacy torch.save "
             f"file: truncated, or another format); {_LABEL_FILE_FIX}"
         )
+    content = _load_arrays_only(path)
+    if not isinstance(content, Mapping):
+        raise InputFileError(
+            f"label file {path} holds a {type(content).__name__}, expected a dict of label arrays; {_LABEL_FILE_FIX}"
+        )
+    return {str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in content.items()}
+
+
+def _load_arrays_only(path: Path) -> object:
+    """``torch.load`` of a label file that allows numpy arrays and nothing else; its failures as one line each."""
     import torch
 
     try:
@@ -206,11 +232,7 @@ def load_label_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"label file {path} is not a PyTorch file (a damaged or truncated archive, or another zip format); "
             f"{_LABEL_FILE_FIX}"
         ) from None
-    if not isinstance(content, Mapping):
-        raise InputFileError(
-            f"label file {path} holds a {type(content).__name__}, expected a dict of label arrays; {_LABEL_FILE_FIX}"
-        )
-    return {str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in content.items()}
+    return content
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
