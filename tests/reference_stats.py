@@ -1,5 +1,5 @@
 """Slow, obviously correct float64 references for the statistics tests: a printed Student t table, a t quantile
-by numerical integration of the density, and a paired t-interval by explicit loops. Independent of
+by numerical integration of the density, a paired t-interval and Spearman's rank correlation by explicit loops. Independent of
 selfdistill.stats (no shared code, a different method)."""
 
 from __future__ import annotations
@@ -59,3 +59,24 @@ def paired_interval(a: list[float], b: list[float], t975: float) -> tuple[float,
         ss += (x - mean) ** 2
     half = t975 * math.sqrt(ss / (n - 1)) / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def loop_ranks(values) -> list[float]:
+    """1-based ranks by counting, ties sharing their mean rank."""
+    values = list(values)
+    out = []
+    for v in values:
+        below = sum(1 for w in values if w < v)
+        equal = sum(1 for w in values if w == v)
+        out.append(below + (equal + 1) / 2)
+    return out
+
+
+def loop_spearman(x, y) -> float:
+    """Pearson's correlation of the counted ranks, by loops."""
+    rx, ry = loop_ranks(x), loop_ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return cov / math.sqrt(vx * vy)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from reference_stats import loop_ranks, loop_spearman
 
 from selfdistill import memorisation as mem
 from selfdistill import memorisation_stats as ms
@@ -43,26 +44,6 @@ def loop_memorisation_epoch(pred_column, label, epochs):
             break
         first = epochs[k]
     return first
-
-
-def loop_ranks(values):
-    """1-based ranks, ties sharing their mean rank."""
-    values = list(values)
-    out = []
-    for v in values:
-        below = sum(1 for w in values if w < v)
-        equal = sum(1 for w in values if w == v)
-        out.append(below + (equal + 1) / 2)
-    return out
-
-
-def loop_spearman(x, y):
-    rx, ry = loop_ranks(x), loop_ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return cov / math.sqrt(vx * vy)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -153,15 +134,6 @@ def test_predictions_take_the_first_of_tied_classes():
 # ----------------------------------------------------------------------------------------------------------------
 # rank correlation and quintiles
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def test_spearman_matches_the_loop_with_ties():
-    rng = np.random.default_rng(3)
-    x = rng.integers(0, 5, 40).astype(float)
-    y = rng.integers(0, 4, 40).astype(float)
-    assert mem.spearman(x, y) == pytest.approx(loop_spearman(x, y), rel=1e-12)
-    assert mem.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    assert np.isnan(mem.spearman([1, 2, 3], [4, 4, 4])) and np.isnan(mem.spearman([1], [2]))
 
 
 def loop_quintile(values, i):

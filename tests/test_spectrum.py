@@ -18,7 +18,6 @@ from selfdistill.spectrum import (
     one_hot,
     resolve_spectrum_delta,
     self_weight,
-    spearman,
     spectral_basis,
     spectrum_tables,
 )
@@ -144,26 +143,6 @@ def test_convergence_epoch_matches_loop(err, q):
     got, want = convergence_epoch(err, epochs, q), loop_convergence(err, epochs, q)
     assert (math.isnan(got) and math.isnan(want)) or got == want
     assert math.isnan(convergence_epoch([1.0, float("nan")], [1, 2], q))
-
-
-def loop_ranks(v):
-    ranks = [0.0] * len(v)
-    for i, a in enumerate(v):
-        less = sum(1 for b in v if b < a)
-        equal = sum(1 for b in v if b == a)
-        ranks[i] = less + (equal + 1) / 2
-    return ranks
-
-
-def test_spearman_matches_loop():
-    x, y = [1, 2, 3, 4, 5, 6], [2.0, 2.0, 5.0, 4.0, 9.0, float("nan")]
-    rx, ry = loop_ranks(x[:5]), loop_ranks(y[:5])
-    mx, my = sum(rx) / 5, sum(ry) / 5
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    want = cov / math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
-    assert spearman(x, y) == pytest.approx(want, rel=1e-12)
-    assert math.isnan(spearman([1, 2, 3], [4.0, 4.0, 4.0]))
-    assert math.isnan(spearman([1, 2], [1.0, 2.0]))
 
 
 def test_order_verdict_words():

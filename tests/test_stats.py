@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
-from reference_stats import T975_TABLE, T995_TABLE, paired_interval, t_cdf_central, t_quantile_by_integration
+from reference_stats import (
+    T975_TABLE,
+    T995_TABLE,
+    loop_spearman,
+    paired_interval,
+    t_cdf_central,
+    t_quantile_by_integration,
+)
 
 from selfdistill import stats
 
@@ -142,3 +150,24 @@ def test_bad_arguments():
         stats.t_quantile(0.4, 3)
     with pytest.raises(ValueError):
         stats.t_quantile(0.975, 0)
+
+
+def test_spearman_matches_the_loop_with_ties():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, 40).astype(float)
+    y = rng.integers(0, 4, 40).astype(float)
+    assert stats.spearman(x, y) == pytest.approx(loop_spearman(x, y), rel=1e-12)
+    assert stats.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_spearman_keeps_the_finite_pairs_only():
+    x, y = [1, 2, 3, 4, 5, 6, 7], [2.0, 2.0, 5.0, 4.0, 9.0, float("nan"), float("inf")]
+    assert stats.spearman(x, y) == pytest.approx(loop_spearman(x[:5], y[:5]), rel=1e-12)
+
+
+def test_spearman_without_enough_pairs_or_with_a_constant_side_is_nan():
+    assert math.isnan(stats.spearman([1, 2, 3], [4.0, 4.0, 4.0]))
+    assert math.isnan(stats.spearman([1], [2]))
+    assert stats.spearman([1, 2], [1.0, 2.0]) == pytest.approx(1.0)
+    assert math.isnan(stats.spearman([1, 2], [1.0, 2.0], min_pairs=3))
+    assert math.isnan(stats.spearman([1, 2, 3], [1.0, 2.0, float("nan")], min_pairs=3))

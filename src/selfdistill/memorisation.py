@@ -32,6 +32,7 @@ from .frequency_stats import degenerate_deltas, with_delta_config
 from .io import InputFileError, atomic_output, check_producer, logged_step
 from .outputs import read_outputs
 from .spectrum import analysis_points
+from .stats import spearman
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +113,6 @@ def memorisation_epochs(predicted: np.ndarray, labels: np.ndarray, epochs: np.nd
     memorised = count > 0
     out[memorised] = epochs[epochs.size - count[memorised]]
     return out
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation: Pearson's correlation of the average ranks (ties share their mean rank); NaN
-    with fewer than 2 values or when either side is constant."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 2:
-        return float("nan")
-    rx, ry = _scipy_stats.rankdata(x), _scipy_stats.rankdata(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-    return float((rx * ry).sum() / den) if den > 0 else float("nan")
 
 
 def quintiles(values: np.ndarray) -> np.ndarray:

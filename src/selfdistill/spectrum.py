@@ -151,18 +151,6 @@ def convergence_epoch(errors: Sequence[float], epochs: Sequence[int], q: float) 
     return float(np.asarray(epochs)[t])
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation of the pairs with both values finite (average ranks for ties); NaN with fewer
-    than 3 such pairs or a constant side."""
-    from scipy import stats
-
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return float("nan")
-    return float(stats.spearmanr(x[ok], y[ok]).statistic)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Points: inputs or features
 # ----------------------------------------------------------------------------------------------------------------

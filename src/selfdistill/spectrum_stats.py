@@ -21,8 +21,18 @@ import pandas as pd
 from .aggregate import concat_runs
 from .io import atomic_output, check_producer, logged_step, setting_keys
 from .mode_names import REFERENCE_MODE
-from .spectrum import convergence_epoch, spearman
-from .stats import CONSTANT, FOUND, INTERVAL_NAME, NO_PAIRS, NOT_DETECTED, NOT_TESTABLE, t_interval, verdict
+from .spectrum import convergence_epoch
+from .stats import (
+    CONSTANT,
+    FOUND,
+    INTERVAL_NAME,
+    NO_PAIRS,
+    NOT_DETECTED,
+    NOT_TESTABLE,
+    spearman,
+    t_interval,
+    verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +56,7 @@ def convergence_table(spectrum: pd.DataFrame, fractions: Sequence[float] = FRACT
         wide = group.pivot(index="epoch", columns="band", values="rel_error").sort_index()
         for q in fractions:
             epochs = [convergence_epoch(wide[b].to_numpy(), wide.index.to_numpy(), q) for b in wide.columns]
-            rho = spearman(wide.columns.to_numpy(), epochs)
+            rho = spearman(wide.columns.to_numpy(), epochs, min_pairs=3)
             for band, epoch in zip(wide.columns, epochs, strict=True):
                 rows.append((*values, q, int(band), epoch, rho))
     return pd.DataFrame(rows, columns=[*run, *CONVERGENCE_COLUMNS[2:]])

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats as _scipy_stats
 
 #: the confidence level of every interval in the summaries, and how the outputs name the interval
@@ -141,3 +142,17 @@ def holm(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[list[float], 
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
     return adjusted, [not math.isnan(a) and a <= alpha for a in adjusted]
+
+
+def spearman(x: Sequence[float], y: Sequence[float], *, min_pairs: int = 2) -> float:
+    """Spearman's rank correlation of the pairs with both values finite: Pearson's correlation of their average
+    ranks (ties share their mean rank). NaN with fewer than ``min_pairs`` such pairs or when either side is
+    constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < max(2, min_pairs):
+        return math.nan
+    rx, ry = _scipy_stats.rankdata(x[ok]), _scipy_stats.rankdata(y[ok])
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    den = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    return float((rx * ry).sum() / den) if den > 0 else math.nan
