@@ -115,13 +115,14 @@ def snakemake(
     return result
 
 
-def expected_targets() -> list[Path]:
-    """Every file the smoke study ends with, relative to its working directory."""
+def expected_targets(seeds: Sequence[int] | None = None) -> list[Path]:
+    """Every file the smoke study ends with, relative to its working directory (``seeds``: the smoke config's unless
+    given)."""
     smoke = yaml.safe_load(SMOKE.read_text())
     files = [SETTING / name for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv")]
     files += [SETTING / "figures" / f"{fig}.png" for fig in FIGURES]
     files += [SETTING / name for name in MEMORISATION_TARGETS]
-    for seed in smoke["seeds"]:
+    for seed in smoke["seeds"] if seeds is None else seeds:
         files.append(SETTING / f"seed{seed}" / "data.h5")
         for mode in smoke["modes"]:
             run = SETTING / f"seed{seed}" / mode

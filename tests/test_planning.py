@@ -54,6 +54,14 @@ def test_library_files_follow_imports_inside_functions(tmp_path):
     assert [Path(p).name for p in cfg.library_files(script)] == ["__init__.py", "frequency.py", "io.py", "outputs.py"]
     script.write_text("import os\n")
     assert cfg.library_files(script) == []
+    # an import deep in nested blocks: class, method, try/except, with, if, for/else, match
+    script.write_text(
+        "class Step:\n    def run(self, x):\n        try:\n            pass\n        except ImportError:\n"
+        "            with open(x):\n                if x:\n                    for _ in x:\n                        pass\n"
+        "                    else:\n                        match x:\n                            case 1:\n"
+        "                                import selfdistill.stats\n"
+    )
+    assert [Path(p).name for p in cfg.library_files(script)] == ["__init__.py", "stats.py"]
 
 
 SCHEMA = SCHEMA_PATH

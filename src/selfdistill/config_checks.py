@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import jsonschema
-import yaml
 
 from .config_errors import StrictValidator, load_schema, schema_error
 from .dataset_files import CIFAR_FOLDERS, DATASET_CHANNELS, DATASET_SHAPES, dataset_option_problem
@@ -29,8 +28,7 @@ ASYMMETRIC_DEFAULT_MAP = ("digits", "cifar10")
 
 def distill_keys(schema_path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
     """The ``distill`` keys each mode reads, from the schema's ``x-mode`` annotations (modes without any map to ())."""
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
+    schema = load_schema(schema_path)
     keys: dict[str, tuple[str, ...]] = {mode: () for mode in schema["properties"]["modes"]["items"]["enum"]}
     for key, prop in schema["properties"]["distill"]["properties"].items():
         keys[prop["x-mode"]] += (key,)

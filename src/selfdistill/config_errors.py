@@ -7,6 +7,8 @@ Only the standard library, jsonschema and PyYAML (both Snakemake dependencies) a
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import os
@@ -39,10 +41,18 @@ def _bounds(schema: Mapping) -> str:
 
 
 def load_schema(schema: str | os.PathLike | Mapping) -> dict:
-    """The config schema as a mapping (read from its file unless it is one already)."""
+    """The config schema as a mapping (read from its file unless it is one already); a file is parsed once per
+    process and version of the file, and each call gets its own copy."""
     if isinstance(schema, Mapping):
         return dict(schema)
-    with open(schema) as fh:
+    path = os.fspath(schema)
+    return copy.deepcopy(_parsed_yaml(path, os.stat(path).st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_yaml(path: str, mtime_ns: int) -> dict:
+    """The YAML file ``path`` as it was at ``mtime_ns`` (planning reads the schema five times)."""
+    with open(path) as fh:
         return yaml.safe_load(fh)
 
 

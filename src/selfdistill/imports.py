@@ -15,11 +15,20 @@ PACKAGE = "selfdistill"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def _statements(body: list[ast.stmt]):
+    """Every statement in ``body`` and in the blocks nested in it (functions, classes, if/try/with/for bodies); an
+    import is a statement, so the expressions, most of a module's tree, are never visited."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, None) or [])
+
+
 def _imported_modules(source: Path) -> set[str]:
     """Names of the ``selfdistill`` modules ``source`` imports anywhere in its code (also inside functions)."""
     inside_package = source.resolve().parent == PACKAGE_DIR
     found = set()
-    for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
+    for node in _statements(ast.parse(source.read_text(), filename=str(source)).body):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
