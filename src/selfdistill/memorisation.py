@@ -25,14 +25,13 @@ import os
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _scipy_stats
 
 from .frequency import FrequencyFilter
 from .frequency_stats import degenerate_deltas, with_delta_config
 from .io import InputFileError, atomic_output, check_producer, logged_step
 from .outputs import read_outputs
 from .spectrum import analysis_points
-from .stats import spearman
+from .stats import average_ranks, spearman
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def quintiles(values: np.ndarray) -> np.ndarray:
         raise ValueError("quintiles of NaN values")
     if values.size == 0:
         return np.zeros(0, dtype=np.int64)
-    ranks = _scipy_stats.rankdata(values)
+    ranks = average_ranks(values)
     return (np.floor(5 * (ranks - 1) / values.size) + 1).astype(np.int64)
 
 
