@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,22 @@ from selfdistill.data import build_corrupted_dataset
 #: the library logger as the session found it: level, handlers, propagation
 LIBRARY_LOGGER = logging.getLogger("selfdistill")
 PRISTINE = LIBRARY_LOGGER.level, list(LIBRARY_LOGGER.handlers), LIBRARY_LOGGER.propagate
+
+
+def pytest_report_header() -> str | None:
+    """Warn when every Snakemake start will wait: with SLURM's client commands installed (e.g. by an earlier
+    tests/test_slurm.py) and no controller answering, the SLURM executor plugin's import runs ``scontrol show config``
+    and waits about 9 s for it, in every Snakemake start of the suite until test_slurm.py starts the cluster."""
+    if shutil.which("sinfo") is None or shutil.which("scontrol") is None:
+        return None
+    try:
+        subprocess.run(["scontrol", "ping"], capture_output=True, timeout=2, check=True)
+    except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
+        return (
+            "warning: SLURM's commands are installed but no controller answers: each Snakemake start waits ~9 s in "
+            "the SLURM plugin; start the test cluster first (bash tests/cluster/start_slurm.sh)"
+        )
+    return None
 
 
 @pytest.fixture(autouse=True)
