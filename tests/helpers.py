@@ -115,14 +115,14 @@ def snakemake(
     return result
 
 
-def expected_targets(seeds: Sequence[int] | None = None) -> list[Path]:
-    """Every file the smoke study ends with, relative to its working directory (``seeds``: the smoke config's unless
-    given)."""
-    smoke = yaml.safe_load(SMOKE.read_text())
+def expected_targets(overrides: Mapping | None = None) -> list[Path]:
+    """Every file the smoke study ends with, relative to its working directory; ``overrides``: top-level keys (e.g.
+    ``seeds``, ``modes``) that replace the smoke config's."""
+    smoke = yaml.safe_load(SMOKE.read_text()) | dict(overrides or {})
     files = [SETTING / name for name in ("histories.csv", "summary.csv", "summary.md", "frequency.csv")]
     files += [SETTING / "figures" / f"{fig}.png" for fig in FIGURES]
     files += [SETTING / name for name in MEMORISATION_TARGETS]
-    for seed in smoke["seeds"] if seeds is None else seeds:
+    for seed in smoke["seeds"]:
         files.append(SETTING / f"seed{seed}" / "data.h5")
         for mode in smoke["modes"]:
             run = SETTING / f"seed{seed}" / mode

@@ -56,15 +56,15 @@ def slurm_cluster() -> Iterator[Path]:
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
-#: the smoke study with one seed, under the smoke study's name: every rule and every mode goes through SLURM once
-#: (a second seed would submit the same jobs again)
-ONE_SEED = {"study": "smoke", "seeds": [0]}
+#: the smoke study with one seed and two of its modes, under the smoke study's name: every rule goes through SLURM,
+#: for the reference mode and a distilling one (another seed or mode would submit the same jobs again)
+SLURM_STUDY = {"study": "smoke", "seeds": [0], "modes": ["ce", "self_distill"]}
 
 
 def submit(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run the one-seed smoke study in `workdir` through the SLURM profile plus the test cluster's settings."""
-    override = workdir / "one_seed.yaml"
-    override.write_text(yaml.safe_dump(ONE_SEED))
+    """Run the one-seed, two-mode smoke study in `workdir` through the SLURM profile plus the test cluster's settings."""
+    override = workdir / "slurm_study.yaml"
+    override.write_text(yaml.safe_dump(SLURM_STUDY))
     return snakemake(
         workdir,
         "--profile",
@@ -81,7 +81,7 @@ def submit(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
-    """The one-seed smoke study submitted to the cluster once; its work directory and Snakemake's output."""
+    """The one-seed, two-mode smoke study submitted to the cluster once; its work directory and Snakemake's output."""
     # its own build, not the session's smoke study: what is tested is that the jobs go through SLURM
     workdir = tmp_path_factory.mktemp("slurm")
     result = submit(workdir)
@@ -90,11 +90,10 @@ def slurm_run(slurm_cluster, tmp_path_factory) -> tuple[Path, str]:
 
 def test_every_target_exists(slurm_run):
     workdir, _ = slurm_run
-    missing = [str(p) for p in expected_targets(ONE_SEED["seeds"]) if not (workdir / p).is_file()]
+    missing = [str(p) for p in expected_targets(SLURM_STUDY) if not (workdir / p).is_file()]
     assert not missing, missing
-    smoke = yaml.safe_load(SMOKE.read_text())
     logs = list((workdir / SETTING / "logs").rglob("train_*.log"))
-    assert len(logs) == len(ONE_SEED["seeds"]) * len(smoke["modes"])
+    assert len(logs) == len(SLURM_STUDY["seeds"]) * len(SLURM_STUDY["modes"])
     assert all("epoch 4/4" in log.read_text() for log in logs)
 
 
@@ -106,9 +105,10 @@ def test_training_went_through_sbatch(slurm_run, slurm_cluster):
     jobs = {
         Path(log).resolve().parent.relative_to(slurm_logs).parts: job_id for job_id, log in SUBMITTED.findall(output)
     }
-    smoke = yaml.safe_load(SMOKE.read_text())
     setting = SETTING.parts[2]
-    runs = {("rule_train", f"{setting}_{seed}_{mode}") for seed in ONE_SEED["seeds"] for mode in smoke["modes"]}
+    runs = {
+        ("rule_train", f"{setting}_{seed}_{mode}") for seed in SLURM_STUDY["seeds"] for mode in SLURM_STUDY["modes"]
+    }
     assert runs <= jobs.keys(), output
     controller = (slurm_cluster / "slurmctld.log").read_text()
     for run in sorted(runs):
