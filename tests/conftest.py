@@ -1,8 +1,14 @@
-"""Shared fixtures: a small corrupted digits dataset, the repository root and the smoke study, built once."""
+"""Shared fixtures: a small corrupted digits dataset, the repository root and the smoke study, built once.
+
+The suite runs in two processes (pytest-xdist, ``-n 2 --dist loadfile`` in pyproject.toml: each test module in one
+of them, so a module's own fixtures are built once). The smoke study is built once for both (:func:`smoke_study`),
+and each process has its own GPU lock directory, so that two modules' fake GPUs never share slots."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,6 +18,7 @@ import pytest
 from helpers import REPO, copy_repository, copy_study, snakemake
 
 from selfdistill.data import build_corrupted_dataset
+from selfdistill.gpu_slots import LOCK_DIR_ENV
 
 #: the library logger as the session found it: level, handlers, propagation
 LIBRARY_LOGGER = logging.getLogger("selfdistill")
@@ -61,15 +68,42 @@ def digits_pair40(tmp_path_factory) -> Path:
     return path
 
 
+def session_root(tmp_path_factory) -> Path:
+    """The folder all processes of this test session share: pytest's base temporary folder, or with pytest-xdist
+    the one above each worker's."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gpu_lock_dir(tmp_path_factory) -> Iterator[None]:
+    """This process's own GPU lock directory (SELFDISTILL_GPU_LOCK_DIR, inherited by the Snakemake runs it starts)
+    unless one is set: the per-user default would let two test processes' fake GPUs take each other's slots."""
+    if LOCK_DIR_ENV in os.environ:
+        yield
+        return
+    os.environ[LOCK_DIR_ENV] = str(tmp_path_factory.mktemp("gpu-locks"))
+    yield
+    os.environ.pop(LOCK_DIR_ENV, None)
+
+
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory) -> Path:
     """A copy of the repository (its own Snakefile, library and configs) with the smoke study (config/smoke.yaml)
-    built in it by Snakemake, once per test session.
+    built in it by Snakemake, once per test session: the first test process that needs it builds it, holding a lock
+    that the other waits on.
 
     Shared by every test that needs the finished smoke study: read it, or dry-run Snakemake on it, but change
     nothing in it (not even a file's time); a test that does takes :func:`smoke_copy`."""
-    study = copy_repository(tmp_path_factory.mktemp("smoke_study") / "repo")
-    snakemake(study)
+    root = session_root(tmp_path_factory)
+    study, built = root / "smoke_study" / "repo", root / "smoke_study.built"
+    with open(root / "smoke_study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.is_file():
+            shutil.rmtree(study.parent, ignore_errors=True)
+            copy_repository(study)
+            snakemake(study)
+            built.touch()
     return study
 
 
