@@ -31,12 +31,16 @@ find_browser() {
 	return 1
 }
 
+# The test suite runs in two processes that may install the browser and SLURM at the same time: apt and dpkg take
+# one at a time, so each apt-get waits for this lock instead of failing on dpkg's.
+APT_LOCK=/tmp/selfdistill-apt.lock
+
 if ! browser=$(find_browser); then
 	[[ $(id -u) -eq 0 ]] || skip "chromium is not installed and installing it needs root"
 	command -v apt-get >/dev/null || skip "chromium is not installed and there is no apt-get to install it"
 	echo "ensure_chromium.sh: installing chromium (log: $LOG)" >&2
-	if ! { DEBIAN_FRONTEND=noninteractive apt-get update >"$LOG" 2>&1 &&
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >>"$LOG" 2>&1; }; then
+	if ! { DEBIAN_FRONTEND=noninteractive flock -w 900 "$APT_LOCK" apt-get update >"$LOG" 2>&1 &&
+		DEBIAN_FRONTEND=noninteractive flock -w 900 "$APT_LOCK" apt-get install -y --no-install-recommends chromium >>"$LOG" 2>&1; }; then
 		skip "apt-get could not install chromium (see $LOG)"
 	fi
 	browser=$(find_browser) || fail "chromium was installed but is not on the PATH"

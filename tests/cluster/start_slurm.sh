@@ -44,6 +44,10 @@ alive() {
 [[ $(id -u) -eq 0 ]] || skip "must run as root (munged, slurmctld and slurmd are started directly)"
 command -v dpkg-query >/dev/null || skip "not a Debian-like system (no dpkg-query)"
 
+# The test suite runs in two processes that may install the browser and SLURM at the same time: apt and dpkg take
+# one at a time, so each apt-get waits for this lock instead of failing on dpkg's.
+APT_LOCK=/tmp/selfdistill-apt.lock
+
 # --- 1. packages -------------------------------------------------------------------------------------------------
 mkdir -p "$STATE"
 missing=()
@@ -63,8 +67,8 @@ if ((${#missing[@]})); then
 		own_policy=1
 	fi
 	apt_ok=0
-	if DEBIAN_FRONTEND=noninteractive apt-get update >"$STATE/apt.log" 2>&1 &&
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+	if DEBIAN_FRONTEND=noninteractive flock -w 900 "$APT_LOCK" apt-get update >"$STATE/apt.log" 2>&1 &&
+		DEBIAN_FRONTEND=noninteractive flock -w 900 "$APT_LOCK" apt-get install -y --no-install-recommends "${missing[@]}" \
 			>>"$STATE/apt.log" 2>&1; then
 		apt_ok=1
 	fi
